@@ -45,7 +45,7 @@ fn the_example_parses_completely() {
     let c = parse(EXAMPLE).unwrap();
     assert_eq!(c.id, "spring-2027");
     assert_eq!(c.games.len(), 10);
-    assert_eq!(c.gifts.len(), 24);
+    assert_eq!(c.gifts.len(), 26);
     assert_eq!(c.channels.len(), 3);
     assert_eq!(c.delivery_deadline_s, 48 * 3600);
     assert_eq!(c.coupon_ttl_s, 24 * 3600);
