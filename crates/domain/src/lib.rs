@@ -9,3 +9,4 @@ pub use campaign::{
     Audience, Campaign, CampaignError, Channel, GameIndex, Gift, GiftIndex, RegistrationClass,
 };
 pub use profile::{GameSet, Profile, ProfileTable};
+pub use synth::Role;
