@@ -134,7 +134,13 @@ impl SynthModel {
 
     /// The user's roles in one game (empty where not registered), at most [`MAX_ROLES_PER_GAME`].
     pub fn roles(&self, user: u64, game: GameIndex) -> Vec<Role> {
-        if usize::from(game.0) >= self.games || !self.profile(user).registered.contains(game) {
+        self.roles_given(user, game, self.profile(user).registered)
+    }
+
+    /// [`SynthModel::roles`] for a caller that already holds the user's registrations (the
+    /// generator), saving a second derivation of the profile.
+    pub fn roles_given(&self, user: u64, game: GameIndex, registered: GameSet) -> Vec<Role> {
+        if usize::from(game.0) >= self.games || !registered.contains(game) {
             return Vec::new();
         }
         let mut rng = stream(&[self.seed, user, u64::from(game.0), 0x524F4C45]);
