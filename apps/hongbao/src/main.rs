@@ -1,8 +1,11 @@
 //! `hongbao`: one binary for every role of the campaign backend. See `hongbao --help` and the
 //! README; DESIGN.md §4 is the contract for the subcommands and flags.
 
+mod demo;
+mod node;
 mod synthetic;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -18,6 +21,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything embedded: the example campaign, synthetic users, the game-side simulator and
+    /// an API node. Needs no servers and no files.
+    Demo(demo::DemoArgs),
+    /// An API node for a campaign.
+    Serve(node::ServeArgs),
+    /// The static catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Deterministic synthetic users: registrations, preferences and roles.
     Gen {
         #[arg(long)]
@@ -33,6 +46,19 @@ enum Command {
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
+    },
+    /// The game side (IDIP) simulator.
+    GameSim(node::GameSimArgs),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Compiles the campaign's public part into content-hashed files and a manifest.
+    Build {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -52,13 +78,43 @@ pub fn load_campaign(path: &Path) -> Result<Campaign> {
     Ok(Campaign::load(path, &|name| std::env::var(name).ok())?)
 }
 
+/// Parses a listen address, naming the flag on failure.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|e| format!("`{text}` is not an address like 127.0.0.1:8080 ({e})"))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => {
+            init_tracing("warn");
+            runtime()?.block_on(demo::run(args))
+        }
+        Command::Serve(args) => {
+            init_tracing("info");
+            runtime()?.block_on(node::serve(args))
+        }
+        Command::GameSim(args) => {
+            init_tracing("info");
+            runtime()?.block_on(node::game_sim(args))
+        }
+        Command::Catalog { command: CatalogCommand::Build { config, out } } => {
+            let campaign = load_campaign(&config)?;
+            let catalog = hongbao_catalog::build(&campaign);
+            hongbao_catalog::write(&catalog, &out)
+                .with_context(|| format!("write catalog into {}", out.display()))?;
+            println!("catalog {} written to {}", catalog.version, out.display());
+            for file in &catalog.files {
+                println!("  {} ({} bytes)", file.name, file.bytes.len());
+            }
+            Ok(())
+        }
         Command::Gen { config, users, out, seed } => {
             let campaign = load_campaign(&config)?;
-            let report = synthetic::generate(&campaign, users, seed, &out).context("generate users")?;
+            let report =
+                synthetic::generate(&campaign, users, seed, &out).context("generate users")?;
             synthetic::print_report(&mut std::io::stdout().lock(), &report, &out)?;
+            Ok(())
         }
         Command::Profiles { command: ProfilesCommand::Inspect { config, dir } } => {
             let campaign = load_campaign(&config)?;
@@ -74,7 +130,18 @@ fn main() -> Result<()> {
                 table.resident_bytes() as f64 / users as f64,
                 table.header().seed,
             );
+            Ok(())
         }
     }
-    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")
+}
+
+/// Logs to stderr (stdout is for what a command prints as its result); `RUST_LOG` overrides.
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

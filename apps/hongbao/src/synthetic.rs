@@ -135,4 +135,3 @@ pub fn print_report(out: &mut impl Write, report: &GenReport, dir: &Path) -> std
         report.roles_bytes,
     )
 }
-

@@ -1,0 +1,200 @@
+//! The binary end to end: gen agrees with game-sim, catalog builds are reproducible, the demo
+//! serves, bad input gets clear errors.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use hongbao_domain::profile::read_roles;
+use hongbao_domain::synth::region_of_zone;
+use support::{BIN, Running, campaign_path, run_ok};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = campaign_path();
+    let config = config.to_str().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let users = 3_000u64;
+    run_ok(&[
+        "gen",
+        "--config",
+        config,
+        "--users",
+        &users.to_string(),
+        "--out",
+        out,
+        "--seed",
+        "7",
+    ]);
+
+    // Every stored role, by (user, game index).
+    let mut stored: HashMap<(u64, u8), Vec<(u16, u64, u32)>> = HashMap::new();
+    let file = std::fs::File::open(dir.path().join("roles.bin")).unwrap();
+    let (seed, count) = read_roles(std::io::BufReader::new(file), |user, roles| {
+        for r in roles {
+            stored.entry((user, r.game.0)).or_default().push((
+                u16::from(r.zone_id),
+                r.role_id,
+                u32::from(r.level),
+            ));
+        }
+    })
+    .unwrap();
+    assert_eq!((seed, count), (7, users));
+
+    let mut sim = Running::spawn(&[
+        "game-sim",
+        "--config",
+        config,
+        "--addr",
+        "127.0.0.1:0",
+        "--seed",
+        "7",
+        "--users",
+        &users.to_string(),
+        "--role-latency-ms",
+        "0",
+    ]);
+    let base = sim.wait_for_url("listening");
+    let client = reqwest::Client::new();
+    let campaign = hongbao_domain::Campaign::load(&campaign_path(), &|_| None).unwrap();
+    let mut compared_roles = 0;
+    // Every 7th user over the whole range and every game: registered or not, both sides agree.
+    for user in (10_000..10_000 + users).step_by(7) {
+        for game in &campaign.games {
+            let body: serde_json::Value = client
+                .get(format!("{base}/idip/v1/roles?user={user}&game={}", game.id))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let answered: Vec<(u16, u64, u32)> = body["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let zone = r["zone_id"].as_u64().unwrap() as u16;
+                    assert_eq!(r["region"].as_str(), region_of_zone(zone));
+                    (zone, r["role_id"].as_u64().unwrap(), r["level"].as_u64().unwrap() as u32)
+                })
+                .collect();
+            let expected = stored.get(&(user, game.index.0)).cloned().unwrap_or_default();
+            compared_roles += expected.len();
+            assert_eq!(answered, expected, "user {user} game {}", game.id);
+        }
+    }
+    assert!(compared_roles > 500, "too few roles compared: {compared_roles}");
+}
+
+#[test]
+fn catalog_build_is_reproducible_and_private() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let config = campaign_path();
+    for dir in [&a, &b] {
+        run_ok(&[
+            "catalog",
+            "build",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ]);
+    }
+    let mut names: Vec<_> =
+        std::fs::read_dir(a.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for name in &names {
+        let x = std::fs::read(a.path().join(name)).unwrap();
+        let y = std::fs::read(b.path().join(name)).unwrap();
+        assert_eq!(x, y, "{name:?} differs between two builds");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.path().join("manifest.json")).unwrap()).unwrap();
+    let json_name = manifest["files"]["json"].as_str().unwrap();
+    let json = std::fs::read_to_string(a.path().join(json_name)).unwrap();
+    assert!(json.contains("lh-legend"));
+    for secret in ["dev-only-change-me", "127.0.0.1:9100", "3000000", "\"stock\""] {
+        assert!(!json.contains(secret), "catalog leaks {secret}");
+    }
+}
+
+#[test]
+fn bad_campaign_file_is_refused_with_file_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(campaign_path()).unwrap().replacen(
+        "stock = 3000000",
+        "stock = 0",
+        1,
+    );
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "catalog",
+            "build",
+            "--config",
+            path.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.toml")
+            && stderr.contains("gifts[0].stock")
+            && stderr.contains("positive"),
+        "{stderr}"
+    );
+    let missing = Command::new(BIN)
+        .args(["gen", "--config", "/nonexistent.toml", "--users", "1", "--out", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_health_and_catalog_with_no_files() {
+    let data = tempfile::tempdir().unwrap();
+    let mut demo = Running::spawn(&[
+        "demo",
+        "--addr",
+        "127.0.0.1:0",
+        "--users",
+        "1000",
+        "--no-load",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    let api = demo.wait_for_url("api ");
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{api}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = client.get(format!("{api}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let manifest: serde_json::Value = client
+        .get(format!("{api}/static/catalog/manifest.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file = manifest["files"]["json"].as_str().unwrap();
+    let catalog = client.get(format!("{api}/static/catalog/{file}")).send().await.unwrap();
+    assert_eq!(catalog.status(), 200);
+    assert!(catalog.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    let body: serde_json::Value = catalog.json().await.unwrap();
+    assert_eq!(body["gifts"].as_array().unwrap().len(), 26);
+    assert!(data.path().join("profiles.bin").exists());
+    let status = demo.terminate();
+    assert!(status.success(), "demo exited with {status}");
+}

@@ -1,0 +1,130 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every handler and extractor returns [`ApiError`]; its body is always
+//! `{"error":{"code":"snake_case","message":"…"}}` (DESIGN.md §4). Clients branch on `code`,
+//! humans read `message`. The axum rejections (JSON, query, path) are mapped here too, so no
+//! route ever answers with axum's plain-text defaults.
+
+use std::fmt;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to the client. `code` is a stable snake_case identifier (part of the API
+/// contract); `message` is for humans and may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        debug_assert!(
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "error codes are snake_case: {code:?}"
+        );
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 400 with a specific code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 503 `not_ready`: the node is up but not (yet, or no longer) taking traffic.
+    pub fn not_ready(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+    }
+
+    /// 500 `internal`. The message is sent to the client: keep internals out of it and log
+    /// the details where the error happens.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Wire layout of an error. WARNING: clients parse this; changing it breaks them.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let message = rejection.body_text();
+        match rejection {
+            // Well-formed JSON of the wrong shape: unknown field, missing field, wrong type.
+            JsonRejection::JsonDataError(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+            }
+            JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", message),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body larger than {} bytes", crate::BODY_LIMIT_BYTES),
+            ),
+            // The body could not be read (client went away, broken chunking, …).
+            other => ApiError::new(other.status(), "unreadable_body", message),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+/// Fallback for paths no route matches.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+/// Fallback for a known path with a method it does not accept. axum still adds the `Allow`
+/// header naming the accepted methods.
+pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {method} is not allowed on this resource"),
+    )
+}

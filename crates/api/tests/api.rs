@@ -1,0 +1,384 @@
+//! The router, driven in-process with `oneshot`, plus one test over a real socket for `serve`.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::routing::{get, post};
+use hongbao_api::{ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, router, with_common_layers};
+use hongbao_domain::Campaign;
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+const SPRING: &str = include_str!("../../../config/spring-festival.toml");
+
+fn state() -> ApiState {
+    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
+    let state = ApiState::new(Arc::new(campaign));
+    state.set_ready(true);
+    state
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(&name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header(header::CONTENT_TYPE), "application/json");
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    Reply { status: parts.status, headers: parts.headers, body }
+}
+
+async fn get_with(app: &Router, uri: &str, headers: &[(header::HeaderName, &str)]) -> Reply {
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(k, *v);
+    }
+    send(app, req.body(Body::empty()).expect("request")).await
+}
+
+async fn manifest(app: &Router) -> Value {
+    let r = get_with(app, "/static/catalog/manifest.json", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json()
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let app = router(state());
+    let r = get_with(&app, "/healthz", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(r.json(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn readiness_follows_the_flag() {
+    let state = state();
+    let app = router(state.clone());
+    let r = get_with(&app, "/readyz", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"status": "ready"}));
+
+    state.set_ready(false);
+    get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    // Liveness does not depend on readiness.
+    assert_eq!(get_with(&app, "/healthz", &[]).await.status, StatusCode::OK);
+
+    state.set_ready(true);
+    assert_eq!(get_with(&app, "/readyz", &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn new_state_starts_not_ready() {
+    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
+    let app = router(ApiState::new(Arc::new(campaign)));
+    get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+}
+
+#[tokio::test]
+async fn manifest_names_the_served_version_with_cache_headers() {
+    let state = state();
+    let app = router(state.clone());
+    let m = get_with(&app, "/static/catalog/manifest.json", &[]).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert_eq!(m.header(header::CACHE_CONTROL), "public, max-age=5");
+    assert_eq!(m.header(header::CONTENT_TYPE), "application/json");
+    let etag = m.header(header::ETAG);
+    assert!(etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let m = m.json();
+    assert_eq!(m["campaign_id"], "spring-2027");
+    assert_eq!(m["version"], state.catalog.version());
+
+    let name = m["files"]["json"].as_str().expect("json name");
+    let r = get_with(&app, &format!("/static/catalog/{name}"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header(header::CACHE_CONTROL), "public, max-age=31536000, immutable");
+    assert_eq!(r.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(r.header(header::VARY), "accept-encoding");
+    assert!(r.headers.get(header::CONTENT_ENCODING).is_none());
+    assert!(r.header(header::ETAG).starts_with('"'));
+    let catalog = r.json();
+    assert_eq!(catalog["campaign_id"], "spring-2027");
+    assert_eq!(catalog["gifts"][0]["id"], "lh-starter");
+}
+
+#[tokio::test]
+async fn if_none_match_gives_304_without_a_body() {
+    let app = router(state());
+    let name = manifest(&app).await["files"]["json"].as_str().expect("name").to_string();
+    let uri = format!("/static/catalog/{name}");
+    let first = get_with(&app, &uri, &[]).await;
+    let etag = first.header(header::ETAG).to_string();
+
+    let again = get_with(&app, &uri, &[(header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header(header::ETAG), etag);
+    assert_eq!(again.header(header::CACHE_CONTROL), "public, max-age=31536000, immutable");
+
+    let other = get_with(&app, &uri, &[(header::IF_NONE_MATCH, "\"something-else\"")]).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.body, first.body);
+
+    // The manifest revalidates the same way.
+    let m = get_with(&app, "/static/catalog/manifest.json", &[]).await;
+    let m_tag = m.header(header::ETAG).to_string();
+    let m2 =
+        get_with(&app, "/static/catalog/manifest.json", &[(header::IF_NONE_MATCH, &m_tag)]).await;
+    assert_eq!(m2.status, StatusCode::NOT_MODIFIED);
+    assert!(m2.body.is_empty());
+}
+
+#[tokio::test]
+async fn accept_encoding_selects_precompressed_variants() {
+    let app = router(state());
+    let name = manifest(&app).await["files"]["json"].as_str().expect("name").to_string();
+    let uri = format!("/static/catalog/{name}");
+    let plain = get_with(&app, &uri, &[]).await;
+
+    let br = get_with(&app, &uri, &[(header::ACCEPT_ENCODING, "gzip, deflate, br")]).await;
+    assert_eq!(br.status, StatusCode::OK);
+    assert_eq!(br.header(header::CONTENT_ENCODING), "br");
+    assert_eq!(br.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(br.header(header::VARY), "accept-encoding");
+    assert_ne!(br.header(header::ETAG), plain.header(header::ETAG), "one tag per variant");
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&br.body[..], 4096).read_to_end(&mut decoded).expect("brotli");
+    assert_eq!(decoded, plain.body);
+
+    let gz = get_with(&app, &uri, &[(header::ACCEPT_ENCODING, "gzip")]).await;
+    assert_eq!(gz.header(header::CONTENT_ENCODING), "gzip");
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut decoded).expect("gzip");
+    assert_eq!(decoded, plain.body);
+
+    // A 304 for the br variant needs the br variant's tag.
+    let br_tag = br.header(header::ETAG).to_string();
+    let cached = get_with(
+        &app,
+        &uri,
+        &[(header::ACCEPT_ENCODING, "br"), (header::IF_NONE_MATCH, br_tag.as_str())],
+    )
+    .await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.header(header::VARY), "accept-encoding");
+}
+
+#[tokio::test]
+async fn compressed_files_asked_for_directly_are_json_with_content_encoding() {
+    let app = router(state());
+    let m = manifest(&app).await;
+    for (key, encoding) in [("br", "br"), ("gzip", "gzip")] {
+        let name = m["files"][key].as_str().expect("name");
+        // No Accept-Encoding: the client named the encoded file itself.
+        let r = get_with(&app, &format!("/static/catalog/{name}"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}");
+        assert_eq!(r.header(header::CONTENT_TYPE), "application/json");
+        assert_eq!(r.header(header::CONTENT_ENCODING), encoding);
+        assert_eq!(r.header(header::CACHE_CONTROL), "public, max-age=31536000, immutable");
+        assert!(r.headers.get(header::VARY).is_none());
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404() {
+    let app = router(state());
+    for uri in [
+        "/nope",
+        "/",
+        "/static/catalog/",
+        "/static/catalog",
+        "/static/catalog/catalog.0000000000000000.json",
+        "/static/catalog/manifest.json/extra",
+    ] {
+        get_with(&app, uri, &[]).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn traversal_attempts_are_404() {
+    let app = router(state());
+    for uri in [
+        "/static/catalog/..",
+        "/static/catalog/%2e%2e",
+        "/static/catalog/%2E%2E",
+        "/static/catalog/../../Cargo.toml",
+        "/static/catalog/..%2f..%2fCargo.toml",
+        "/static/catalog/%2e%2e%2f%2e%2e%2fCargo.toml",
+        "/static/catalog/.%2e/.%2e/etc/passwd",
+        "/static/catalog/%2fetc%2fpasswd",
+        "/static/catalog/..%5c..%5cCargo.toml",
+        "/static/catalog/%ff%fe",
+        "/static/catalog/manifest.json%00",
+    ] {
+        get_with(&app, uri, &[]).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_json_405() {
+    let app = router(state());
+    for (method, uri) in [
+        (Method::POST, "/healthz"),
+        (Method::DELETE, "/readyz"),
+        (Method::PUT, "/static/catalog/manifest.json"),
+    ] {
+        let r = send(
+            &app,
+            Request::builder().method(method).uri(uri).body(Body::empty()).expect("request"),
+        )
+        .await;
+        r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        assert!(r.header(header::ALLOW).contains("GET"), "{:?}", r.headers);
+    }
+}
+
+#[tokio::test]
+async fn head_is_answered_without_a_body() {
+    let app = router(state());
+    let r = send(
+        &app,
+        Request::head("/static/catalog/manifest.json").body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.is_empty());
+    assert!(r.headers.contains_key(header::ETAG));
+}
+
+// --- ApiJson / ApiQuery on a tiny router with the same common layers ------------------------
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Probe {
+    name: String,
+    count: u32,
+}
+
+fn probe_app() -> Router {
+    let routes = Router::new()
+        .route("/probe", post(|ApiJson(p): ApiJson<Probe>| async move { ApiJson(p) }))
+        .route("/query", get(|ApiQuery(p): ApiQuery<Probe>| async move { ApiJson(p) }));
+    with_common_layers(routes)
+}
+
+async fn post_json(app: &Router, content_type: Option<&str>, body: impl Into<Body>) -> Reply {
+    let mut req = Request::post("/probe");
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    send(app, req.body(body.into()).expect("request")).await
+}
+
+#[tokio::test]
+async fn api_json_accepts_a_good_body() {
+    let app = probe_app();
+    let r = post_json(&app, Some("application/json"), r#"{"name":"a","count":2}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"name": "a", "count": 2}));
+}
+
+#[tokio::test]
+async fn api_json_maps_rejections_to_json_errors() {
+    let app = probe_app();
+    post_json(&app, Some("application/json"), r#"{"name":"a","count":"#)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    post_json(&app, Some("text/plain"), r#"{"name":"a","count":2}"#)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    post_json(&app, None, r#"{"name":"a","count":2}"#)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    post_json(&app, Some("application/json"), r#"{"name":"a","count":2,"extra":1}"#)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    post_json(&app, Some("application/json"), r#"{"name":"a","count":-1}"#)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    post_json(&app, Some("application/json"), r#"{"name":"a"}"#)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+}
+
+#[tokio::test]
+async fn api_json_refuses_oversized_bodies() {
+    let app = probe_app();
+    // Valid JSON, just too big: the limit is checked before parsing.
+    let big = format!(r#"{{"name":"{}","count":1}}"#, "x".repeat(BODY_LIMIT_BYTES));
+    post_json(&app, Some("application/json"), big)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    // Just under the limit still parses.
+    let fits = format!(r#"{{"name":"{}","count":1}}"#, "x".repeat(BODY_LIMIT_BYTES - 100));
+    assert_eq!(post_json(&app, Some("application/json"), fits).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_query_maps_rejections() {
+    let app = probe_app();
+    let ok = get_with(&app, "/query?name=a&count=3", &[]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.json(), json!({"name": "a", "count": 3}));
+    get_with(&app, "/query?name=a&count=lots", &[])
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    get_with(&app, "/query?name=a", &[])
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    // The common layers apply to any router built with them.
+    get_with(&app, "/elsewhere", &[]).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    let r = send(&app, Request::delete("/probe").body(Body::empty()).expect("request")).await;
+    r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+// --- serve -------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn serve_answers_over_tcp_and_shuts_down_gracefully() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hongbao_api::serve(listener, router(state()), async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
+
+    stop_tx.send(()).expect("server still running");
+    server.await.expect("server task").expect("serve result");
+}
