@@ -1,0 +1,267 @@
+//! The cache's rules against the counting fake source and the in-memory L2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hongbao_domain::{GameIndex, Role};
+
+use super::*;
+use crate::memory::{MemoryRoleSource, MemoryRoleStore};
+
+const USER: u64 = 10_001;
+const GAME: GameIndex = GameIndex(3);
+const KEY: RoleKey = RoleKey { user: USER, game: GAME };
+/// Long enough that nothing expires during a test unless the test means it to.
+const LONG: Duration = Duration::from_secs(3600);
+
+fn role(role_id: u64) -> Role {
+    Role { zone_id: 2, region: "cn-south".to_string(), role_id, level: 30 }
+}
+
+fn config() -> RoleCacheConfig {
+    RoleCacheConfig { max_entries: 1_000, ttl: LONG, negative_ttl: LONG }
+}
+
+fn cache_over(source: &Arc<MemoryRoleSource>, l2: Option<&Arc<MemoryRoleStore>>) -> RoleCache {
+    let l2 = l2.map(|s| s.clone() as Arc<dyn RoleStoreL2>);
+    RoleCache::new(source.clone(), l2, config())
+}
+
+fn timeout() -> GatewayError {
+    GatewayError::Timeout { game: "g".to_string(), timeout_ms: 300 }
+}
+
+#[tokio::test]
+async fn a_second_lookup_is_an_l1_hit() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1), role(2)]);
+    let cache = cache_over(&source, None);
+
+    let first = cache.roles(USER, GAME).await.unwrap();
+    let second = cache.roles(USER, GAME).await.unwrap();
+    assert_eq!(&*first, &[role(1), role(2)]);
+    assert!(Arc::ptr_eq(&first, &second), "the cached list is shared, not copied");
+    assert_eq!(source.calls(), 1);
+    let counters = cache.stats().snapshot();
+    assert_eq!((counters.misses, counters.hits_l1), (1, 1));
+}
+
+#[tokio::test]
+async fn keys_are_per_user_and_game() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let cache = cache_over(&source, None);
+
+    assert_eq!(cache.roles(USER, GAME).await.unwrap().len(), 1);
+    assert!(cache.roles(USER, GameIndex(4)).await.unwrap().is_empty());
+    assert!(cache.roles(USER + 1, GAME).await.unwrap().is_empty());
+    assert_eq!(source.calls(), 3);
+}
+
+#[tokio::test]
+async fn no_role_is_cached_too() {
+    let source = Arc::new(MemoryRoleSource::new());
+    let cache = cache_over(&source, None);
+
+    assert!(cache.roles(USER, GAME).await.unwrap().is_empty());
+    assert!(cache.roles(USER, GAME).await.unwrap().is_empty());
+    assert_eq!(source.calls(), 1);
+    assert_eq!(cache.stats().snapshot().hits_l1, 1);
+}
+
+#[tokio::test]
+async fn no_role_expires_sooner_than_a_role() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let short = Duration::from_millis(20);
+    let cache =
+        RoleCache::new(source.clone(), None, RoleCacheConfig { negative_ttl: short, ..config() });
+
+    cache.roles(USER, GAME).await.unwrap();
+    cache.roles(USER + 1, GAME).await.unwrap(); // no role: the short TTL
+    assert_eq!(source.calls(), 2);
+    // Only ever waits longer than the short TTL; the long one cannot pass during the test.
+    tokio::time::sleep(short * 5).await;
+    cache.roles(USER, GAME).await.unwrap();
+    cache.roles(USER + 1, GAME).await.unwrap();
+    assert_eq!(source.calls(), 3, "only the negative entry was fetched again");
+}
+
+#[tokio::test]
+async fn errors_are_not_cached() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1)]);
+    source.fail_next(timeout());
+    let cache = cache_over(&source, None);
+
+    assert_eq!(cache.roles(USER, GAME).await.unwrap_err(), timeout());
+    assert_eq!(cache.entry_count(), 0);
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(1)]);
+    assert_eq!(source.calls(), 2);
+    let counters = cache.stats().snapshot();
+    assert_eq!((counters.misses, counters.upstream_errors), (2, 1));
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_call() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    source.set_roles(USER, GAME, vec![role(7)]);
+    let cache = Arc::new(cache_over(&source, None));
+
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.roles(USER, GAME).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(&*task.await.unwrap().unwrap(), &[role(7)]);
+    }
+    assert_eq!(source.calls(), 1);
+    let c = cache.stats().snapshot();
+    assert_eq!(c.misses, 1);
+    assert_eq!(c.hits_l1 + c.coalesced + c.misses, 200, "every call is counted once: {c:?}");
+}
+
+#[tokio::test]
+async fn concurrent_misses_share_one_error_and_the_next_call_retries() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    source.set_roles(USER, GAME, vec![role(7)]);
+    source.fail_next(timeout());
+    let cache = Arc::new(cache_over(&source, None));
+
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.roles(USER, GAME).await })
+        })
+        .collect();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Err(e) => {
+                assert_eq!(e, timeout());
+                errors += 1;
+            }
+            // A task scheduled after the failed load retried and succeeded: also fine.
+            Ok(roles) => assert_eq!(&*roles, &[role(7)]),
+        }
+    }
+    assert!(errors >= 1);
+    assert!(source.calls() <= 2, "one failed load, at most one retry: {}", source.calls());
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(7)]);
+}
+
+#[tokio::test]
+async fn an_l2_hit_avoids_the_source_and_fills_l1() {
+    let source = Arc::new(MemoryRoleSource::new());
+    let store = Arc::new(MemoryRoleStore::default());
+    store.insert(KEY, vec![role(9)], LONG);
+    let cache = cache_over(&source, Some(&store));
+
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(9)]);
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(9)]);
+    assert_eq!(source.calls(), 0);
+    assert_eq!(store.gets(), 1, "the second look-up was answered by L1");
+    let c = cache.stats().snapshot();
+    assert_eq!((c.hits_l2, c.hits_l1, c.misses), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_source_answer_is_written_back_to_l2_with_its_ttl() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let store = Arc::new(MemoryRoleStore::default());
+    let negative_ttl = Duration::from_secs(10);
+    let cache = RoleCache::new(
+        source.clone(),
+        Some(store.clone()),
+        RoleCacheConfig { negative_ttl, ..config() },
+    );
+
+    cache.roles(USER, GAME).await.unwrap();
+    cache.roles(USER + 1, GAME).await.unwrap();
+    let (roles, ttl) = store.peek(KEY).unwrap();
+    assert_eq!(&*roles, &[role(1)]);
+    assert!(ttl > negative_ttl, "a role list keeps the long TTL");
+    let (roles, ttl) = store.peek(RoleKey { user: USER + 1, game: GAME }).unwrap();
+    assert!(roles.is_empty());
+    assert!(ttl <= negative_ttl, "no role keeps the short TTL");
+
+    // Another node (a fresh L1 over the same L2) needs no game-side call.
+    let other = cache_over(&source, Some(&store));
+    other.roles(USER, GAME).await.unwrap();
+    assert_eq!(source.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_l2_falls_through_to_the_source() {
+    let source = Arc::new(MemoryRoleSource::new());
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let store = Arc::new(MemoryRoleStore::default());
+    store.set_failing(true);
+    let cache = cache_over(&source, Some(&store));
+
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(1)]);
+    assert_eq!(source.calls(), 1);
+    assert_eq!(cache.stats().snapshot().store_errors, 2, "the read and the write-back");
+}
+
+#[tokio::test]
+async fn invalidate_forces_a_refetch_from_both_levels() {
+    let source = Arc::new(MemoryRoleSource::new());
+    let store = Arc::new(MemoryRoleStore::default());
+    let cache = cache_over(&source, Some(&store));
+
+    assert!(cache.roles(USER, GAME).await.unwrap().is_empty());
+    // The user creates a role; the cached "no role" hides it until invalidated.
+    source.set_roles(USER, GAME, vec![role(5)]);
+    assert!(cache.roles(USER, GAME).await.unwrap().is_empty());
+    cache.invalidate(USER, GAME).await.unwrap();
+    assert!(store.peek(KEY).is_none());
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(5)]);
+    assert_eq!(source.calls(), 2);
+}
+
+#[tokio::test]
+async fn refresh_bypasses_and_updates_the_caches() {
+    let source = Arc::new(MemoryRoleSource::new());
+    let store = Arc::new(MemoryRoleStore::default());
+    let cache = cache_over(&source, Some(&store));
+
+    assert!(cache.roles(USER, GAME).await.unwrap().is_empty());
+    source.set_roles(USER, GAME, vec![role(5)]);
+    assert_eq!(&*cache.refresh(USER, GAME).await.unwrap(), &[role(5)]);
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(5)]);
+    assert_eq!(&*store.peek(KEY).unwrap().0, &[role(5)]);
+    assert_eq!(source.calls(), 2);
+}
+
+#[tokio::test]
+async fn l1_stays_within_its_bound() {
+    let source = Arc::new(MemoryRoleSource::new());
+    let max_entries = 16;
+    let cache = RoleCache::new(source.clone(), None, RoleCacheConfig { max_entries, ..config() });
+
+    for user in 0..500 {
+        cache.roles(user, GAME).await.unwrap();
+    }
+    cache.run_pending_tasks().await;
+    assert!(cache.entry_count() <= max_entries, "{} entries", cache.entry_count());
+}
+
+#[test]
+#[should_panic(expected = "at least one entry")]
+fn a_cache_without_room_is_a_bug() {
+    let source = Arc::new(MemoryRoleSource::new());
+    RoleCache::new(source, None, RoleCacheConfig { max_entries: 0, ..config() });
+}
+
+#[test]
+fn defaults_are_the_named_constants() {
+    let c = RoleCacheConfig::default();
+    assert_eq!(c.max_entries, ROLE_CACHE_ENTRIES_MAX_DEFAULT);
+    assert_eq!(c.ttl, Duration::from_millis(ROLE_CACHE_TTL_MS_DEFAULT));
+    assert_eq!(c.negative_ttl, Duration::from_millis(ROLE_CACHE_NEGATIVE_TTL_MS_DEFAULT));
+    assert!(c.negative_ttl < c.ttl);
+}
