@@ -29,8 +29,9 @@ async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
         "7",
     ]);
 
-    // Every stored role, by (user, game index).
-    let mut stored: HashMap<(u64, u8), Vec<(u16, u64, u32)>> = HashMap::new();
+    // Every stored role (zone, role id, level), by (user, game index).
+    type Roles = Vec<(u16, u64, u32)>;
+    let mut stored: HashMap<(u64, u8), Roles> = HashMap::new();
     let file = std::fs::File::open(dir.path().join("roles.bin")).unwrap();
     let (seed, count) = read_roles(std::io::BufReader::new(file), |user, roles| {
         for r in roles {
@@ -72,7 +73,7 @@ async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
                 .json()
                 .await
                 .unwrap();
-            let answered: Vec<(u16, u64, u32)> = body["roles"]
+            let answered: Roles = body["roles"]
                 .as_array()
                 .unwrap()
                 .iter()

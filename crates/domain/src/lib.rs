@@ -2,11 +2,20 @@
 //! a function of its inputs, so the API, the workers and the tools agree by construction.
 
 pub mod campaign;
+pub mod coupon;
+pub mod eligibility;
 pub mod profile;
+pub mod ranking;
+pub mod release;
 pub mod synth;
+pub mod ticket;
 
 pub use campaign::{
     Audience, Campaign, CampaignError, Channel, GameIndex, Gift, GiftIndex, RegistrationClass,
 };
+pub use coupon::{Coupon, CouponError, CouponKey, derive_coupon_key, sign_coupon, verify_coupon};
+pub use eligibility::{Ineligible, RoleContext, Subject};
 pub use profile::{GameSet, Profile, ProfileTable};
+pub use ranking::{GiftList, gift_list};
 pub use synth::Role;
+pub use ticket::{Ticket, TicketError, sign_ticket, verify_ticket};

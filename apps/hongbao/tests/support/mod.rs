@@ -62,8 +62,7 @@ impl Running {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        status
+        self.child.wait().expect("wait")
     }
 }
 
