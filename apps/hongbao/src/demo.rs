@@ -11,11 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hongbao_domain::Campaign;
+use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
+use hongbao_domain::{Campaign, sign_ticket};
 use hongbao_gamesim::{GameSim, SimConfig};
 use tokio::net::TcpListener;
 
-use crate::node::shutdown_signal;
+use crate::node::{ApiNode, shutdown_signal};
 use crate::{load_campaign, parse_addr, synthetic};
 
 /// The shipped example campaign, so the demo needs no file beside the binary.
@@ -84,8 +85,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     )
     .context("start the game simulator")?;
 
+    let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let state = hongbao_api::ApiState::new(campaign.clone());
+    let node = ApiNode::open(campaign.clone(), profiles, &args.data)?;
     let api_listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("bind the API on {}", args.addr))?;
@@ -97,12 +99,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let sim_task =
         tokio::spawn(hongbao_gamesim::serve(sim_listener, sim, stopped(stop_rx.clone())));
-    state.set_ready(true);
-    let api_task = tokio::spawn(hongbao_api::serve(
-        api_listener,
-        hongbao_api::router(state.clone()),
-        stopped(stop_rx.clone()),
-    ));
+    let api_task = tokio::spawn(node.run(api_listener, stopped(stop_rx.clone())));
+
+    // A sample user who plays several games, with a ticket, so the curl lines work as printed.
+    let sample_user = sample_user(&campaign, args.seed, args.users);
+    let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample_user, i64::try_from(now)?, 3600);
+    let first_game = &campaign.games[0].id;
 
     println!(
         "hongbao demo: campaign `{}` ({}) opened {OPENED_AGO_S} s ago",
@@ -120,16 +122,30 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
-    println!("  try         curl -s http://{api_addr}/static/catalog/manifest.json");
+    println!("  sample user {sample_user}; a login ticket for it (1 h):");
+    println!("  export T={ticket}");
     println!(
-        "              curl -s 'http://{sim_addr}/idip/v1/roles?user=10001&game=lantern-heroes'"
+        "  grab        curl -s -XPOST -H \"authorization: Bearer $T\" -H 'content-type: application/json' -d '{{\"channel\":\"swipe\"}}' http://{api_addr}/v1/coupons"
+    );
+    println!(
+        "  gift list   curl -s -H \"authorization: Bearer $T\" http://{api_addr}/v1/coupons/$COUPON/gifts"
+    );
+    println!(
+        "  roles       curl -s 'http://{sim_addr}/idip/v1/roles?user={sample_user}&game={first_game}'"
     );
     println!("Ctrl-C stops.");
 
     shutdown_signal().await;
-    state.set_ready(false);
     let _ = stop_tx.send(true);
-    api_task.await.context("api task")?.context("serve the API")?;
+    api_task.await.context("api task")??;
     sim_task.await.context("simulator task")?.context("serve the simulator")?;
     Ok(())
+}
+
+/// The first synthetic user registered in at least three games: a list worth looking at.
+fn sample_user(campaign: &Campaign, seed: u64, users: u64) -> u64 {
+    let model = SynthModel::new(seed, users, campaign.games.len());
+    (FIRST_USER_ID..FIRST_USER_ID + users)
+        .find(|&u| model.profile(u).registered.0.count_ones() >= 3)
+        .unwrap_or(FIRST_USER_ID)
 }

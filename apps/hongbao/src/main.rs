@@ -49,6 +49,17 @@ enum Command {
     },
     /// The game side (IDIP) simulator.
     GameSim(node::GameSimArgs),
+    /// Prints a login ticket for a user, signed with the campaign's first ticket key (what the
+    /// login service would issue). Prints the ticket and nothing else.
+    Ticket {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: u64,
+        /// Lifetime in seconds (at most the campaign's `ticket_max_age_s`).
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +118,24 @@ fn main() -> Result<()> {
             for file in &catalog.files {
                 println!("  {} ({} bytes)", file.name, file.bytes.len());
             }
+            Ok(())
+        }
+        Command::Ticket { config, user, ttl_s } => {
+            let campaign = load_campaign(&config)?;
+            anyhow::ensure!(user > 0, "--user must be a positive user id");
+            anyhow::ensure!(
+                ttl_s > 0 && ttl_s <= campaign.auth.ticket_max_age_s,
+                "--ttl-s must be between 1 and the campaign's ticket_max_age_s ({})",
+                campaign.auth.ticket_max_age_s
+            );
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let ticket = hongbao_domain::sign_ticket(
+                &campaign.auth.ticket_keys[0],
+                user,
+                i64::try_from(now)?,
+                ttl_s,
+            );
+            println!("{ticket}");
             Ok(())
         }
         Command::Gen { config, users, out, seed } => {

@@ -1,15 +1,20 @@
 //! Long-running roles: the API node (`serve`) and the game-side simulator (`game-sim`).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hongbao_api::ApiState;
+use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
+use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
+use hongbao_store::{EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 
-use crate::{load_campaign, parse_addr};
+use crate::{load_campaign, parse_addr, synthetic};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -20,6 +25,9 @@ pub struct ServeArgs {
     /// Directory holding `profiles.bin` from `hongbao gen`; without it every user is new.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// Data directory of the embedded store (coupon grants; later claims and queues).
+    #[arg(long, default_value = "hongbao-data")]
+    pub data: PathBuf,
 }
 
 #[derive(Args)]
@@ -89,19 +97,64 @@ pub async fn game_sim(args: GameSimArgs) -> Result<()> {
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let campaign = Arc::new(load_campaign(&args.config)?);
-    let state = hongbao_api::ApiState::new(campaign);
+    let profiles = match &args.profiles {
+        Some(dir) => synthetic::load_profiles(dir, &campaign)?,
+        None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
+    };
+    let node = ApiNode::open(campaign, profiles, &args.data)?;
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("bind {}", args.addr))?;
     println!("api listening on http://{}", listener.local_addr()?);
-    let _ = &args.profiles;
-    state.set_ready(true);
-    let ready = state.clone();
-    hongbao_api::serve(listener, hongbao_api::router(state), async move {
-        shutdown_signal().await;
-        ready.set_ready(false);
-    })
-    .await
-    .context("serve the API")
+    node.run(listener, shutdown_signal()).await
+}
+
+/// An API node's parts, opened once: state for the handlers and the store it owns.
+pub struct ApiNode {
+    pub state: ApiState,
+    store: Arc<EmbeddedStore>,
+}
+
+impl ApiNode {
+    pub fn open(campaign: Arc<Campaign>, profiles: ProfileTable, data: &Path) -> Result<ApiNode> {
+        std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+        let store_dir = data.join("store");
+        let store = Arc::new(
+            EmbeddedStore::open(&store_dir, EmbeddedConfig::default())
+                .with_context(|| format!("open the store in {}", store_dir.display()))?,
+        );
+        let idip = IdipClient::new(&campaign).context("build the game-side client")?;
+        let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
+        let state = ApiState::new(campaign)
+            .with_profiles(Arc::new(profiles))
+            .with_roles(roles)
+            .with_grants(store.clone());
+        Ok(ApiNode { state, store })
+    }
+
+    /// Serves until `shutdown`, then stops taking traffic, drains requests and closes the store.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let ApiNode { state, store } = self;
+        state.set_ready(true);
+        let ready = state.clone();
+        let served = hongbao_api::serve(listener, hongbao_api::router(state), async move {
+            shutdown.await;
+            ready.set_ready(false);
+        })
+        .await;
+        // Handlers are gone once serving returns; if a straggler still holds the store, its
+        // Drop closes it the same way when released.
+        if let Ok(store) = Arc::try_unwrap(store) {
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .context("close the store")?
+                .context("close the store")?;
+        }
+        served.context("serve the API")
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -128,3 +128,34 @@ pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
         format!("method {method} is not allowed on this resource"),
     )
 }
+
+impl From<hongbao_domain::Ineligible> for ApiError {
+    /// 403 with the rule's own code (`campaign_not_open`, `wave_not_open`, `sold_out`, …).
+    fn from(e: hongbao_domain::Ineligible) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+    }
+}
+
+impl From<hongbao_domain::CouponError> for ApiError {
+    /// A coupon that is not the caller's is reported as not found, like one that never existed,
+    /// so coupons cannot be probed.
+    fn from(e: hongbao_domain::CouponError) -> ApiError {
+        use hongbao_domain::CouponError as E;
+        match e {
+            E::Malformed(_) => ApiError::bad_request(e.code(), e.to_string()),
+            E::Forged => ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string()),
+            E::Expired { .. } => ApiError::new(StatusCode::GONE, e.code(), e.to_string()),
+            E::WrongCampaign | E::NotOwner => {
+                ApiError::new(StatusCode::NOT_FOUND, "coupon_not_found", "no such coupon")
+            }
+        }
+    }
+}
+
+impl From<hongbao_store::StoreError> for ApiError {
+    /// Store failures are ours, not the caller's: 503 so clients retry, details in the log.
+    fn from(e: hongbao_store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "store failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "try again shortly")
+    }
+}

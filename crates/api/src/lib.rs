@@ -15,15 +15,17 @@ use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ports;
 pub mod routes;
 pub mod state;
 pub mod static_catalog;
 
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery};
-pub use state::ApiState;
+pub use state::{ApiState, Clock};
 pub use static_catalog::CatalogStore;
 
 /// Largest request body accepted, in bytes. The API's bodies are a few ids (a claim is well under
@@ -33,7 +35,10 @@ pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
 /// The API node's router with every route, fallback and layer, ready to serve.
 pub fn router(state: ApiState) -> Router {
-    let routes = Router::new().merge(routes::health::routes()).merge(routes::catalog::routes());
+    let routes = Router::new()
+        .merge(routes::health::routes())
+        .merge(routes::catalog::routes())
+        .merge(routes::coupons::routes());
     with_common_layers(routes).with_state(state)
 }
 

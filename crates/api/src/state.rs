@@ -1,28 +1,102 @@
 //! What every handler can reach. Cheap to clone (all `Arc`s): axum clones it per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use hongbao_domain::Campaign;
+use hongbao_domain::campaign::Campaign;
+use hongbao_domain::{CouponKey, ProfileTable, derive_coupon_key};
+use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
+use hongbao_store::MemoryStore;
 
+use crate::ports::Grants;
 use crate::static_catalog::CatalogStore;
 
-/// Shared state of an API node. Later slices add the stores, the queue, the role cache and the
-/// metrics handles here, each behind an `Arc` built once at startup.
-#[derive(Clone, Debug)]
+/// Wall-clock seconds, or a hand-set clock in tests (the campaign window, ticket and coupon
+/// expiry all depend on it).
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    pub fn now_unix_s(&self) -> i64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            Clock::Manual(now) => now.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Shared state of an API node, each part built once at startup.
+#[derive(Clone)]
 pub struct ApiState {
     pub campaign: Arc<Campaign>,
     pub catalog: Arc<CatalogStore>,
     /// `/readyz` answers 200 only while this is set: the app sets it once its dependencies
     /// answer and clears it when shutdown begins, so load balancers drain the node first.
     pub ready: Arc<AtomicBool>,
+    pub clock: Clock,
+    /// Every user's registrations and preferences; unknown users are new users.
+    pub profiles: Arc<ProfileTable>,
+    /// Role/zone look-ups: L1 → L2 → the game side.
+    pub roles: Arc<RoleCache>,
+    pub coupon_key: Arc<CouponKey>,
+    /// Coupon grants: per-user-per-channel limits and channel budgets, durable.
+    pub grants: Arc<dyn Grants>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("campaign", &self.campaign.id).finish_non_exhaustive()
+    }
 }
 
 impl ApiState {
-    /// State for `campaign`, with its catalog built in memory. Starts *not* ready.
+    /// State for `campaign` with its catalog built in memory, no profiles (everyone is new), a
+    /// role cache over the campaign's game side and an in-memory grant ledger. The binary
+    /// replaces the parts with `with_*`; it starts *not* ready.
     pub fn new(campaign: Arc<Campaign>) -> ApiState {
         let catalog = Arc::new(CatalogStore::from_campaign(&campaign));
-        ApiState { campaign, catalog, ready: Arc::new(AtomicBool::new(false)) }
+        let profiles =
+            Arc::new(ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()));
+        let idip = IdipClient::new(&campaign).expect("an HTTP client can be built");
+        let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
+        let coupon_key = Arc::new(coupon_key_for(&campaign));
+        ApiState {
+            campaign,
+            catalog,
+            ready: Arc::new(AtomicBool::new(false)),
+            clock: Clock::System,
+            profiles,
+            roles,
+            coupon_key,
+            grants: Arc::new(MemoryStore::default()),
+        }
+    }
+
+    pub fn with_profiles(mut self, profiles: Arc<ProfileTable>) -> ApiState {
+        self.profiles = profiles;
+        self
+    }
+
+    pub fn with_roles(mut self, roles: Arc<RoleCache>) -> ApiState {
+        self.roles = roles;
+        self
+    }
+
+    pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> ApiState {
+        self.grants = grants;
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> ApiState {
+        self.clock = clock;
+        self
     }
 
     pub fn is_ready(&self) -> bool {
@@ -31,5 +105,13 @@ impl ApiState {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The campaign's coupon key: its own secret, or (demo) one derived from the first ticket key.
+pub fn coupon_key_for(campaign: &Campaign) -> CouponKey {
+    match &campaign.auth.coupon_secret {
+        Some(secret) => derive_coupon_key(&secret.0),
+        None => derive_coupon_key(&campaign.auth.ticket_keys[0].secret),
     }
 }

@@ -127,6 +127,10 @@ pub struct Campaign {
 pub struct AuthSettings {
     /// Active ticket keys; the first signs, all verify (rotation).
     pub ticket_keys: Vec<TicketKey>,
+    /// Secret for coupon tokens (ours, unlike the login service's ticket keys). `None`: derive
+    /// it from the first ticket key, which is fine for a demo and wrong in production, where
+    /// rotating the login key would void every outstanding coupon.
+    pub coupon_secret: Option<SecretBytes>,
     pub ticket_max_age_s: u64,
     pub high_value_fresh_login_s: u64,
 }
@@ -136,6 +140,16 @@ pub struct AuthSettings {
 pub struct TicketKey {
     pub id: String,
     pub secret: Vec<u8>,
+}
+
+/// Secret key material; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
 }
 
 impl fmt::Debug for TicketKey {
@@ -308,6 +322,9 @@ struct RawCampaign {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     ticket_keys: Vec<RawTicketKey>,
+    /// Our own key for coupon tokens; absent = derived from the first ticket key (demo only).
+    #[serde(default)]
+    coupon_key: Option<RawSecret>,
     ticket_max_age_s: i64,
     high_value_fresh_login_s: i64,
 }
@@ -316,6 +333,15 @@ struct RawAuth {
 #[serde(deny_unknown_fields)]
 struct RawTicketKey {
     id: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
@@ -450,6 +476,35 @@ impl Checker<'_> {
         })
     }
 
+    /// Resolves an inline `secret` or a `secret_env` name; exactly one must be given, non-empty.
+    fn secret(
+        &self,
+        field: &str,
+        inline: Option<&str>,
+        env_name: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, CampaignError> {
+        match (inline, env_name) {
+            (Some(_), Some(_)) => {
+                Err(self.fail(field, "give either `secret` or `secret_env`, not both"))
+            }
+            (None, None) => Err(self.fail(field, "needs `secret` or `secret_env`")),
+            (Some(""), None) => Err(self.fail(format!("{field}.secret"), "secret is empty")),
+            (Some(secret), None) => Ok(secret.to_string()),
+            (None, Some("")) => {
+                Err(self.fail(format!("{field}.secret_env"), "environment variable name is empty"))
+            }
+            (None, Some(var)) => match env(var) {
+                Some(value) if !value.is_empty() => Ok(value),
+                Some(_) => {
+                    Err(self
+                        .fail(format!("{field}.secret_env"), format!("secret in ${var} is empty")))
+                }
+                None => Err(self.fail(format!("{field}.secret_env"), format!("${var} is not set"))),
+            },
+        }
+    }
+
     fn unique<'v>(
         &self,
         field: &str,
@@ -499,47 +554,26 @@ fn validate(
         let field = format!("auth.ticket_keys[{i}]");
         let key_id = c.id(&format!("{field}.id"), &key.id)?;
         c.unique(&format!("{field}.id"), &mut key_ids, &key.id)?;
-        let secret = match (&key.secret, &key.secret_env) {
-            (Some(_), Some(_)) => {
-                return Err(c.fail(&field, "give either `secret` or `secret_env`, not both"));
-            }
-            (None, None) => return Err(c.fail(&field, "needs `secret` or `secret_env`")),
-            (Some(secret), None) => {
-                if secret.is_empty() {
-                    return Err(c.fail(format!("{field}.secret"), "secret is empty"));
-                }
-                secret.clone()
-            }
-            (None, Some(var)) => {
-                if var.is_empty() {
-                    return Err(c.fail(
-                        format!("{field}.secret_env"),
-                        "environment variable name is empty",
-                    ));
-                }
-                match env(var) {
-                    Some(value) if !value.is_empty() => value,
-                    Some(_) => {
-                        return Err(c.fail(
-                            format!("{field}.secret_env"),
-                            format!("secret in ${var} is empty"),
-                        ));
-                    }
-                    None => {
-                        return Err(
-                            c.fail(format!("{field}.secret_env"), format!("${var} is not set"))
-                        );
-                    }
-                }
-            }
-        };
+        let secret = c.secret(&field, key.secret.as_deref(), key.secret_env.as_deref(), env)?;
         if secret.len() < 16 {
             return Err(c.fail(format!("{field}.secret"), "secret is shorter than 16 bytes"));
         }
         ticket_keys.push(TicketKey { id: key_id, secret: secret.into_bytes() });
     }
+    let coupon_secret = match &raw.auth.coupon_key {
+        None => None,
+        Some(k) => {
+            let secret =
+                c.secret("auth.coupon_key", k.secret.as_deref(), k.secret_env.as_deref(), env)?;
+            if secret.len() < 16 {
+                return Err(c.fail("auth.coupon_key.secret", "secret is shorter than 16 bytes"));
+            }
+            Some(SecretBytes(secret.into_bytes()))
+        }
+    };
     let auth = AuthSettings {
         ticket_keys,
+        coupon_secret,
         ticket_max_age_s: c.at_least("auth.ticket_max_age_s", raw.auth.ticket_max_age_s, 1)?,
         high_value_fresh_login_s: c.at_least(
             "auth.high_value_fresh_login_s",

@@ -2,4 +2,5 @@
 //! [`crate::router`] merges. Later slices add `coupons`, `gifts`, `claims` and `orders` here.
 
 pub mod catalog;
+pub mod coupons;
 pub mod health;

@@ -349,3 +349,27 @@ fn with_start_keeps_the_window_length() {
     assert_eq!(moved.starts_at_unix_s, 1_000);
     assert_eq!(moved.ends_at_unix_s - moved.starts_at_unix_s, length);
 }
+
+#[test]
+fn coupon_key_is_optional_resolved_and_redacted() {
+    assert!(parse(EXAMPLE).unwrap().auth.coupon_secret.is_none());
+    let text = edited(
+        "ticket_max_age_s = 86400",
+        "coupon_key = { secret_env = \"HB_COUPON\" }\nticket_max_age_s = 86400",
+    );
+    let (field, reason) = invalid(&text);
+    assert_eq!(field, "auth.coupon_key.secret_env");
+    assert!(reason.contains("not set"));
+    let env = |name: &str| {
+        (name == "HB_COUPON").then(|| "coupon-secret-from-the-environment".to_string())
+    };
+    let c = Campaign::parse(&text, FILE, &env).unwrap();
+    let secret = c.auth.coupon_secret.as_ref().unwrap();
+    assert_eq!(secret.0, b"coupon-secret-from-the-environment");
+    assert!(!format!("{:?}", c.auth).contains("coupon-secret"));
+    let empty = edited(
+        "ticket_max_age_s = 86400",
+        "coupon_key = { secret = \"\" }\nticket_max_age_s = 86400",
+    );
+    assert_eq!(invalid(&empty).0, "auth.coupon_key.secret");
+}

@@ -1,0 +1,193 @@
+//! Grab a red packet (`POST /v1/coupons`) and see its gift list (`GET /v1/coupons/{c}/gifts`).
+//!
+//! The coupon is a signed, self-contained token: the list verifies it without a lookup. The
+//! grant behind it is recorded durably (per-user-per-channel limit, channel budget) before 201.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use futures_util::future::join_all;
+use hongbao_domain::campaign::MAX_GAMES;
+use hongbao_domain::eligibility::{check_open, games_needing_roles};
+use hongbao_domain::{
+    Channel, Coupon, GameIndex, Role, RoleContext, Subject, gift_list, sign_coupon, verify_coupon,
+};
+use hongbao_store::{GrantOutcome, GrantRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/coupons", post(grab))
+        .route("/v1/coupons/{coupon}/gifts", get(list_gifts))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrabBody {
+    pub channel: String,
+}
+
+#[derive(Serialize)]
+pub struct Grabbed {
+    pub coupon: String,
+    pub channel: &'static str,
+    pub serial: u32,
+    pub expires_at: i64,
+}
+
+async fn grab(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<GrabBody>,
+) -> Result<(StatusCode, ApiJson<Grabbed>), ApiError> {
+    let campaign = &state.campaign;
+    let spec =
+        Channel::parse(&body.channel).and_then(|c| campaign.channel(c)).ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_channel",
+                format!("`{}` is not a channel of this campaign", body.channel.escape_debug()),
+            )
+        })?;
+    let now = state.clock.now_unix_s();
+    check_open(campaign, caller.user, now)?;
+    let request = GrantRequest {
+        user: caller.user,
+        channel: spec.channel,
+        per_user_limit: spec.coupons_per_user,
+        budget: spec.budget,
+    };
+    match state.grants.grant(request).await? {
+        GrantOutcome::Granted { serial } => {
+            let expires_at =
+                now.saturating_add(i64::try_from(campaign.coupon_ttl_s).unwrap_or(i64::MAX));
+            let coupon = Coupon {
+                campaign_id: campaign.id.clone(),
+                user: caller.user,
+                channel: spec.channel,
+                serial,
+                expires_at_unix_s: expires_at,
+            };
+            let token = sign_coupon(&state.coupon_key, &coupon);
+            Ok((
+                StatusCode::CREATED,
+                ApiJson(Grabbed {
+                    coupon: token,
+                    channel: spec.channel.as_str(),
+                    serial,
+                    expires_at,
+                }),
+            ))
+        }
+        GrantOutcome::UserLimitReached => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "coupon_limit_reached",
+            format!("you hold the {} coupons allowed on {}", spec.coupons_per_user, spec.channel),
+        )),
+        GrantOutcome::BudgetExhausted => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "channel_budget_exhausted",
+            format!("the {} channel has given out all its red packets", spec.channel),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+pub struct GiftListBody<'a> {
+    pub catalog_version: &'a str,
+    pub gifts: Vec<ListedGift<'a>>,
+    /// True when the game side did not answer in time: gifts that need a role check are left
+    /// out rather than failing the whole list.
+    pub degraded: bool,
+}
+
+#[derive(Serialize)]
+pub struct ListedGift<'a> {
+    pub gift_id: &'a str,
+    pub game_id: &'a str,
+}
+
+async fn list_gifts(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(coupon): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let campaign = &state.campaign;
+    let now = state.clock.now_unix_s();
+    let coupon = verify_coupon(&state.coupon_key, &coupon, &campaign.id, now)?;
+    coupon.check_owner(caller.user)?;
+    check_open(campaign, caller.user, now)?;
+
+    let profile = state.profiles.get(caller.user);
+    let subject = Subject {
+        user: caller.user,
+        profile: &profile,
+        ticket_issued_at_unix_s: caller.ticket_issued_at_unix_s,
+    };
+    let sold_out = |_| false;
+    let roles = fetch_roles(&state, &subject, sold_out, now).await;
+    let list = gift_list(
+        campaign,
+        &subject,
+        |game| match &roles[usize::from(game.0)] {
+            RoleLookup::NotNeeded => RoleContext::AnyOf(&[]),
+            RoleLookup::Found(found) => RoleContext::AnyOf(found),
+            RoleLookup::Failed => RoleContext::Unknown,
+        },
+        sold_out,
+        now,
+    );
+    let body = GiftListBody {
+        catalog_version: state.catalog.version(),
+        gifts: list
+            .gifts
+            .iter()
+            .map(|&index| {
+                let gift = &campaign.gifts[usize::from(index.0)];
+                ListedGift { gift_id: &gift.id, game_id: &campaign.game(gift.game).id }
+            })
+            .collect(),
+        degraded: list.degraded,
+    };
+    Ok(axum::response::IntoResponse::into_response(ApiJson(body)))
+}
+
+/// A user's roles in one game, as far as the list needs them.
+enum RoleLookup {
+    /// No gift in this game depends on roles for this user: no call made.
+    NotNeeded,
+    Found(Arc<[Role]>),
+    /// The game side failed or timed out (each call is bounded by the game's `idip_timeout_ms`).
+    Failed,
+}
+
+/// Looks up, concurrently, the user's roles in exactly the games where they can change the list.
+async fn fetch_roles(
+    state: &ApiState,
+    subject: &Subject<'_>,
+    sold_out: impl Fn(hongbao_domain::GiftIndex) -> bool,
+    now: i64,
+) -> [RoleLookup; MAX_GAMES] {
+    let needed = games_needing_roles(&state.campaign, subject, sold_out, now);
+    let mut out: [RoleLookup; MAX_GAMES] = std::array::from_fn(|_| RoleLookup::NotNeeded);
+    let games: Vec<GameIndex> =
+        state.campaign.games.iter().map(|g| g.index).filter(|&g| needed.contains(g)).collect();
+    let answers = join_all(games.iter().map(|&game| state.roles.roles(subject.user, game))).await;
+    for (game, answer) in games.into_iter().zip(answers) {
+        out[usize::from(game.0)] = match answer {
+            Ok(roles) => RoleLookup::Found(roles),
+            Err(error) => {
+                tracing::debug!(%error, game = game.0, "role look-up failed; list degraded");
+                RoleLookup::Failed
+            }
+        };
+    }
+    out
+}

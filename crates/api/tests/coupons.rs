@@ -1,0 +1,336 @@
+//! Grab and gift list through the real router: tickets, coupons, limits, eligibility, ranking,
+//! degraded lists, and bad input that must change nothing.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use hongbao_api::{ApiState, Clock};
+use hongbao_domain::eligibility::{RoleContext, Subject, check};
+use hongbao_domain::profile::{ProfileHeader, ProfileWriter};
+use hongbao_domain::ranking::rank_key;
+use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
+use hongbao_domain::{Campaign, Channel, GameIndex, ProfileTable, sign_ticket};
+use hongbao_gateway::{BoxFuture, GatewayError, RoleCache, RoleCacheConfig, RoleSource};
+use hongbao_store::MemoryStore;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const EXAMPLE: &str = include_str!("../../../config/spring-festival.toml");
+const USERS: u64 = 2_000;
+const SEED: u64 = 11;
+
+/// Roles straight from the synthetic model, or a game side that is down.
+struct ModelRoles {
+    model: SynthModel,
+    down: bool,
+}
+
+impl RoleSource for ModelRoles {
+    fn fetch_roles(
+        &self,
+        user: u64,
+        game: GameIndex,
+    ) -> BoxFuture<'_, Result<Vec<hongbao_domain::Role>, GatewayError>> {
+        let answer = if self.down {
+            Err(GatewayError::Timeout { game: "any".into(), timeout_ms: 300 })
+        } else {
+            Ok(self.model.roles(user, game))
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+struct Harness {
+    router: Router,
+    campaign: Arc<Campaign>,
+    clock: Arc<AtomicI64>,
+    grants: Arc<MemoryStore>,
+    profiles: Arc<ProfileTable>,
+    model: SynthModel,
+}
+
+fn harness_with(text: &str, game_side_down: bool) -> Harness {
+    let campaign = Campaign::parse(text, "test.toml", &|_| None).unwrap();
+    let now = campaign.starts_at_unix_s + 3600;
+    let campaign = Arc::new(campaign);
+    let model = SynthModel::new(SEED, USERS, campaign.games.len());
+    let header = ProfileHeader {
+        seed: SEED,
+        first_user_id: FIRST_USER_ID,
+        user_count: USERS,
+        game_ids: campaign.games.iter().map(|g| g.id.clone()).collect(),
+    };
+    let mut writer = ProfileWriter::new(Vec::new(), header).unwrap();
+    for u in FIRST_USER_ID..FIRST_USER_ID + USERS {
+        writer.push(&model.profile(u)).unwrap();
+    }
+    let profiles = Arc::new(ProfileTable::read(&writer.finish().unwrap()[..]).unwrap());
+    let source = Arc::new(ModelRoles { model: model.clone(), down: game_side_down });
+    let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
+    let clock = Arc::new(AtomicI64::new(now));
+    let grants = Arc::new(MemoryStore::default());
+    let state = ApiState::new(campaign.clone())
+        .with_profiles(profiles.clone())
+        .with_roles(roles)
+        .with_grants(grants.clone())
+        .with_clock(Clock::Manual(clock.clone()));
+    state.set_ready(true);
+    Harness { router: hongbao_api::router(state), campaign, clock, grants, profiles, model }
+}
+
+fn harness() -> Harness {
+    harness_with(EXAMPLE, false)
+}
+
+impl Harness {
+    fn now(&self) -> i64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn ticket(&self, user: u64) -> String {
+        sign_ticket(&self.campaign.auth.ticket_keys[0], user, self.now() - 10, 3600)
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, body)
+    }
+
+    async fn grab_as(&self, ticket: Option<&str>, body: &str) -> (StatusCode, Value) {
+        let mut request = Request::post("/v1/coupons").header("content-type", "application/json");
+        if let Some(ticket) = ticket {
+            request = request.header("authorization", format!("Bearer {ticket}"));
+        }
+        self.call(request.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    async fn grab(&self, user: u64, channel: &str) -> (StatusCode, Value) {
+        self.grab_as(Some(&self.ticket(user)), &json!({ "channel": channel }).to_string()).await
+    }
+
+    async fn list(&self, user: u64, coupon: &str) -> (StatusCode, Value) {
+        let request = Request::get(format!("/v1/coupons/{coupon}/gifts"))
+            .header("authorization", format!("Bearer {}", self.ticket(user)))
+            .body(Body::empty())
+            .unwrap();
+        self.call(request).await
+    }
+
+    fn granted(&self) -> u64 {
+        Channel::ALL.iter().map(|&c| hongbao_store::GrantLedger::granted(&*self.grants, c)).sum()
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+/// A user registered in at least `games` games.
+fn user_in_games(h: &Harness, games: u32) -> u64 {
+    (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .find(|&u| h.model.profile(u).registered.0.count_ones() >= games)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grab_grants_up_to_the_per_user_limit() {
+    let h = harness();
+    let user = FIRST_USER_ID + 5;
+    for serial in 1..=3 {
+        let (status, body) = h.grab(user, "swipe").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["serial"], serial);
+        assert_eq!(body["channel"], "swipe");
+        assert_eq!(body["expires_at"], h.now() + 24 * 3600);
+        assert!(body["coupon"].as_str().unwrap().starts_with("c1."));
+    }
+    let (status, body) = h.grab(user, "swipe").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(code(&body), "coupon_limit_reached");
+    // Another channel has its own limit.
+    assert_eq!(h.grab(user, "scan").await.0, StatusCode::CREATED);
+    assert_eq!(h.granted(), 4);
+}
+
+#[tokio::test]
+async fn channel_budget_holds_exactly() {
+    let text = EXAMPLE.replacen("budget = 20000000", "budget = 3", 1); // ar_map
+    let h = harness_with(&text, false);
+    let mut created = 0;
+    for user in FIRST_USER_ID..FIRST_USER_ID + 5 {
+        let (status, body) = h.grab(user, "ar_map").await;
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => assert_eq!(code(&body), "channel_budget_exhausted"),
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert_eq!(created, 3);
+}
+
+#[tokio::test]
+async fn bad_tickets_get_distinct_401s_and_change_nothing() {
+    let h = harness();
+    let body = r#"{"channel":"swipe"}"#;
+    let (status, b) = h.grab_as(None, body).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "missing_ticket"));
+    let (status, b) = h.grab_as(Some("not-a-ticket"), body).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "malformed_ticket"));
+    let good = h.ticket(FIRST_USER_ID);
+    let mut forged = good.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, b) = h.grab_as(Some(&forged), body).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "forged_ticket"));
+    let expired = sign_ticket(&h.campaign.auth.ticket_keys[0], FIRST_USER_ID, h.now() - 7200, 3600);
+    let (status, b) = h.grab_as(Some(&expired), body).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "expired_ticket"));
+    let other_key = hongbao_domain::campaign::TicketKey {
+        id: "rogue".into(),
+        secret: b"0123456789abcdef0123".to_vec(),
+    };
+    let rogue = sign_ticket(&other_key, FIRST_USER_ID, h.now(), 3600);
+    let (status, b) = h.grab_as(Some(&rogue), body).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "unknown_ticket_key"));
+    assert_eq!(h.granted(), 0);
+}
+
+#[tokio::test]
+async fn bad_grab_bodies_get_clear_4xx_and_change_nothing() {
+    let h = harness();
+    let ticket = h.ticket(FIRST_USER_ID);
+    let (status, b) = h.grab_as(Some(&ticket), r#"{"channel":"shake"}"#).await;
+    assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "unknown_channel"));
+    let (status, b) = h.grab_as(Some(&ticket), r#"{"channel":"swipe","extra":1}"#).await;
+    assert_eq!((status.as_u16(), code(&b)), (422, "invalid_body"));
+    let (status, b) = h.grab_as(Some(&ticket), r#"{"channel":"#).await;
+    assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "invalid_json"));
+    let huge = format!(r#"{{"channel":"{}"}}"#, "x".repeat(64 * 1024));
+    let (status, b) = h.grab_as(Some(&ticket), &huge).await;
+    assert_eq!((status, code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+    let request = Request::post("/v1/coupons")
+        .header("content-type", "text/plain")
+        .header("authorization", format!("Bearer {ticket}"))
+        .body(Body::from(r#"{"channel":"swipe"}"#))
+        .unwrap();
+    let (status, b) = h.call(request).await;
+    assert_eq!((status, code(&b)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+    assert_eq!(h.granted(), 0);
+}
+
+#[tokio::test]
+async fn outside_the_campaign_window_grab_is_refused() {
+    let h = harness();
+    h.clock.store(h.campaign.starts_at_unix_s - 10, Ordering::Relaxed);
+    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_not_open"));
+    h.clock.store(h.campaign.ends_at_unix_s, Ordering::Relaxed);
+    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_closed"));
+    assert_eq!(h.granted(), 0);
+}
+
+#[tokio::test]
+async fn the_list_is_eligible_ranked_and_ids_only() {
+    let h = harness();
+    let user = user_in_games(&h, 3);
+    let (_, grabbed) = h.grab(user, "swipe").await;
+    let coupon = grabbed["coupon"].as_str().unwrap();
+    let (status, body) = h.list(user, coupon).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["degraded"], false);
+    assert_eq!(body["catalog_version"].as_str().unwrap().len(), 16);
+    let gifts = body["gifts"].as_array().unwrap();
+    assert!(!gifts.is_empty());
+    let profile = h.profiles.get(user);
+    let subject = Subject { user, profile: &profile, ticket_issued_at_unix_s: h.now() - 10 };
+    let mut previous = None;
+    for g in gifts {
+        assert_eq!(g.as_object().unwrap().len(), 2, "ids only: {g}");
+        let gift = h.campaign.gift_by_id(g["gift_id"].as_str().unwrap()).unwrap();
+        assert_eq!(g["game_id"], h.campaign.game(gift.game).id);
+        let roles = h.model.roles(user, gift.game);
+        check(&h.campaign, gift, &subject, RoleContext::AnyOf(&roles), false, h.now()).unwrap();
+        let key = rank_key(&h.campaign, &profile, gift.index);
+        if let Some(prev) = previous.replace(key) {
+            assert!(prev < key, "not in rank order");
+        }
+    }
+    // Every eligible gift is listed.
+    let eligible = h
+        .campaign
+        .gifts
+        .iter()
+        .filter(|gift| {
+            let roles = h.model.roles(user, gift.game);
+            check(&h.campaign, gift, &subject, RoleContext::AnyOf(&roles), false, h.now()).is_ok()
+        })
+        .count();
+    assert_eq!(gifts.len(), eligible);
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_a_new_user() {
+    let h = harness();
+    let stranger = 9_999_999_999;
+    let (_, grabbed) = h.grab(stranger, "scan").await;
+    let (status, body) = h.list(stranger, grabbed["coupon"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let gifts = body["gifts"].as_array().unwrap();
+    assert!(!gifts.is_empty());
+    for g in gifts {
+        let gift = h.campaign.gift_by_id(g["gift_id"].as_str().unwrap()).unwrap();
+        assert_ne!(gift.audience, hongbao_domain::Audience::Active, "{}", gift.id);
+    }
+}
+
+#[tokio::test]
+async fn a_down_game_side_degrades_the_list_instead_of_failing_it() {
+    let h = harness_with(EXAMPLE, true);
+    let user = user_in_games(&h, 3);
+    let (_, grabbed) = h.grab(user, "swipe").await;
+    let (status, body) = h.list(user, grabbed["coupon"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["degraded"], true);
+    for g in body["gifts"].as_array().unwrap() {
+        let gift = h.campaign.gift_by_id(g["gift_id"].as_str().unwrap()).unwrap();
+        assert!(
+            gift.min_role_level.is_none() && gift.regions.is_empty(),
+            "{} needs a role",
+            gift.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn foreign_tampered_and_expired_coupons_are_refused() {
+    let h = harness();
+    let owner = FIRST_USER_ID + 1;
+    let (_, grabbed) = h.grab(owner, "swipe").await;
+    let coupon = grabbed["coupon"].as_str().unwrap().to_string();
+    let (status, b) = h.list(FIRST_USER_ID + 2, &coupon).await;
+    assert_eq!((status, code(&b)), (StatusCode::NOT_FOUND, "coupon_not_found"));
+    let mut tampered = coupon.clone().into_bytes();
+    let i = tampered.len() - 3;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let (status, b) = h.list(owner, std::str::from_utf8(&tampered).unwrap()).await;
+    assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "forged_coupon"));
+    let (status, b) = h.list(owner, "garbage").await;
+    assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "malformed_coupon"));
+    let (status, b) = h.list(owner, &"c".repeat(5000)).await;
+    assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "malformed_coupon"));
+    h.clock.fetch_add(24 * 3600 + 1, Ordering::Relaxed);
+    let (status, b) = h.list(owner, &coupon).await;
+    assert_eq!((status, code(&b)), (StatusCode::GONE, "expired_coupon"));
+    assert_eq!(h.granted(), 1);
+}
