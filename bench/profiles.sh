@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 users="${1:-10000000}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-cargo build --release -p hongbao --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p hongbao --quiet
 bin=target/release/hongbao
 hyperfine --warmup 1 --runs 5 \
   "$bin gen --config config/spring-festival.toml --users $users --out $out --seed 42"

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Args;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
-use hongbao_domain::{Campaign, sign_ticket};
+use hongbao_domain::{Campaign, release, sign_ticket};
 use hongbao_gamesim::{GameSim, SimConfig};
 use tokio::net::TcpListener;
 
@@ -102,7 +102,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let api_task = tokio::spawn(node.run(api_listener, stopped(stop_rx.clone())));
 
     // A sample user who plays several games, with a ticket, so the curl lines work as printed.
-    let sample_user = sample_user(&campaign, args.seed, args.users);
+    let sample_user = sample_user(&campaign, args.seed, args.users, i64::try_from(now)?);
     let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample_user, i64::try_from(now)?, 3600);
     let first_game = &campaign.games[0].id;
 
@@ -142,10 +142,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// The first synthetic user registered in at least three games: a list worth looking at.
-fn sample_user(campaign: &Campaign, seed: u64, users: u64) -> u64 {
+/// The first synthetic user registered in at least three games whose release wave is open: a
+/// list worth looking at, right now.
+fn sample_user(campaign: &Campaign, seed: u64, users: u64, now: i64) -> u64 {
     let model = SynthModel::new(seed, users, campaign.games.len());
     (FIRST_USER_ID..FIRST_USER_ID + users)
-        .find(|&u| model.profile(u).registered.0.count_ones() >= 3)
+        .find(|&u| {
+            model.profile(u).registered.0.count_ones() >= 3 && release::opens_at(campaign, u) <= now
+        })
         .unwrap_or(FIRST_USER_ID)
 }

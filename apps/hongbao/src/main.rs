@@ -1,6 +1,7 @@
 //! `hongbao`: one binary for every role of the campaign backend. See `hongbao --help` and the
 //! README; DESIGN.md §4 is the contract for the subcommands and flags.
 
+mod bench;
 mod demo;
 mod node;
 mod synthetic;
@@ -49,6 +50,12 @@ enum Command {
     },
     /// The game side (IDIP) simulator.
     GameSim(node::GameSimArgs),
+    /// Benchmark helpers (see `bench/`).
+    #[command(hide = true)]
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Prints a login ticket for a user, signed with the campaign's first ticket key (what the
     /// login service would issue). Prints the ticket and nothing else.
     Ticket {
@@ -59,6 +66,24 @@ enum Command {
         /// Lifetime in seconds (at most the campaign's `ticket_max_age_s`).
         #[arg(long, default_value_t = 3600)]
         ttl_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// A minimal axum handler returning a small JSON body: the floor every figure is compared to.
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:8090", value_parser = parse_addr)]
+        addr: SocketAddr,
+    },
+    /// `user ticket coupon` lines for wrk scripts.
+    Tokens {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        users: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -119,6 +144,12 @@ fn main() -> Result<()> {
                 println!("  {} ({} bytes)", file.name, file.bytes.len());
             }
             Ok(())
+        }
+        Command::Bench { command: BenchCommand::Floor { addr } } => runtime()?.block_on(bench::floor(addr)),
+        Command::Bench { command: BenchCommand::Tokens { config, users, out } } => {
+            let campaign = load_campaign(&config)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            bench::tokens(&campaign, users, i64::try_from(now)?, &out)
         }
         Command::Ticket { config, user, ttl_s } => {
             let campaign = load_campaign(&config)?;

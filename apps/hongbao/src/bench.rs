@@ -1,0 +1,59 @@
+//! Helpers for the benchmarks in `bench/` (hidden subcommands): the floor server, and tokens for
+//! `wrk`, which cannot compute HMACs itself.
+
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use hongbao_domain::synth::FIRST_USER_ID;
+use hongbao_domain::{Campaign, Channel, Coupon, sign_coupon, sign_ticket};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::node::shutdown_signal;
+
+#[derive(Serialize)]
+struct FloorBody {
+    status: &'static str,
+    gifts: [&'static str; 3],
+}
+
+/// The floor: the cheapest JSON answer this stack (tokio, hyper, axum, serde) can give. Every
+/// benchmark reports its requests/s as a ratio to this one, measured in the same run.
+pub async fn floor(addr: SocketAddr) -> Result<()> {
+    let app = Router::new().route(
+        "/floor",
+        get(|| async { axum::Json(FloorBody { status: "ok", gifts: ["lh-starter", "ck-lucky", "sa-starter"] }) }),
+    );
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+    println!("floor listening on http://{}/floor", listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serve")
+}
+
+/// Writes one line per user: `user ticket coupon` (a swipe coupon with serial 1, valid for the
+/// coupon TTL). The coupon is signed with the campaign's coupon key, exactly as a grab would.
+pub fn tokens(campaign: &Campaign, users: u64, now: i64, out: &Path) -> Result<()> {
+    let key = hongbao_api::state::coupon_key_for(campaign);
+    let file = std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?;
+    let mut w = BufWriter::new(file);
+    let ttl = campaign.auth.ticket_max_age_s.min(24 * 3600);
+    for user in FIRST_USER_ID..FIRST_USER_ID + users {
+        let ticket = sign_ticket(&campaign.auth.ticket_keys[0], user, now, ttl);
+        let coupon = sign_coupon(
+            &key,
+            &Coupon {
+                campaign_id: campaign.id.clone(),
+                user,
+                channel: Channel::Swipe,
+                serial: 1,
+                expires_at_unix_s: now + i64::try_from(campaign.coupon_ttl_s)?,
+            },
+        );
+        writeln!(w, "{user} {ticket} {coupon}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
