@@ -32,9 +32,22 @@ impl Clock {
     }
 }
 
-/// Shared state of an API node, each part built once at startup.
+/// Shared state of an API node, each part built once at startup. One `Arc` around all of it:
+/// axum clones the state for every request, and one reference count is cheaper than eight.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Parts>);
+
+impl std::ops::Deref for ApiState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// The parts of [`ApiState`].
+#[derive(Clone)]
+pub struct Parts {
     pub campaign: Arc<Campaign>,
     pub catalog: Arc<CatalogStore>,
     /// `/readyz` answers 200 only while this is set: the app sets it once its dependencies
@@ -67,7 +80,7 @@ impl ApiState {
         let idip = IdipClient::new(&campaign).expect("an HTTP client can be built");
         let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
         let coupon_key = Arc::new(coupon_key_for(&campaign));
-        ApiState {
+        ApiState(Arc::new(Parts {
             campaign,
             catalog,
             ready: Arc::new(AtomicBool::new(false)),
@@ -76,26 +89,30 @@ impl ApiState {
             roles,
             coupon_key,
             grants: Arc::new(MemoryStore::default()),
-        }
+        }))
+    }
+
+    fn parts_mut(&mut self) -> &mut Parts {
+        Arc::make_mut(&mut self.0)
     }
 
     pub fn with_profiles(mut self, profiles: Arc<ProfileTable>) -> ApiState {
-        self.profiles = profiles;
+        self.parts_mut().profiles = profiles;
         self
     }
 
     pub fn with_roles(mut self, roles: Arc<RoleCache>) -> ApiState {
-        self.roles = roles;
+        self.parts_mut().roles = roles;
         self
     }
 
     pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> ApiState {
-        self.grants = grants;
+        self.parts_mut().grants = grants;
         self
     }
 
     pub fn with_clock(mut self, clock: Clock) -> ApiState {
-        self.clock = clock;
+        self.parts_mut().clock = clock;
         self
     }
 
