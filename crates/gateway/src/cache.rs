@@ -2,11 +2,15 @@
 //!
 //! The game side's role query is slow (tens of milliseconds) and can absorb far less than the
 //! list view's traffic, so every role look-up goes through here:
-//! - L1 is a bounded `moka` cache with a TTL, and a shorter TTL for "no role" answers (a new
-//!   player may create one any moment).
-//! - Single-flight: concurrent misses for one key share one load (moka's `try_get_with`), so a
-//!   spike on a cold key costs the game side one query, not thousands.
-//! - Errors are never cached: the next request tries again.
+//! - L1 is a bounded `quick_cache` cache (sharded, CLOCK-Pro-like eviction, a read is one shard
+//!   read lock) with a TTL, and a shorter TTL for "no role" answers (a new player may create one
+//!   any moment). quick_cache has no expiry, so entries carry their deadline and an expired one
+//!   is a miss.
+//! - Single-flight: concurrent misses for one key share one load (quick_cache's placeholder
+//!   guards), so a spike on a cold or just-expired key costs the game side one query, not
+//!   thousands.
+//! - Errors are never cached: the requests waiting on a failed load share its error, the next
+//!   request tries again.
 //! - L2 (Redis in the distributed mode, none embedded) is read before the game side and written
 //!   after it, so the nodes of a cluster share one game-side query per key and TTL.
 
@@ -16,7 +20,7 @@ mod tests;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hongbao_domain::{GameIndex, Role};
@@ -29,8 +33,8 @@ use crate::idip::IdipClient;
 /// next to the network round trip it stands for.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Default bound on L1 entries. An entry (key, `Arc<[Role]>` with up to three roles, moka's own
-/// bookkeeping) takes roughly 200–300 bytes, so this is a few hundred MiB at the worst.
+/// Default bound on L1 entries. An entry (key, deadline, `Arc<[Role]>` with up to three roles,
+/// quick_cache's own bookkeeping) takes roughly 200–300 bytes, so this is a few hundred MiB at the worst.
 pub const ROLE_CACHE_ENTRIES_MAX_DEFAULT: u64 = 1_000_000;
 /// Default TTL of a cached role list: roles change rarely during a campaign (level-ups matter only
 /// for level-gated gifts, and the claim re-checks against a fresh answer).
@@ -85,7 +89,8 @@ pub trait RoleStoreL2: Send + Sync {
 /// Bounds and TTLs of the role cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoleCacheConfig {
-    /// Most entries L1 holds; moka evicts beyond it (by its TinyLFU policy).
+    /// Most entries L1 holds; quick_cache evicts beyond it (by its CLOCK-Pro-like policy). Rounded
+    /// down to a multiple of L1's shard count (4 per core, so a few hundred at most).
     pub max_entries: u64,
     /// TTL of a non-empty role list, in L1 and L2.
     pub ttl: Duration,
@@ -157,42 +162,106 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// L1 key: (user, game index). A tuple rather than [`RoleKey`] keeps moka's hashing trivial.
+/// L1 key: (user, game index). A tuple rather than [`RoleKey`] keeps the hashing trivial.
 type L1Key = (u64, u8);
 
-/// Per-entry expiry: the positive or negative TTL, decided by the value.
-struct RoleExpiry {
-    config: RoleCacheConfig,
+/// An L1 value. quick_cache has no expiry of its own, so each list carries its deadline and a
+/// read past it is a miss.
+#[derive(Clone)]
+enum Slot {
+    /// A role list, served until `expires_at` (the positive or negative TTL after the load).
+    Roles { expires_at: Instant, roles: Arc<[Role]> },
+    /// A failed load, inserted through the single-flight guard only to hand the error to the
+    /// requests waiting on it, and removed right after (errors are not cached). `seq` tells the
+    /// requests that were already in flight when the load failed (they share the error) from
+    /// later ones (they load again). Weighs nothing, so inserting it never evicts a list.
+    /// The error sits behind an `Arc` to keep every slot (lists included) small.
+    Failed { seq: u64, error: Arc<GatewayError> },
 }
 
-impl moka::Expiry<L1Key, Arc<[Role]>> for RoleExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &L1Key,
-        value: &Arc<[Role]>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.config.ttl_for(value))
+impl Slot {
+    /// The answer this slot gives a request that entered the slow path when the failure counter
+    /// stood at `started`, or `None` when the request must load: an expired list, or an error
+    /// from a load that failed before the request arrived.
+    fn answer(&self, started: u64) -> Option<Result<Arc<[Role]>, GatewayError>> {
+        match self {
+            Slot::Roles { expires_at, roles } if *expires_at > Instant::now() => {
+                Some(Ok(roles.clone()))
+            }
+            Slot::Failed { seq, error } if *seq > started => Some(Err(GatewayError::clone(error))),
+            Slot::Roles { .. } | Slot::Failed { .. } => None,
+        }
     }
+}
 
-    fn expire_after_update(
-        &self,
-        _key: &L1Key,
-        value: &Arc<[Role]>,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.config.ttl_for(value))
+/// Lists weigh one entry each; failure slots nothing (see [`Slot::Failed`]).
+#[derive(Clone, Copy, Debug)]
+struct SlotWeighter;
+
+impl quick_cache::Weighter<L1Key, Slot> for SlotWeighter {
+    fn weight(&self, _key: &L1Key, slot: &Slot) -> u64 {
+        match slot {
+            Slot::Roles { .. } => 1,
+            Slot::Failed { .. } => 0,
+        }
     }
+}
+
+type L1Lifecycle = quick_cache::sync::DefaultLifecycle<L1Key, Slot>;
+type L1 = quick_cache::sync::Cache<
+    L1Key,
+    Slot,
+    SlotWeighter,
+    quick_cache::DefaultHashBuilder,
+    L1Lifecycle,
+>;
+/// The single-flight token: whoever holds it for a key loads it; the others wait for its
+/// `insert`, and when it is dropped without one (the loading request was cancelled) the next
+/// waiter gets it.
+type L1Guard<'a> = quick_cache::sync::PlaceholderGuard<
+    'a,
+    L1Key,
+    Slot,
+    SlotWeighter,
+    quick_cache::DefaultHashBuilder,
+    L1Lifecycle,
+>;
+
+/// quick_cache splits its capacity evenly over its shards, rounding each share up. Choosing the
+/// shard count here (as quick_cache would: 4 per core, at least 32 entries each) and rounding the
+/// capacity down to a multiple of it keeps the total within `max_entries`.
+fn l1_options(max_entries: u64) -> quick_cache::Options {
+    const SHARD_ENTRIES_MIN: u64 = 32;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut shards = u64::try_from(cores.saturating_mul(4).next_power_of_two()).unwrap_or(1);
+    while shards > 1 && max_entries / shards < SHARD_ENTRIES_MIN {
+        shards /= 2;
+    }
+    let capacity = max_entries - max_entries % shards;
+    quick_cache::OptionsBuilder::new()
+        .shards(usize::try_from(shards).unwrap_or(1))
+        .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
+        .weight_capacity(capacity)
+        .build()
+        .expect("valid role cache options")
+}
+
+/// When an entry loaded now with `ttl` expires (a TTL too long for `Instant` means "never").
+fn expiry(ttl: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(ttl).or_else(|| now.checked_add(FAR)).unwrap_or(now)
 }
 
 /// The role cache. Share it as `Arc<RoleCache>`; every method takes `&self`.
 pub struct RoleCache {
-    l1: moka::future::Cache<L1Key, Arc<[Role]>>,
+    l1: L1,
     l2: Option<Arc<dyn RoleStoreL2>>,
     source: Arc<dyn RoleSource>,
     config: RoleCacheConfig,
     stats: RoleCacheStats,
+    /// Failed loads so far; tags [`Slot::Failed`].
+    failures: AtomicU64,
 }
 
 impl std::fmt::Debug for RoleCache {
@@ -200,7 +269,7 @@ impl std::fmt::Debug for RoleCache {
         f.debug_struct("RoleCache")
             .field("config", &self.config)
             .field("l2", &self.l2.is_some())
-            .field("entries", &self.l1.entry_count())
+            .field("entries", &self.l1.len())
             .finish()
     }
 }
@@ -217,34 +286,107 @@ impl RoleCache {
     ) -> RoleCache {
         assert!(config.max_entries > 0, "role cache needs room for at least one entry");
         assert!(!config.ttl.is_zero(), "role cache TTL must be positive");
-        let l1 = moka::future::Cache::builder()
-            .name("roles")
-            .max_capacity(config.max_entries)
-            .expire_after(RoleExpiry { config })
-            .build();
-        RoleCache { l1, l2, source, config, stats: RoleCacheStats::default() }
+        let l1 = L1::with_options(
+            l1_options(config.max_entries),
+            SlotWeighter,
+            quick_cache::DefaultHashBuilder::default(),
+            L1Lifecycle::default(),
+        );
+        RoleCache {
+            l1,
+            l2,
+            source,
+            config,
+            stats: RoleCacheStats::default(),
+            failures: AtomicU64::new(0),
+        }
     }
 
     /// The user's roles in the game: from L1, else L2, else the source (one call per key however
     /// many requests wait for it). An empty list means "no role there" and is cached briefly.
     pub async fn roles(&self, user: u64, game: GameIndex) -> Result<Arc<[Role]>, GatewayError> {
         let l1_key = (user, game.0);
-        if let Some(hit) = self.l1.get(&l1_key).await {
+        // The hot path: one shard read lock, no write.
+        if let Some(Slot::Roles { expires_at, roles }) = self.l1.get(&l1_key)
+            && expires_at > Instant::now()
+        {
             bump(&self.stats.hits_l1);
-            return Ok(hit);
+            return Ok(roles);
         }
-        let loaded_here = AtomicBool::new(false);
-        let result = self
-            .l1
-            .try_get_with(l1_key, async {
-                loaded_here.store(true, Ordering::Relaxed);
-                self.load(RoleKey { user, game }).await
-            })
-            .await;
-        if !loaded_here.load(Ordering::Relaxed) {
-            bump(&self.stats.coalesced);
+        self.roles_slow(RoleKey { user, game }).await
+    }
+
+    /// L1 has no fresh list: wait for the load in flight, or become the one request that loads.
+    async fn roles_slow(&self, key: RoleKey) -> Result<Arc<[Role]>, GatewayError> {
+        use quick_cache::sync::{EntryAction, EntryResult};
+
+        let l1_key = (key.user, key.game.0);
+        // A load that fails after this point failed while this request was waiting for it.
+        let started = self.failures.load(Ordering::Relaxed);
+        loop {
+            // Absent: take the guard, or wait for its holder and get its outcome (a failure
+            // included: waiters read it from the guard's placeholder, not from L1).
+            let slot = match self.l1.get_value_or_guard_async(&l1_key).await {
+                Err(guard) => return self.load_into(guard, key).await,
+                Ok(slot) => slot,
+            };
+            if let Some(answer) = slot.answer(started) {
+                bump(&self.stats.coalesced);
+                return answer;
+            }
+            // An expired list (or a failure from before this request) sits in L1. Swap it for a
+            // guard under the shard lock, so that one request reloads however many saw it, and
+            // the key keeps its place in the eviction order. Zero timeout: the sync call only
+            // takes the lock, and never waits inside, where a failure would already be gone
+            // from L1 when it looked again.
+            let entry = self.l1.entry(&l1_key, Some(Duration::ZERO), |_, slot| {
+                match slot.answer(started) {
+                    Some(answer) => EntryAction::Retain(answer),
+                    None => EntryAction::ReplaceWithGuard,
+                }
+            });
+            match entry {
+                EntryResult::Retained(answer) => {
+                    bump(&self.stats.coalesced);
+                    return answer;
+                }
+                EntryResult::Replaced(guard, _) | EntryResult::Vacant(guard) => {
+                    return self.load_into(guard, key).await;
+                }
+                // Another request got there first and is reloading: wait for it above.
+                EntryResult::Timeout => {}
+                EntryResult::Removed(..) => unreachable!("the role cache never asks to remove"),
+            }
         }
-        result.map_err(|shared| GatewayError::clone(&shared))
+    }
+
+    /// Loads `key` as the single-flight leader and hands the outcome to the waiters: a list is
+    /// stored, an error is passed on and then dropped from L1.
+    async fn load_into(
+        &self,
+        guard: L1Guard<'_>,
+        key: RoleKey,
+    ) -> Result<Arc<[Role]>, GatewayError> {
+        match self.load(key).await {
+            Ok(roles) => {
+                let expires_at = expiry(self.config.ttl_for(&roles));
+                // Refused only when the key was invalidated or refreshed meanwhile: the waiters
+                // get this answer, L1 keeps the newer state.
+                let _ = guard.insert(Slot::Roles { expires_at, roles: roles.clone() });
+                Ok(roles)
+            }
+            Err(error) => {
+                // The waiters read the error from the guard's placeholder; then it leaves L1
+                // (no await in between, so a cancelled request cannot leave it behind).
+                let seq = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let _ = guard.insert(Slot::Failed { seq, error: Arc::new(error.clone()) });
+                self.l1.remove_if(
+                    &(key.user, key.game.0),
+                    |slot| matches!(slot, Slot::Failed { seq: s, .. } if *s == seq),
+                );
+                Err(error)
+            }
+        }
     }
 
     /// Asks the source now, bypassing the caches, and stores the answer in both levels. For the
@@ -253,21 +395,23 @@ impl RoleCache {
     pub async fn refresh(&self, user: u64, game: GameIndex) -> Result<Arc<[Role]>, GatewayError> {
         let key = RoleKey { user, game };
         let roles = self.fetch_and_store_l2(key).await?;
-        self.l1.insert((user, game.0), roles.clone()).await;
+        let expires_at = expiry(self.config.ttl_for(&roles));
+        self.l1.insert((user, game.0), Slot::Roles { expires_at, roles: roles.clone() });
         Ok(roles)
     }
 
     /// Forgets the user's roles in the game in L2 and L1, so the next look-up asks the game side
     /// (a role was just created). L2 goes first: the other order lets a concurrent look-up copy
-    /// the stale L2 entry back into L1. A load already in flight may still store the answer it
-    /// got before the change; [`RoleCache::refresh`] is the way to a guaranteed-fresh list.
+    /// the stale L2 entry back into L1. A load already in flight still answers the requests
+    /// waiting on it with what it got before the change, but no longer stores it in L1;
+    /// [`RoleCache::refresh`] is the way to a guaranteed-fresh list.
     pub async fn invalidate(&self, user: u64, game: GameIndex) -> Result<(), GatewayError> {
         if let Some(l2) = &self.l2 {
             l2.remove(RoleKey { user, game })
                 .await
                 .inspect_err(|_| bump(&self.stats.store_errors))?;
         }
-        self.l1.invalidate(&(user, game.0)).await;
+        self.l1.remove(&(user, game.0));
         Ok(())
     }
 
@@ -279,15 +423,9 @@ impl RoleCache {
         self.config
     }
 
-    /// L1 entries (approximate until [`RoleCache::run_pending_tasks`]; moka applies evictions
-    /// in batches).
+    /// L1 entries, exact (expired ones included until they are reloaded or evicted).
     pub fn entry_count(&self) -> u64 {
-        self.l1.entry_count()
-    }
-
-    /// Applies L1's pending evictions and expirations now (tests and metrics snapshots).
-    pub async fn run_pending_tasks(&self) {
-        self.l1.run_pending_tasks().await;
+        u64::try_from(self.l1.len()).unwrap_or(u64::MAX)
     }
 
     /// L1 missed: L2, then the source.

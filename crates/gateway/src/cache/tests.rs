@@ -246,8 +246,189 @@ async fn l1_stays_within_its_bound() {
     for user in 0..500 {
         cache.roles(user, GAME).await.unwrap();
     }
-    cache.run_pending_tasks().await;
     assert!(cache.entry_count() <= max_entries, "{} entries", cache.entry_count());
+}
+
+#[tokio::test]
+async fn a_sharded_l1_stays_within_its_bound_too() {
+    // Large enough for several shards, and not a multiple of their count.
+    let source = Arc::new(MemoryRoleSource::new());
+    let max_entries = 1_000;
+    let cache = RoleCache::new(source.clone(), None, RoleCacheConfig { max_entries, ..config() });
+
+    assert!(cache.l1.capacity() <= max_entries, "capacity {}", cache.l1.capacity());
+    assert!(cache.l1.capacity() + 64 > max_entries, "capacity {}", cache.l1.capacity());
+    for user in 0..10_000 {
+        cache.roles(user, GAME).await.unwrap();
+    }
+    assert!(cache.entry_count() <= max_entries, "{} entries", cache.entry_count());
+    assert!(cache.entry_count() > max_entries / 2, "{} entries", cache.entry_count());
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_reloaded_by_one_request() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    source.set_roles(USER, GAME, vec![role(1)]);
+    // Long enough that the waiters of one load, busy machine or not, get it before it expires.
+    let ttl = Duration::from_millis(100);
+    let cache = Arc::new(RoleCache::new(
+        source.clone(),
+        None,
+        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+    ));
+
+    cache.roles(USER, GAME).await.unwrap();
+    tokio::time::sleep(ttl * 3).await;
+    source.set_roles(USER, GAME, vec![role(2)]);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.roles(USER, GAME).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(&*task.await.unwrap().unwrap(), &[role(2)], "nobody is served the expired list");
+    }
+    assert_eq!(source.calls(), 2, "one load, one reload");
+    assert_eq!(cache.entry_count(), 1);
+    let c = cache.stats().snapshot();
+    assert_eq!(c.misses, 2);
+    assert_eq!(c.hits_l1 + c.coalesced + c.misses, 201, "every call is counted once: {c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_entry_is_reloaded_by_one_request_across_threads() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(30)));
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let ttl = Duration::from_millis(100);
+    let cache = Arc::new(RoleCache::new(
+        source.clone(),
+        None,
+        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+    ));
+
+    for round in 1..=5 {
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.roles(USER, GAME).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(source.calls(), round, "one load per expiry");
+        tokio::time::sleep(ttl * 2).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_reload_of_an_expired_entry_is_shared_and_not_cached() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let ttl = Duration::from_millis(100);
+    let cache = Arc::new(RoleCache::new(
+        source.clone(),
+        None,
+        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+    ));
+
+    cache.roles(USER, GAME).await.unwrap();
+    tokio::time::sleep(ttl * 2).await;
+    source.fail_next(timeout());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.roles(USER, GAME).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap_err(), timeout(), "no stale list, one shared error");
+    }
+    assert_eq!(source.calls(), 2);
+    assert_eq!(cache.entry_count(), 0, "neither the expired list nor the error stays");
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(1)]);
+    assert_eq!(source.calls(), 3);
+    let c = cache.stats().snapshot();
+    assert_eq!((c.misses, c.upstream_errors, c.coalesced), (3, 1, 49), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_costs_one_call_per_wave_of_requests() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(30)));
+    source.set_roles(USER, GAME, vec![role(1)]);
+    let ttl = Duration::from_millis(100);
+    let cache = Arc::new(RoleCache::new(
+        source.clone(),
+        None,
+        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+    ));
+    cache.roles(USER, GAME).await.unwrap();
+    tokio::time::sleep(ttl * 2).await;
+
+    // Requests keep arriving while every reload fails.
+    for _ in 0..20 {
+        source.fail_next(timeout());
+    }
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_micros(500 * i)).await;
+                cache.roles(USER, GAME).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_err(), "the expired list is never served");
+    }
+    // 100 ms of arrivals over 30 ms loads: a handful of loads, not one per request.
+    let calls = source.calls() - 1;
+    assert!((1..=8).contains(&calls), "{calls} loads for 200 requests");
+}
+
+#[tokio::test]
+async fn a_cancelled_load_hands_over_to_a_waiting_request() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    source.set_roles(USER, GAME, vec![role(7)]);
+    let cache = Arc::new(cache_over(&source, None));
+
+    let leader = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.roles(USER, GAME).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let waiter = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.roles(USER, GAME).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    leader.abort(); // the client went away mid-load
+    assert!(leader.await.unwrap_err().is_cancelled());
+    assert_eq!(&*waiter.await.unwrap().unwrap(), &[role(7)]);
+    assert_eq!(source.calls(), 2, "the waiter loaded in the cancelled request's place");
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(7)]);
+    assert_eq!(source.calls(), 2);
+}
+
+#[tokio::test]
+async fn invalidate_during_a_load_keeps_its_answer_out_of_l1() {
+    let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
+    let cache = Arc::new(cache_over(&source, None));
+
+    let in_flight = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.roles(USER, GAME).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    cache.invalidate(USER, GAME).await.unwrap();
+    // The fake answers from its state at the end of the delay: the in-flight load sees role 5.
+    source.set_roles(USER, GAME, vec![role(5)]);
+    assert_eq!(&*in_flight.await.unwrap().unwrap(), &[role(5)]);
+    // Had the load stored its answer, this would be an L1 hit on role 5.
+    source.set_roles(USER, GAME, vec![role(6)]);
+    assert_eq!(&*cache.roles(USER, GAME).await.unwrap(), &[role(6)]);
+    assert_eq!(source.calls(), 2);
 }
 
 #[test]
@@ -255,6 +436,12 @@ async fn l1_stays_within_its_bound() {
 fn a_cache_without_room_is_a_bug() {
     let source = Arc::new(MemoryRoleSource::new());
     RoleCache::new(source, None, RoleCacheConfig { max_entries: 0, ..config() });
+}
+
+#[test]
+fn an_l1_slot_is_a_deadline_and_a_list() {
+    // Every resident entry pays for the largest variant: keep the failure one from growing it.
+    assert!(std::mem::size_of::<Slot>() <= 40, "{} bytes", std::mem::size_of::<Slot>());
 }
 
 #[test]
