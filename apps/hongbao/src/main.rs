@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod load;
 mod node;
 mod synthetic;
 
@@ -50,6 +51,9 @@ enum Command {
     },
     /// The game side (IDIP) simulator.
     GameSim(node::GameSimArgs),
+    /// Open-loop load at a fixed rate against an API node: latency from intended send times,
+    /// HDR percentiles, status and error-code counts (`--json` for machines).
+    Load(load::LoadArgs),
     /// Benchmark helpers (see `bench/`).
     #[command(hide = true)]
     Bench {
@@ -133,6 +137,10 @@ fn main() -> Result<()> {
         Command::GameSim(args) => {
             init_tracing("info");
             runtime()?.block_on(node::game_sim(args))
+        }
+        Command::Load(args) => {
+            init_tracing("warn");
+            runtime()?.block_on(load::run(args))
         }
         Command::Catalog { command: CatalogCommand::Build { config, out } } => {
             let campaign = load_campaign(&config)?;

@@ -1,0 +1,124 @@
+//! `hongbao load`: open-loop load against an API node (the library is `hongbao-loadgen`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use hongbao_loadgen::{LoadConfig, Profile, Scenario, UserDist, parse_duration};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    Grab,
+    List,
+    Claim,
+    Journey,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    Constant,
+    Spike,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Base URL of the API node, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    target: String,
+    /// The campaign the node serves (ticket key, channels, gifts, games' IDIP URLs).
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, value_enum)]
+    scenario: ScenarioArg,
+    /// Iterations per second (the peak of a spike).
+    #[arg(long)]
+    rate: f64,
+    /// Measured time, e.g. 30s, 2m.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Duration,
+    /// Users drawn from FIRST_USER_ID .. FIRST_USER_ID + N.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: u64,
+    /// Connections to the target (concurrent requests).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Unmeasured time before, at the profile's base rate.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    warmup: Duration,
+    /// Writes the machine-readable report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// `spike`: from a tenth of the rate to the rate within seconds, hold, drop back.
+    #[arg(long, value_enum, default_value = "constant")]
+    profile: ProfileArg,
+    /// Zipf exponent of the user skew; 0 draws users uniformly.
+    #[arg(long, default_value_t = 0.8)]
+    skew: f64,
+    /// Users in order, distinct until every user has been used (overrides --skew).
+    #[arg(long)]
+    sequential_users: bool,
+    /// Iterations running at once; one due beyond it is dropped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Per-request timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    timeout: Duration,
+    /// Time running iterations get to finish after the schedule ends.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    drain: Duration,
+    /// Journey: time between polls of an order.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    poll_interval: Duration,
+    /// Journey: stop polling an order after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    poll_limit: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No progress bar (it is hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub async fn run(args: LoadArgs) -> Result<()> {
+    let campaign = crate::load_campaign(&args.config)?;
+    let scenario = match args.scenario {
+        ScenarioArg::Grab => Scenario::Grab,
+        ScenarioArg::List => Scenario::List,
+        ScenarioArg::Claim => Scenario::Claim,
+        ScenarioArg::Journey => Scenario::Journey,
+    };
+    let mut config =
+        LoadConfig::new(args.target, Arc::new(campaign), scenario, args.rate, args.duration);
+    config.profile = match args.profile {
+        ProfileArg::Constant => Profile::Constant,
+        ProfileArg::Spike => Profile::Spike,
+    };
+    config.users = args.users;
+    config.user_dist = if args.sequential_users {
+        UserDist::Sequential
+    } else if args.skew == 0.0 {
+        UserDist::Uniform
+    } else {
+        UserDist::Zipf { s: args.skew }
+    };
+    config.connections = args.connections;
+    config.max_in_flight = args.max_in_flight;
+    config.warmup = args.warmup;
+    config.request_timeout = args.timeout;
+    config.drain_timeout = args.drain;
+    config.poll_interval = args.poll_interval;
+    config.poll_limit = args.poll_limit;
+    config.seed = args.seed;
+    config.progress = !args.no_progress;
+
+    let report = hongbao_loadgen::run(config).await.context("run the load")?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let mut text = serde_json::to_string_pretty(&report).context("encode the report")?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
