@@ -26,7 +26,9 @@ struct FloorBody {
 pub async fn floor(addr: SocketAddr) -> Result<()> {
     let app = Router::new().route(
         "/floor",
-        get(|| async { axum::Json(FloorBody { status: "ok", gifts: ["lh-starter", "ck-lucky", "sa-starter"] }) }),
+        get(|| async {
+            axum::Json(FloorBody { status: "ok", gifts: ["lh-starter", "ck-lucky", "sa-starter"] })
+        }),
     );
     let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
     println!("floor listening on http://{}/floor", listener.local_addr()?);

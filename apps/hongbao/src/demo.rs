@@ -16,7 +16,7 @@ use hongbao_domain::{Campaign, release, sign_ticket};
 use hongbao_gamesim::{GameSim, SimConfig};
 use tokio::net::TcpListener;
 
-use crate::node::{ApiNode, shutdown_signal};
+use crate::node::{Node, NodeRole, shutdown_signal};
 use crate::{load_campaign, parse_addr, synthetic};
 
 /// The shipped example campaign, so the demo needs no file beside the binary.
@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Where the API listens.
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     pub addr: SocketAddr,
+    /// Operator endpoints (default: a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
+    pub admin_addr: SocketAddr,
     /// Where the game-side simulator listens (default: a free loopback port).
     #[arg(long, value_parser = parse_addr)]
     pub sim_addr: Option<SocketAddr>,
@@ -87,7 +90,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let node = ApiNode::open(campaign.clone(), profiles, &args.data)?;
+    let node = Node::open(campaign.clone(), profiles, &args.data, NodeRole::All, 1.0)?;
     let api_listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("bind the API on {}", args.addr))?;
@@ -99,7 +102,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let sim_task =
         tokio::spawn(hongbao_gamesim::serve(sim_listener, sim, stopped(stop_rx.clone())));
-    let api_task = tokio::spawn(node.run(api_listener, stopped(stop_rx.clone())));
+    let admin_listener = TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("bind the admin endpoints on {}", args.admin_addr))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let api_task =
+        tokio::spawn(node.run(Some(api_listener), admin_listener, stopped(stop_rx.clone())));
 
     // A sample user who plays several games, with a ticket, so the curl lines work as printed.
     let sample_user = sample_user(&campaign, args.seed, args.users, i64::try_from(now)?);
@@ -122,6 +130,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
+    println!(
+        "  delivery    http://{admin_addr}/admin/v1/delivery   (per-game queue, rate, delivered)"
+    );
     println!("  sample user {sample_user}; a login ticket for it (1 h):");
     println!("  export T={ticket}");
     println!(

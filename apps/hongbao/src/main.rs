@@ -1,6 +1,7 @@
 //! `hongbao`: one binary for every role of the campaign backend. See `hongbao --help` and the
 //! README; DESIGN.md §4 is the contract for the subcommands and flags.
 
+mod admin;
 mod bench;
 mod demo;
 mod load;
@@ -153,7 +154,9 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Floor { addr } } => runtime()?.block_on(bench::floor(addr)),
+        Command::Bench { command: BenchCommand::Floor { addr } } => {
+            runtime()?.block_on(bench::floor(addr))
+        }
         Command::Bench { command: BenchCommand::Tokens { config, users, out } } => {
             let campaign = load_campaign(&config)?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hongbao_api::ApiState;
+use hongbao_delivery::{Dispatcher, DispatcherConfig, StoreQueue};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
-use hongbao_store::{EmbeddedConfig, EmbeddedStore};
+use hongbao_store::{CampaignBinding, EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 
-use crate::{load_campaign, parse_addr, synthetic};
+use crate::{admin, load_campaign, parse_addr, synthetic};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -25,9 +26,25 @@ pub struct ServeArgs {
     /// Directory holding `profiles.bin` from `hongbao gen`; without it every user is new.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
-    /// Data directory of the embedded store (coupon grants; later claims and queues).
+    /// Data directory of the embedded store (grants, orders, delivery queues, send log).
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
+    /// Operator endpoints (`/admin/v1/…`); keep it on loopback until requests are signed.
+    #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_addr)]
+    pub admin_addr: SocketAddr,
+    /// What this node runs: the API, the delivery workers, or both.
+    #[arg(long, value_enum, default_value_t = NodeRole::All)]
+    pub role: NodeRole,
+    /// Multiplies every game's delivery capacity (e.g. 0.1 against a scaled-down game side).
+    #[arg(long, default_value_t = 1.0)]
+    pub capacity_scale: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeRole {
+    All,
+    Api,
+    Worker,
 }
 
 #[derive(Args)]
@@ -101,50 +118,116 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Some(dir) => synthetic::load_profiles(dir, &campaign)?,
         None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
     };
-    let node = ApiNode::open(campaign, profiles, &args.data)?;
-    let listener =
-        TcpListener::bind(args.addr).await.with_context(|| format!("bind {}", args.addr))?;
-    println!("api listening on http://{}", listener.local_addr()?);
-    node.run(listener, shutdown_signal()).await
+    let node = Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale)?;
+    let api = match args.role {
+        NodeRole::Worker => None,
+        NodeRole::All | NodeRole::Api => {
+            let listener = TcpListener::bind(args.addr)
+                .await
+                .with_context(|| format!("bind {}", args.addr))?;
+            println!("api listening on http://{}", listener.local_addr()?);
+            Some(listener)
+        }
+    };
+    let admin = TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("bind {}", args.admin_addr))?;
+    println!("admin listening on http://{}", admin.local_addr()?);
+    node.run(api, admin, shutdown_signal()).await
 }
 
-/// An API node's parts, opened once: state for the handlers and the store it owns.
-pub struct ApiNode {
+/// A node's parts, opened once: the API state, the store it owns and, when it delivers, the
+/// delivery workers.
+pub struct Node {
     pub state: ApiState,
     store: Arc<EmbeddedStore>,
+    dispatcher: Option<Arc<Dispatcher>>,
 }
 
-impl ApiNode {
-    pub fn open(campaign: Arc<Campaign>, profiles: ProfileTable, data: &Path) -> Result<ApiNode> {
+impl Node {
+    /// Opens the store and starts the delivery workers (for `All` and `Worker`); must run inside
+    /// the runtime.
+    pub fn open(
+        campaign: Arc<Campaign>,
+        profiles: ProfileTable,
+        data: &Path,
+        role: NodeRole,
+        capacity_scale: f64,
+    ) -> Result<Node> {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
         let store_dir = data.join("store");
         let store = Arc::new(
-            EmbeddedStore::open(&store_dir, EmbeddedConfig::default())
-                .with_context(|| format!("open the store in {}", store_dir.display()))?,
+            EmbeddedStore::open_with(
+                &store_dir,
+                EmbeddedConfig::default(),
+                CampaignBinding::of(&campaign),
+            )
+            .with_context(|| format!("open the store in {}", store_dir.display()))?,
         );
         let idip = IdipClient::new(&campaign).context("build the game-side client")?;
-        let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
+        let roles =
+            Arc::new(RoleCache::new(Arc::new(idip.clone()), None, RoleCacheConfig::default()));
+        let dispatcher = match role {
+            NodeRole::Api => None,
+            NodeRole::All | NodeRole::Worker => {
+                let queue = Arc::new(StoreQueue::new(store.clone(), &campaign));
+                let config = DispatcherConfig { capacity_scale, ..DispatcherConfig::default() };
+                let dispatcher = Dispatcher::start(&campaign, idip, queue, config)
+                    .context("start the delivery workers")?;
+                Some(Arc::new(dispatcher))
+            }
+        };
         let state = ApiState::new(campaign)
             .with_profiles(Arc::new(profiles))
             .with_roles(roles)
-            .with_grants(store.clone());
-        Ok(ApiNode { state, store })
+            .with_grants(store.clone())
+            .with_claims(store.clone());
+        Ok(Node { state, store, dispatcher })
     }
 
-    /// Serves until `shutdown`, then stops taking traffic, drains requests and closes the store.
+    /// Serves until `shutdown`; then stops taking traffic, drains requests, stops the workers
+    /// (in-flight deliveries are awaited and recorded) and closes the store.
     pub async fn run(
         self,
-        listener: TcpListener,
+        api: Option<TcpListener>,
+        admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let ApiNode { state, store } = self;
-        state.set_ready(true);
-        let ready = state.clone();
-        let served = hongbao_api::serve(listener, hongbao_api::router(state), async move {
-            shutdown.await;
-            ready.set_ready(false);
-        })
-        .await;
+        let Node { state, store, dispatcher } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let admin_router = admin::router(admin::AdminState { dispatcher: dispatcher.clone() });
+        let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
+        let api_task = api.map(|listener| {
+            state.set_ready(true);
+            tokio::spawn(hongbao_api::serve(
+                listener,
+                hongbao_api::router(state.clone()),
+                stopped(),
+            ))
+        });
+        shutdown.await;
+        state.set_ready(false);
+        let _ = stop_tx.send(true);
+        let mut served = Ok(());
+        if let Some(task) = api_task {
+            served = task.await.context("api task")?.context("serve the API");
+        }
+        admin_task.await.context("admin task")?.context("serve the admin endpoints")?;
+        if let Some(dispatcher) = dispatcher {
+            match Arc::try_unwrap(dispatcher) {
+                Ok(d) => d.shutdown().await,
+                Err(_) => {
+                    tracing::warn!("delivery workers still referenced at shutdown; dropping them")
+                }
+            }
+        }
+        drop(state);
         // Handlers are gone once serving returns; if a straggler still holds the store, its
         // Drop closes it the same way when released.
         if let Ok(store) = Arc::try_unwrap(store) {
@@ -153,7 +236,7 @@ impl ApiNode {
                 .context("close the store")?
                 .context("close the store")?;
         }
-        served.context("serve the API")
+        served
     }
 }
 

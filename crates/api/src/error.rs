@@ -20,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// A machine-readable refinement of `code` (e.g. `not_eligible` because `role_level_too_low`).
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -28,7 +30,13 @@ impl ApiError {
             !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
             "error codes are snake_case: {code:?}"
         );
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), reason: None }
+    }
+
+    /// The same error with a `reason` for clients to branch on.
+    pub fn with_reason(mut self, reason: &'static str) -> ApiError {
+        self.reason = Some(reason);
+        self
     }
 
     /// 404 `not_found`.
@@ -71,6 +79,8 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
@@ -78,7 +88,9 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code, message: &self.message, reason: self.reason },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -155,7 +167,24 @@ impl From<hongbao_domain::CouponError> for ApiError {
 impl From<hongbao_store::StoreError> for ApiError {
     /// Store failures are ours, not the caller's: 503 so clients retry, details in the log.
     fn from(e: hongbao_store::StoreError) -> ApiError {
-        tracing::error!(error = %e, "store failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "try again shortly")
+        use hongbao_store::StoreError as E;
+        match e {
+            // The request carried something the store refuses (a zone or role id out of bounds).
+            E::InvalidRequest(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+            }
+            E::InvalidConfig(_) | E::Corrupt(_) => {
+                tracing::error!(error = %e, "store misconfigured or corrupt");
+                ApiError::internal("the store cannot serve this request")
+            }
+            E::Unavailable(_) => {
+                tracing::error!(error = %e, "store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "try again shortly",
+                )
+            }
+        }
     }
 }

@@ -38,7 +38,8 @@ pub fn router(state: ApiState) -> Router {
     let routes = Router::new()
         .merge(routes::health::routes())
         .merge(routes::catalog::routes())
-        .merge(routes::coupons::routes());
+        .merge(routes::coupons::routes())
+        .merge(routes::claims::routes());
     with_common_layers(routes).with_state(state)
 }
 

@@ -25,3 +25,49 @@ impl<T: GrantLedger> Grants for T {
         GrantLedger::granted(self, channel)
     }
 }
+
+/// [`hongbao_store::ClaimLedger`], boxed.
+pub trait Claims: Send + Sync + 'static {
+    fn claim(
+        &self,
+        req: hongbao_store::ClaimRequest,
+    ) -> BoxFuture<'_, Result<hongbao_store::ClaimOutcome, StoreError>>;
+    fn order<'a>(
+        &'a self,
+        id: &'a hongbao_domain::OrderId,
+    ) -> BoxFuture<'a, Result<Option<hongbao_domain::Order>, StoreError>>;
+    fn orders_of(
+        &self,
+        user: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<hongbao_domain::Order>, StoreError>>;
+    fn stock_taken(&self, gift: hongbao_domain::GiftIndex) -> u64;
+}
+
+impl<T: hongbao_store::ClaimLedger> Claims for T {
+    fn claim(
+        &self,
+        req: hongbao_store::ClaimRequest,
+    ) -> BoxFuture<'_, Result<hongbao_store::ClaimOutcome, StoreError>> {
+        Box::pin(hongbao_store::ClaimLedger::claim(self, req))
+    }
+
+    fn order<'a>(
+        &'a self,
+        id: &'a hongbao_domain::OrderId,
+    ) -> BoxFuture<'a, Result<Option<hongbao_domain::Order>, StoreError>> {
+        Box::pin(hongbao_store::ClaimLedger::order(self, id))
+    }
+
+    fn orders_of(
+        &self,
+        user: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<hongbao_domain::Order>, StoreError>> {
+        Box::pin(hongbao_store::ClaimLedger::orders_of(self, user, limit))
+    }
+
+    fn stock_taken(&self, gift: hongbao_domain::GiftIndex) -> u64 {
+        hongbao_store::ClaimLedger::stock_taken(self, gift)
+    }
+}

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hongbao_domain::campaign::Campaign;
 use hongbao_domain::{CouponKey, ProfileTable, derive_coupon_key};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
-use hongbao_store::MemoryStore;
+use hongbao_store::{CampaignBinding, MemoryStore};
 
-use crate::ports::Grants;
+use crate::ports::{Claims, Grants};
 use crate::static_catalog::CatalogStore;
 
 /// Wall-clock seconds, or a hand-set clock in tests (the campaign window, ticket and coupon
@@ -61,6 +61,8 @@ pub struct Parts {
     pub coupon_key: Arc<CouponKey>,
     /// Coupon grants: per-user-per-channel limits and channel budgets, durable.
     pub grants: Arc<dyn Grants>,
+    /// Claims and orders: the atomic redeem + limit + stock + order + enqueue step.
+    pub claims: Arc<dyn Claims>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -71,7 +73,7 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// State for `campaign` with its catalog built in memory, no profiles (everyone is new), a
-    /// role cache over the campaign's game side and an in-memory grant ledger. The binary
+    /// role cache over the campaign's game side and an in-memory store (grants and claims). The binary
     /// replaces the parts with `with_*`; it starts *not* ready.
     pub fn new(campaign: Arc<Campaign>) -> ApiState {
         let catalog = Arc::new(CatalogStore::from_campaign(&campaign));
@@ -80,6 +82,7 @@ impl ApiState {
         let idip = IdipClient::new(&campaign).expect("an HTTP client can be built");
         let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
         let coupon_key = Arc::new(coupon_key_for(&campaign));
+        let memory = Arc::new(MemoryStore::with_campaign(CampaignBinding::of(&campaign)));
         ApiState(Arc::new(Parts {
             campaign,
             catalog,
@@ -88,7 +91,8 @@ impl ApiState {
             profiles,
             roles,
             coupon_key,
-            grants: Arc::new(MemoryStore::default()),
+            grants: memory.clone(),
+            claims: memory,
         }))
     }
 
@@ -108,6 +112,11 @@ impl ApiState {
 
     pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> ApiState {
         self.parts_mut().grants = grants;
+        self
+    }
+
+    pub fn with_claims(mut self, claims: Arc<dyn Claims>) -> ApiState {
+        self.parts_mut().claims = claims;
         self
     }
 

@@ -25,6 +25,7 @@ mod memory;
 mod pacer;
 mod port;
 mod status;
+mod store_queue;
 
 pub use config::DispatcherConfig;
 pub use dispatcher::{DispatchError, Dispatcher};
@@ -33,3 +34,4 @@ pub use port::{
     FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, QueuedOrder, Retry,
 };
 pub use status::{DeadOrder, DispatcherStatus, GameStatus};
+pub use store_queue::StoreQueue;

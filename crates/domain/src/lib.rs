@@ -4,6 +4,7 @@
 pub mod campaign;
 pub mod coupon;
 pub mod eligibility;
+pub mod order;
 pub mod profile;
 pub mod ranking;
 pub mod release;
@@ -15,6 +16,7 @@ pub use campaign::{
 };
 pub use coupon::{Coupon, CouponError, CouponKey, derive_coupon_key, sign_coupon, verify_coupon};
 pub use eligibility::{Ineligible, RoleContext, Subject};
+pub use order::{InvalidOrderId, Order, OrderEvent, OrderId, OrderStatus, transition};
 pub use profile::{GameSet, Profile, ProfileTable};
 pub use ranking::{GiftList, gift_list};
 pub use synth::Role;

@@ -1,24 +1,40 @@
 //! Ports of hongbao's durable state and their adapters (DESIGN.md §3).
 //!
-//! The services depend on the narrow traits here, never on an engine: [`GrantLedger`] records
-//! coupon grants (the grab, `POST /v1/coupons`). Two adapters implement it with identical
-//! semantics, checked by one behavioural suite (`tests/grant_ledger.rs`):
+//! The services depend on the narrow traits here, never on an engine:
+//!
+//! - [`GrantLedger`] records coupon grants (the grab, `POST /v1/coupons`);
+//! - [`ClaimLedger`] turns a claim into a durable, queued order in one atomic step and reads
+//!   orders back (`POST /v1/claims`, `GET /v1/orders`), see [`claim`];
+//! - [`DeliveryQueue`] is the per-game queue the delivery workers lease from, and
+//!   [`LedgerScan`] the paged reads of orders, the actual-send log and the queues that
+//!   reconciliation merges, see [`queue`].
+//!
+//! Two adapters implement all of them with identical semantics, checked by shared behavioural
+//! suites (`tests/grant_ledger.rs`, `tests/claims.rs`):
 //!
 //! - [`MemoryStore`]: in-process, for tests of the other crates; forgets everything on drop.
 //! - [`EmbeddedStore`]: fjall on local disk with group commit — one writer thread, one atomic
 //!   batch and one fsync per group of requests, answered only after the fsync.
-//!
-//! The claim issue grows the embedded writer by one command (see [`embedded`]'s module doc).
 
+pub mod claim;
 pub mod embedded;
 pub mod memory;
+pub mod queue;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use claim::{
+    CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS,
+    IdempotencyKey, ORDERS_OF_MAX, TARGET_ID_MAX_LEN,
+};
 pub use embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
-pub use hongbao_domain::Channel;
+pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
+pub use queue::{
+    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerScan, QueueEntry, QueuedRef,
+    RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+};
 
 /// One grab: may `user` have one more coupon from `channel`?
 ///
@@ -60,9 +76,13 @@ pub enum StoreError {
     /// Data read from disk does not have the persisted layout.
     #[error("store data corrupt: {0}")]
     Corrupt(String),
-    /// The store was opened with a configuration it cannot work with.
+    /// The store was opened with a configuration it cannot work with, or is asked about a
+    /// campaign, gift or game it is not bound to (see [`CampaignBinding`]).
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
+    /// A request no correct caller sends (e.g. an over-long role id); it changed nothing.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 /// Per-user-per-channel coupon limits and per-channel budgets, held exactly.
@@ -92,6 +112,157 @@ impl<T: GrantLedger> GrantLedger for Arc<T> {
 
     fn granted(&self, channel: Channel) -> u64 {
         T::granted(self, channel)
+    }
+}
+
+/// Claims: one atomic, durable, idempotent step from a verified coupon to a queued order.
+/// See [`claim`] for the decisions and their order.
+///
+/// Implementations serialise claims: under any concurrency a gift gives at most `stock` units
+/// (for the stock of the requests that took them), a user gets at most `per_user_limit` of a
+/// gift, and a coupon is redeemed at most once.
+pub trait ClaimLedger: Send + Sync + 'static {
+    /// Decide and record one claim. `Ok(Accepted)` is durable (and queued) when it is returned
+    /// (for a durable implementation). A future dropped before it resolves may or may not have
+    /// claimed; the same claim again tells which (it answers `Replayed`).
+    fn claim(
+        &self,
+        req: ClaimRequest,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    /// One order, as committed.
+    fn order(&self, id: &OrderId)
+    -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
+
+    /// Up to `limit` (at most [`ORDERS_OF_MAX`]) of `user`'s orders, oldest first.
+    fn orders_of(
+        &self,
+        user: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
+
+    /// Units of `gift` taken so far (committed). In memory and cheap: the gift list asks for
+    /// every gift on every request to hide sold-out ones. 0 for a gift the store is not bound to.
+    fn stock_taken(&self, gift: GiftIndex) -> u64;
+}
+
+impl<T: ClaimLedger> ClaimLedger for Arc<T> {
+    fn claim(
+        &self,
+        req: ClaimRequest,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send {
+        T::claim(self, req)
+    }
+
+    fn order(
+        &self,
+        id: &OrderId,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send {
+        T::order(self, id)
+    }
+
+    fn orders_of(
+        &self,
+        user: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send {
+        T::orders_of(self, user, limit)
+    }
+
+    fn stock_taken(&self, gift: GiftIndex) -> u64 {
+        T::stock_taken(self, gift)
+    }
+}
+
+impl<T: DeliveryQueue> DeliveryQueue for Arc<T> {
+    fn lease(
+        &self,
+        game: GameIndex,
+        max: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<QueueEntry>, StoreError>> + Send {
+        T::lease(self, game, max, now_ms)
+    }
+
+    fn finish(
+        &self,
+        entry: &QueueEntry,
+        finish: Finish,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        T::finish(self, entry, finish, now_ms)
+    }
+
+    fn retry(
+        &self,
+        entry: &QueueEntry,
+        ready_at_ms: u64,
+        error: String,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        T::retry(self, entry, ready_at_ms, error, now_ms)
+    }
+
+    fn release(
+        &self,
+        entry: &QueueEntry,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        T::release(self, entry)
+    }
+
+    fn requeue(
+        &self,
+        order_id: &OrderId,
+        now_ms: u64,
+        deliver_by_ms: u64,
+    ) -> impl Future<Output = Result<RequeueOutcome, StoreError>> + Send {
+        T::requeue(self, order_id, now_ms, deliver_by_ms)
+    }
+
+    fn depth(&self, game: GameIndex) -> u64 {
+        T::depth(self, game)
+    }
+
+    fn leased(&self, game: GameIndex) -> u64 {
+        T::leased(self, game)
+    }
+
+    fn oldest_ready_ms(
+        &self,
+        game: GameIndex,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        T::oldest_ready_ms(self, game)
+    }
+}
+
+impl<T: LedgerScan> LedgerScan for Arc<T> {
+    fn scan_orders(
+        &self,
+        after: Option<OrderId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send {
+        T::scan_orders(self, after, limit)
+    }
+
+    fn scan_sent(
+        &self,
+        after: Option<SentRecord>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SentRecord>, StoreError>> + Send {
+        T::scan_sent(self, after, limit)
+    }
+
+    fn scan_queue(
+        &self,
+        game: GameIndex,
+        after: Option<QueuedRef>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QueuedRef>, StoreError>> + Send {
+        T::scan_queue(self, game, after, limit)
+    }
+
+    fn in_queue(&self, order: &Order) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        T::in_queue(self, order)
     }
 }
 

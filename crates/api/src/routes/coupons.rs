@@ -131,7 +131,10 @@ async fn list_gifts(
         profile: &profile,
         ticket_issued_at_unix_s: caller.ticket_issued_at_unix_s,
     };
-    let sold_out = |_| false;
+    let claims = &state.claims;
+    let sold_out = |g: hongbao_domain::GiftIndex| {
+        claims.stock_taken(g) >= campaign.gifts[usize::from(g.0)].stock
+    };
     let roles = fetch_roles(&state, &subject, sold_out, now).await;
     let list = gift_list(
         campaign,

@@ -2,5 +2,6 @@
 //! [`crate::router`] merges. Later slices add `coupons`, `gifts`, `claims` and `orders` here.
 
 pub mod catalog;
+pub mod claims;
 pub mod coupons;
 pub mod health;

@@ -1,39 +1,43 @@
 //! The embedded adapter: fjall 3 on local disk, one writer thread, group commit.
 //!
-//! # How a grant becomes durable
+//! # How a grant or a claim becomes durable
 //!
-//! [`EmbeddedStore::grant`] puts a command on a bounded queue (`queue_max`; a full queue makes
-//! callers wait, which is the backpressure the API's admission control sees) and awaits a
-//! oneshot answer. The writer thread (`writer.rs`) drains up to `batch_max` commands, decides
-//! them in order, writes their effects as ONE fjall write batch across keyspaces and makes it
-//! durable with one `fsync` (`OwnedWriteBatch::durability(Some(PersistMode::SyncAll))`, which
-//! writes the journal and syncs it under one journal lock), and only then answers the batch.
-//! A channel whose committed counter reached the request's budget is answered without queueing.
+//! [`EmbeddedStore::grant`] and [`EmbeddedStore::claim`] put a command on a bounded queue
+//! (`queue_max`; a full queue makes callers wait, which is the backpressure the API's admission
+//! control sees) and await a oneshot answer. The writer thread (`writer.rs`) drains up to
+//! `batch_max` commands, decides them in order against the committed state plus the batch's own
+//! effects (two claims of one batch see each other), writes all their effects — grants, orders,
+//! counters, queue entries, send-log rows, idempotency keys — as ONE fjall write batch across
+//! keyspaces and makes it durable with one `fsync` (`durability(Some(PersistMode::SyncAll))`,
+//! which writes the journal and syncs it under one journal lock), and only then answers the
+//! batch. Delivery-queue commands (finish, retry, requeue) ride in the same batches.
 //!
-//! Reads that need no decision (metrics, later "my orders") do not go through the writer:
-//! fjall handles are thread-safe, and committed counters are published in atomics.
+//! Answers that need no decision skip the writer: a channel whose committed counter reached the
+//! request's budget, a claim whose coupon already has an order (read from disk: an order is
+//! visible to readers only after its batch's fsync) or whose gift is sold out (committed
+//! counters are published in atomics). Reads (orders, scans) use fjall's thread-safe handles
+//! directly; multi-key reads and scan pages through one snapshot, which shows whole batches only
+//! (a plain read may see a batch half applied to the memtables, though only after its fsync).
 //!
-//! # Growing into the claim (issue 5)
+//! # The delivery queue
 //!
-//! The claim is one more variant of the writer's `Command` enum, `Claim { req, reply }`, decided
-//! by a `stage_claim` beside `stage_grant`: it reads the coupon's redemption row, the user's
-//! count for the gift and the gift's stock through new `Backend` methods (each answered first
-//! from the batch's `Staged` overlay, so two claims in one batch see each other), and stages the
-//! redemption, the per-user-gift count, the stock counter, the order row and the delivery queue
-//! entry into new `Staged` fields. The batch's single `Backend::commit` writes grants and claims
-//! together, atomically, with the one fsync; a failed commit already fails every command of the
-//! batch through `Pending::fail`. Nothing about queueing, batching, rollback or shutdown changes;
-//! new keyspaces (`coupons`, `orders`, `queue/<game>`, stock under `counters`) are added to
-//! `layout.rs` without touching the existing ones.
+//! One keyspace holds every game's entries, keyed by game, due time and order id. Delivered
+//! entries are deleted, and an LSM keeps their tombstones for a while; a per-game cursor in
+//! memory (no leasable entry lies before it) lets lease scans start after them, and after the
+//! entries in flight, instead of wading through every tombstone since the last compaction.
+//! Leases, the cursor and the depth are memory-only and rebuilt from one scan of the queue at
+//! open, so they can never drift from the keys. Leasing and the oldest-entry query run on the
+//! writer thread (after the batch's commit), which owns the leases; they write nothing.
 //!
 //! # Caveat: a failed fsync
 //!
 //! If the journal write or fsync fails, the batch's callers get [`StoreError::Unavailable`] and
 //! the store refuses all further writes (fjall poisons the database; restart to recover). The
-//! batch's bytes may still reach the disk through the OS, so after the restart those grants can
-//! exist although their callers heard an error: a user may lose a slot and the budget may count
-//! up to `batch_max` coupons nobody holds. Never the other way round: nothing answered
-//! `Granted` is lost, and no limit or budget is exceeded.
+//! batch's bytes may still reach the disk through the OS, so after the restart those grants and
+//! claims can exist although their callers heard an error: a user may lose a slot and a budget
+//! or stock may count up to `batch_max` units nobody was told about (the orders exist and are
+//! delivered; the same claim again answers `Replayed`). Never the other way round: nothing
+//! answered `Granted` or `Accepted` is lost, and no limit, budget or stock is exceeded.
 //!
 //! See `layout.rs` for the persisted layout (and its warning).
 
@@ -44,15 +48,22 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::compaction::filter::{
+    CompactionFilter, CompactionFilterResult, Context, Factory, ItemAccessor, Verdict,
+};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
+use hongbao_domain::{GameIndex, GiftIndex, Order, OrderId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    CHANNELS, Channel, GrantLedger, GrantOutcome, GrantRequest, StoreError, channel_index,
+use crate::claim::{self, CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::queue::{
+    DeliveryQueue, Finish, LedgerScan, QueueEntry, QueuedRef, RequeueOutcome, SCAN_PAGE_MAX,
+    SentRecord, Settled,
 };
-use layout::{COUNTERS_KEYSPACE, GRANTS_KEYSPACE, GrantKey};
-use writer::{Backend, Command, Ledger, Shared, Staged};
+use crate::{Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError};
+use writer::{Backend, Command, Ledger, Reply, SettleAction, Shared, Space};
 
 /// Default bound of the writer's queue: about a tenth of a second of the campaign's peak.
 pub const QUEUE_MAX_DEFAULT: usize = 16_384;
@@ -81,9 +92,9 @@ impl Default for EmbeddedConfig {
 /// What the writer has done since open; counters only grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmbeddedStats {
-    /// Commands decided (granted, rejected or failed).
+    /// Commands decided (granted, claimed, rejected, leased or failed).
     pub commands: u64,
-    /// Batches run, including batches of rejections only (which write nothing).
+    /// Batches run, including batches of rejections and leases only (which write nothing).
     pub batches: u64,
     /// Commits attempted, each one atomic batch with one fsync.
     pub fsyncs: u64,
@@ -93,13 +104,15 @@ pub struct EmbeddedStats {
     pub batch_len_max: u64,
 }
 
-/// Durable [`GrantLedger`] on fjall. Dropping it (or [`EmbeddedStore::close`]) stops taking new
-/// commands, lets the writer answer every queued one and joins it; that blocks the calling
+/// Durable store of every port on fjall. Dropping it (or [`EmbeddedStore::close`]) stops taking
+/// new commands, lets the writer answer every queued one and joins it; that blocks the calling
 /// thread for at most one queue's worth of batches.
 pub struct EmbeddedStore {
     queue: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    binding: Arc<CampaignBinding>,
+    reader: Reader,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -109,9 +122,20 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir`, loads the budget counters and starts the writer.
-    /// Fails with `Unavailable` if another process has the directory open.
+    /// Opens (or creates) the store in `dir` for grants only (no campaign bound: claims are
+    /// refused with `InvalidConfig`). See [`EmbeddedStore::open_with`].
     pub fn open(dir: &Path, config: EmbeddedConfig) -> Result<Self, StoreError> {
+        Self::open_with(dir, config, CampaignBinding::none())
+    }
+
+    /// Opens (or creates) the store in `dir` for `binding`'s campaign: loads the counters,
+    /// rebuilds the queues' in-memory state from one scan of the queue keyspace, and starts the
+    /// writer. Fails with `Unavailable` if another process has the directory open.
+    pub fn open_with(
+        dir: &Path,
+        config: EmbeddedConfig,
+        binding: CampaignBinding,
+    ) -> Result<Self, StoreError> {
         if !(1..=QUEUE_MAX_LIMIT).contains(&config.queue_max) {
             return Err(StoreError::InvalidConfig(format!(
                 "queue_max {} is outside 1..={QUEUE_MAX_LIMIT}",
@@ -124,16 +148,19 @@ impl EmbeddedStore {
                 config.batch_max
             )));
         }
-        let (backend, granted) = FjallBackend::open(dir)?;
-        let shared = Arc::new(Shared::with_granted(granted));
-        let ledger = Ledger::new(backend, granted, Arc::clone(&shared));
+        let binding = Arc::new(binding);
+        let mut backend = FjallBackend::open(dir)?;
+        let recovered = writer::recover(&mut backend, &binding)?;
+        let shared = Arc::new(Shared::new(&recovered));
+        let reader = backend.reader();
+        let ledger = Ledger::new(backend, Arc::clone(&binding), recovered, Arc::clone(&shared));
         let (queue, receiver) = mpsc::channel(config.queue_max);
         let batch_max = config.batch_max;
         let writer = std::thread::Builder::new()
             .name("hongbao-store-writer".into())
             .spawn(move || writer::run(ledger, receiver, batch_max))
             .map_err(|e| StoreError::Unavailable(format!("start the store writer: {e}")))?;
-        Ok(Self { queue: Some(queue), writer: Some(writer), shared })
+        Ok(Self { queue: Some(queue), writer: Some(writer), shared, binding, reader })
     }
 
     pub fn stats(&self) -> EmbeddedStats {
@@ -145,6 +172,10 @@ impl EmbeddedStore {
             commit_failures: s.commit_failures.load(Ordering::Relaxed),
             batch_len_max: s.batch_len_max.load(Ordering::Relaxed),
         }
+    }
+
+    pub fn binding(&self) -> &CampaignBinding {
+        &self.binding
     }
 
     /// Stops taking commands, answers the queued ones, joins the writer and closes the database
@@ -163,6 +194,69 @@ impl EmbeddedStore {
             None => Ok(()),
         }
     }
+
+    /// Maintenance: flushes and compacts the idempotency keyspace now, which drops the keys
+    /// expired by the wall clock (the compaction filter does so anyway whenever fjall compacts
+    /// it). Returns the keys left. Heavy on a big keyspace; meant for operators and tests.
+    pub fn compact_idempotency_keys(&self) -> Result<u64, StoreError> {
+        let keys = &self.reader.idempotency;
+        keys.rotate_memtable_and_wait().map_err(|e| unavailable("flush idempotency keys", &e))?;
+        keys.major_compact().map_err(|e| unavailable("compact idempotency keys", &e))?;
+        let mut left = 0;
+        for guard in keys.iter() {
+            guard.key().map_err(|e| unavailable("count idempotency keys", &e))?;
+            left += 1;
+        }
+        Ok(left)
+    }
+
+    /// Fault injection for tests: deletes `order`'s queue entry from the CLOSED store in `dir`,
+    /// as an operator's mistake would (the store's lock keeps this from running beside a live
+    /// store). Returns whether there was one. Never used by services.
+    #[doc(hidden)]
+    pub fn remove_queue_entry_by_hand(dir: &Path, order: &Order) -> Result<bool, StoreError> {
+        let (Some(ready_at_ms), 1..=255) = (order.ready_at_ms, order.game_id.len()) else {
+            return Ok(false);
+        };
+        let backend = FjallBackend::open(dir)?;
+        let queue = &backend.spaces[Space::Queue as usize];
+        let key = layout::queue_key(&order.game_id, ready_at_ms, &order.id);
+        let present = queue.get(&key).map_err(|e| unavailable("read a queue entry", &e))?;
+        if present.is_some() {
+            queue.remove(key).map_err(|e| unavailable("remove a queue entry", &e))?;
+            backend.db.persist(PersistMode::SyncAll).map_err(|e| unavailable("fsync", &e))?;
+        }
+        Ok(present.is_some())
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let queue =
+            self.queue.as_ref().ok_or_else(|| StoreError::Unavailable("store closed".into()))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(command(reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the store writer stopped before answering".into())
+        })?
+    }
+
+    fn game_id(&self, game: GameIndex) -> Result<&str, StoreError> {
+        self.binding
+            .game_id(game)
+            .ok_or_else(|| StoreError::InvalidConfig(format!("game index {} is not bound", game.0)))
+    }
+
+    fn settle(
+        &self,
+        entry: &QueueEntry,
+        action: SettleAction,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Settled, StoreError>> + Send + use<'_> {
+        let (order_id, lease) = (entry.order.id, entry.lease);
+        self.call(move |reply| Command::Settle { order_id, lease, action, now_ms, reply })
+    }
 }
 
 impl Drop for EmbeddedStore {
@@ -179,16 +273,7 @@ impl GrantLedger for EmbeddedStore {
         if self.shared.granted(req.channel) >= req.budget {
             return Ok(GrantOutcome::BudgetExhausted);
         }
-        let queue =
-            self.queue.as_ref().ok_or_else(|| StoreError::Unavailable("store closed".into()))?;
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(Command::Grant { req, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the store writer stopped before answering".into())
-        })?
+        self.call(|reply| Command::Grant { req, reply }).await
     }
 
     fn granted(&self, channel: Channel) -> u64 {
@@ -196,64 +281,333 @@ impl GrantLedger for EmbeddedStore {
     }
 }
 
-/// The writer's fjall handles. Owned by the writer thread; dropped (closing the database) when
-/// it ends.
+impl ClaimLedger for EmbeddedStore {
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let prepared = claim::prepare(&self.binding, &req)?;
+        // Answers that need no decision, from committed state (see the module doc). With an
+        // idempotency key the writer must look at the key first.
+        if req.idempotency.is_none() {
+            if let Some(order) = self.reader.order(&prepared.order_id)? {
+                return Ok(claim::replay(order, &prepared.gift_id));
+            }
+            if self.shared.stock_taken(req.gift) >= req.stock {
+                return Ok(ClaimOutcome::OutOfStock);
+            }
+        }
+        self.call(|reply| Command::Claim { claim: Box::new((req, prepared)), reply }).await
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.reader.order(id)
+    }
+
+    async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let snapshot = self.reader.db.snapshot();
+        let mut orders = Vec::new();
+        let prefix = user.to_be_bytes();
+        for guard in
+            snapshot.prefix(&self.reader.user_orders, prefix).take(limit.min(ORDERS_OF_MAX))
+        {
+            let key = guard.key().map_err(|e| unavailable("read a user's orders", &e))?;
+            let id = layout::decode_order_id(key.get(8..).unwrap_or_default())?;
+            let bytes = snapshot
+                .get(&self.reader.orders, layout::order_key(&id))
+                .map_err(|e| unavailable("read an order", &e))?
+                .ok_or_else(|| StoreError::Corrupt(format!("indexed order {id} is missing")))?;
+            orders.push(layout::decode_order(id, &bytes)?);
+        }
+        orders.sort_by_key(|o| (o.created_at_ms, o.id));
+        Ok(orders)
+    }
+
+    fn stock_taken(&self, gift: GiftIndex) -> u64 {
+        self.shared.stock_taken(gift)
+    }
+}
+
+impl DeliveryQueue for EmbeddedStore {
+    async fn lease(
+        &self,
+        game: GameIndex,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        self.game_id(game)?;
+        self.call(|reply| Command::Lease { game, max, now_ms, reply }).await
+    }
+
+    async fn finish(
+        &self,
+        entry: &QueueEntry,
+        finish: Finish,
+        now_ms: u64,
+    ) -> Result<Settled, StoreError> {
+        self.settle(entry, SettleAction::Finish(finish), now_ms).await
+    }
+
+    async fn retry(
+        &self,
+        entry: &QueueEntry,
+        ready_at_ms: u64,
+        error: String,
+        now_ms: u64,
+    ) -> Result<Settled, StoreError> {
+        self.settle(entry, SettleAction::Retry { ready_at_ms, error }, now_ms).await
+    }
+
+    async fn release(&self, entry: &QueueEntry) -> Result<Settled, StoreError> {
+        self.settle(entry, SettleAction::Release, entry.order.updated_at_ms).await
+    }
+
+    async fn requeue(
+        &self,
+        order_id: &OrderId,
+        now_ms: u64,
+        deliver_by_ms: u64,
+    ) -> Result<RequeueOutcome, StoreError> {
+        let order_id = *order_id;
+        self.call(|reply| Command::Requeue { order_id, now_ms, deliver_by_ms, reply }).await
+    }
+
+    fn depth(&self, game: GameIndex) -> u64 {
+        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.depth.load(Ordering::Acquire))
+    }
+
+    fn leased(&self, game: GameIndex) -> u64 {
+        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.leased.load(Ordering::Acquire))
+    }
+
+    async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
+        self.game_id(game)?;
+        self.call(|reply| Command::Oldest { game, reply }).await
+    }
+}
+
+/// The smallest key after `key`.
+fn after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+impl LedgerScan for EmbeddedStore {
+    async fn scan_orders(
+        &self,
+        after_id: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let from = after_id.map_or_else(Vec::new, |id| after(&layout::order_key(&id)));
+        let mut page = Vec::new();
+        let snapshot = self.reader.db.snapshot();
+        for guard in snapshot.range(&self.reader.orders, from..).take(limit.min(SCAN_PAGE_MAX)) {
+            let (key, value) = guard.into_inner().map_err(|e| unavailable("scan orders", &e))?;
+            page.push(layout::decode_order(layout::decode_order_id(&key)?, &value)?);
+        }
+        Ok(page)
+    }
+
+    async fn scan_sent(
+        &self,
+        after_row: Option<SentRecord>,
+        limit: usize,
+    ) -> Result<Vec<SentRecord>, StoreError> {
+        let from = after_row.map_or_else(Vec::new, |row| {
+            after(&layout::sent_key(&row.order_id, row.delivered_at_ms))
+        });
+        let mut page = Vec::new();
+        let snapshot = self.reader.db.snapshot();
+        for guard in snapshot.range(&self.reader.sent, from..).take(limit.min(SCAN_PAGE_MAX)) {
+            let key = guard.key().map_err(|e| unavailable("scan the send log", &e))?;
+            let (order_id, delivered_at_ms) = layout::decode_sent_key(&key)?;
+            page.push(SentRecord { order_id, delivered_at_ms });
+        }
+        Ok(page)
+    }
+
+    async fn scan_queue(
+        &self,
+        game: GameIndex,
+        after_ref: Option<QueuedRef>,
+        limit: usize,
+    ) -> Result<Vec<QueuedRef>, StoreError> {
+        let game_id = self.game_id(game)?;
+        let from = match after_ref {
+            Some(r) => after(&layout::queue_key(game_id, r.ready_at_ms, &r.order_id)),
+            None => layout::queue_prefix(game_id),
+        };
+        let mut page = Vec::new();
+        let snapshot = self.reader.db.snapshot();
+        let range = snapshot.range(&self.reader.queue, from..layout::queue_end(game_id));
+        for guard in range.take(limit.min(SCAN_PAGE_MAX)) {
+            let key = guard.key().map_err(|e| unavailable("scan a queue", &e))?;
+            let (_, ready_at_ms, order_id) = layout::decode_queue_key(&key)?;
+            page.push(QueuedRef { ready_at_ms, order_id });
+        }
+        Ok(page)
+    }
+
+    async fn in_queue(&self, order: &Order) -> Result<bool, StoreError> {
+        let (Some(ready_at_ms), 1..=255) = (order.ready_at_ms, order.game_id.len()) else {
+            return Ok(false);
+        };
+        let key = layout::queue_key(&order.game_id, ready_at_ms, &order.id);
+        let found = self.reader.queue.get(key).map_err(|e| unavailable("read the queue", &e))?;
+        Ok(found.is_some())
+    }
+}
+
+/// Read handles for the store handle's direct reads (fjall handles are thread-safe).
+struct Reader {
+    db: Database,
+    orders: Keyspace,
+    user_orders: Keyspace,
+    queue: Keyspace,
+    sent: Keyspace,
+    idempotency: Keyspace,
+}
+
+impl Reader {
+    fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        match self
+            .orders
+            .get(layout::order_key(id))
+            .map_err(|e| unavailable("read an order", &e))?
+        {
+            Some(bytes) => layout::decode_order(*id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The writer's fjall handles. Owned by the writer thread; dropped (closing the database, once
+/// the store handle's read handles are gone too) when it ends.
 struct FjallBackend {
     db: Database,
-    grants: Keyspace,
-    counters: Keyspace,
+    /// Indexed by `Space as usize`.
+    spaces: Vec<Keyspace>,
+    batch: Option<OwnedWriteBatch>,
 }
 
 impl FjallBackend {
-    fn open(dir: &Path) -> Result<(Self, [u64; CHANNELS]), StoreError> {
-        let db = Database::builder(dir).open().map_err(|e| match e {
-            fjall::Error::Locked => {
-                StoreError::Unavailable(format!("{} is open in another process", dir.display()))
-            }
-            e => StoreError::Unavailable(format!("open {}: {e}", dir.display())),
-        })?;
-        let grants = db
-            .keyspace(GRANTS_KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(|e| unavailable("open keyspace grants", &e))?;
-        let counters = db
-            .keyspace(COUNTERS_KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(|e| unavailable("open keyspace counters", &e))?;
-        let mut granted = [0u64; CHANNELS];
-        for channel in Channel::ALL {
-            let key = layout::budget_key(channel);
-            if let Some(bytes) =
-                counters.get(&key).map_err(|e| unavailable("read a budget counter", &e))?
-            {
-                granted[channel_index(channel)] = layout::decode_budget(channel, &bytes)?;
-            }
+    fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder(dir)
+            .with_compaction_filter_factories(Arc::new(|keyspace| {
+                (keyspace == layout::IDEMPOTENCY_KEYSPACE)
+                    .then(|| Arc::new(ExpiredKeys) as Arc<dyn Factory>)
+            }))
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => {
+                    StoreError::Unavailable(format!("{} is open in another process", dir.display()))
+                }
+                e => StoreError::Unavailable(format!("open {}: {e}", dir.display())),
+            })?;
+        let mut spaces = Vec::with_capacity(Space::ALL.len());
+        for (index, space) in Space::ALL.into_iter().enumerate() {
+            assert_eq!(space as usize, index);
+            let keyspace = db
+                .keyspace(space.name(), KeyspaceCreateOptions::default)
+                .map_err(|e| unavailable(&format!("open keyspace {}", space.name()), &e))?;
+            spaces.push(keyspace);
         }
-        Ok((Self { db, grants, counters }, granted))
+        Ok(Self { db, spaces, batch: None })
+    }
+
+    fn keyspace(&self, space: Space) -> &Keyspace {
+        &self.spaces[space as usize]
+    }
+
+    fn reader(&self) -> Reader {
+        Reader {
+            db: self.db.clone(),
+            orders: self.keyspace(Space::Orders).clone(),
+            user_orders: self.keyspace(Space::UserOrders).clone(),
+            queue: self.keyspace(Space::Queue).clone(),
+            sent: self.keyspace(Space::Sent).clone(),
+            idempotency: self.keyspace(Space::Idempotency).clone(),
+        }
+    }
+
+    fn open_batch(&mut self) -> &mut OwnedWriteBatch {
+        let db = &self.db;
+        self.batch.get_or_insert_with(|| db.batch().durability(Some(PersistMode::SyncAll)))
     }
 }
 
 impl Backend for FjallBackend {
-    fn user_count(&mut self, key: &GrantKey) -> Result<u32, StoreError> {
-        match self.grants.get(key).map_err(|e| unavailable("read a grant count", &e))? {
-            Some(bytes) => layout::decode_count(key, &bytes),
-            None => Ok(0),
-        }
+    type Bytes = fjall::Slice;
+
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
+        self.keyspace(space).get(key).map_err(|e| unavailable("read the ledger", &e))
     }
 
-    fn commit(&mut self, staged: &Staged) -> Result<(), StoreError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        for (key, count) in &staged.grants {
-            batch.insert(&self.grants, *key, layout::encode_count(*count));
-        }
-        for channel in Channel::ALL {
-            if let Some(granted) = staged.budgets[channel_index(channel)] {
-                batch.insert(
-                    &self.counters,
-                    layout::budget_key(channel),
-                    layout::encode_budget(granted),
-                );
+    fn scan(
+        &mut self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for guard in self.keyspace(space).range(from..to) {
+            let key = guard.key().map_err(|e| unavailable("scan the ledger", &e))?;
+            if !visit(&key) {
+                break;
             }
         }
-        batch.commit().map_err(|e| unavailable("commit and fsync a ledger batch", &e))
+        Ok(())
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) {
+        let keyspace = self.spaces[space as usize].clone();
+        self.open_batch().insert(&keyspace, key, value);
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) {
+        let keyspace = self.spaces[space as usize].clone();
+        self.open_batch().remove(&keyspace, key);
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        match self.batch.take() {
+            Some(batch) => {
+                batch.commit().map_err(|e| unavailable("commit and fsync a ledger batch", &e))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Compaction filter of the `idempotency` keyspace: drops keys whose expiry has passed by the
+/// wall clock (the same boundary the writer uses: a key is valid while `expires_at > now`).
+/// A value that is not an idempotency record is kept: the filter must never lose data it does
+/// not understand.
+struct ExpiredKeys;
+
+impl Factory for ExpiredKeys {
+    fn name(&self) -> &str {
+        "hongbao-expired-idempotency-keys"
+    }
+
+    fn make_filter(&self, _ctx: &Context) -> Box<dyn CompactionFilter> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Box::new(ExpiredKeysAt { now_ms })
+    }
+}
+
+struct ExpiredKeysAt {
+    now_ms: u64,
+}
+
+impl CompactionFilter for ExpiredKeysAt {
+    fn filter_item(&mut self, item: ItemAccessor<'_>, _ctx: &Context) -> CompactionFilterResult {
+        let value = item.value()?;
+        Ok(match layout::idempotency_expiry(&value) {
+            Some(expires_at_ms) if expires_at_ms <= self.now_ms => Verdict::Remove,
+            _ => Verdict::Keep,
+        })
     }
 }
 

@@ -148,3 +148,5 @@ pub async fn concurrent_grabs_hold_limits_and_budgets_exactly<L: GrantLedger>(
     }
     total
 }
+
+pub mod claims;

@@ -1,0 +1,71 @@
+//! Operator endpoints under `/admin/v1/` on the admin address (loopback by default; request
+//! signing arrives with the security work). Delivery: status per game, pause and resume.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use hongbao_api::{ApiError, ApiJson};
+use hongbao_delivery::{Dispatcher, DispatcherStatus};
+use serde::Serialize;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub dispatcher: Option<Arc<Dispatcher>>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let routes = Router::new()
+        .route("/admin/v1/delivery", get(delivery_status))
+        .route("/admin/v1/delivery/{game}/pause", post(pause))
+        .route("/admin/v1/delivery/{game}/resume", post(resume));
+    hongbao_api::with_common_layers(routes).with_state(state)
+}
+
+fn dispatcher(state: &AdminState) -> Result<&Arc<Dispatcher>, ApiError> {
+    state.dispatcher.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_delivery_here",
+            "this node runs no delivery workers (--role api)",
+        )
+    })
+}
+
+async fn delivery_status(
+    State(state): State<AdminState>,
+) -> Result<ApiJson<DispatcherStatus>, ApiError> {
+    Ok(ApiJson(dispatcher(&state)?.status().await))
+}
+
+#[derive(Serialize)]
+struct Paused {
+    game: String,
+    paused: bool,
+}
+
+async fn pause(
+    State(state): State<AdminState>,
+    Path(game): Path<String>,
+) -> Result<ApiJson<Paused>, ApiError> {
+    set_paused(&state, game, true)
+}
+
+async fn resume(
+    State(state): State<AdminState>,
+    Path(game): Path<String>,
+) -> Result<ApiJson<Paused>, ApiError> {
+    set_paused(&state, game, false)
+}
+
+fn set_paused(state: &AdminState, game: String, paused: bool) -> Result<ApiJson<Paused>, ApiError> {
+    let d = dispatcher(state)?;
+    let index = d.game_index(&game).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_game", format!("no game `{game}`"))
+    })?;
+    let result = if paused { d.pause(index) } else { d.resume(index) };
+    result.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(ApiJson(Paused { game, paused }))
+}

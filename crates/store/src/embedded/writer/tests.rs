@@ -1,0 +1,725 @@
+//! The writer against an in-memory disk: batching, rollback, recovery, and a differential
+//! property test against [`crate::MemoryStore`] (the model).
+
+use std::collections::BTreeMap;
+
+use hongbao_domain::{Coupon, OrderStatus};
+use proptest::prelude::*;
+
+use super::*;
+use crate::claim::IdempotencyKey;
+use crate::queue::{QueuedRef, SentRecord};
+use crate::{ClaimLedger, DeliveryQueue, LedgerScan, MemoryStore};
+
+/// An in-memory disk whose next commit can be made to fail.
+#[derive(Default)]
+pub(crate) struct FakeBackend {
+    pub spaces: BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>,
+    open: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
+    pub fail_next_commit: bool,
+    pub commits: usize,
+}
+
+impl FakeBackend {
+    fn space(&self, space: Space) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+        self.spaces.get(&space).into_iter().flatten()
+    }
+}
+
+impl Backend for FakeBackend {
+    type Bytes = Vec<u8>;
+
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.spaces.get(&space).and_then(|s| s.get(key)).cloned())
+    }
+
+    fn scan(
+        &mut self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if let Some(rows) = self.spaces.get(&space) {
+            for key in rows.range(from.to_vec()..to.to_vec()).map(|(k, _)| k) {
+                if !visit(key) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) {
+        self.open.push((space, key.to_vec(), Some(value.to_vec())));
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) {
+        self.open.push((space, key.to_vec(), None));
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let writes = std::mem::take(&mut self.open);
+        if std::mem::take(&mut self.fail_next_commit) {
+            return Err(StoreError::Unavailable("injected fsync failure".into()));
+        }
+        self.commits += 1;
+        for (space, key, value) in writes {
+            let rows = self.spaces.entry(space).or_default();
+            match value {
+                Some(value) => rows.insert(key, value),
+                None => rows.remove(&key),
+            };
+        }
+        Ok(())
+    }
+}
+
+fn binding() -> Arc<CampaignBinding> {
+    Arc::new(
+        CampaignBinding::new(
+            "spring",
+            vec!["g1".into(), "g2".into()],
+            vec![
+                ("a".into(), GameIndex(0)),
+                ("b".into(), GameIndex(0)),
+                ("c".into(), GameIndex(1)),
+            ],
+        )
+        .expect("valid binding"),
+    )
+}
+
+fn ledger_on(mut backend: FakeBackend) -> Ledger<FakeBackend> {
+    let binding = binding();
+    let recovered = recover(&mut backend, &binding).expect("recover");
+    let shared = Arc::new(Shared::new(&recovered));
+    Ledger::new(backend, binding, recovered, shared)
+}
+
+fn ledger() -> Ledger<FakeBackend> {
+    ledger_on(FakeBackend::default())
+}
+
+fn budgets(backend: &FakeBackend) -> [u64; CHANNELS] {
+    let mut out = [0; CHANNELS];
+    for channel in Channel::ALL {
+        let key = layout::budget_key(channel);
+        if let Some(bytes) =
+            backend.spaces.get(&Space::Counters).and_then(|s| s.get(key.as_bytes()))
+        {
+            out[channel_index(channel)] = layout::decode_budget(channel, bytes).expect("counter");
+        }
+    }
+    out
+}
+
+// --- grants -----------------------------------------------------------------------------------
+
+type GrantReply = oneshot::Receiver<Result<GrantOutcome, StoreError>>;
+
+fn grant(user: u64, channel: Channel, per_user_limit: u32, budget: u64) -> (Command, GrantReply) {
+    let (reply, rx) = oneshot::channel();
+    (Command::Grant { req: GrantRequest { user, channel, per_user_limit, budget }, reply }, rx)
+}
+
+fn run_grants(
+    ledger: &mut Ledger<FakeBackend>,
+    requests: &[(u64, Channel)],
+    limit: u32,
+    budget: u64,
+) -> Vec<Result<GrantOutcome, StoreError>> {
+    let (commands, mut replies): (Vec<_>, Vec<_>) =
+        requests.iter().map(|(user, channel)| grant(*user, *channel, limit, budget)).unzip();
+    ledger.run_batch(commands);
+    replies.iter_mut().map(|rx| rx.try_recv().expect("answered after the batch")).collect()
+}
+
+#[test]
+fn one_batch_sees_its_own_grants_and_commits_once() {
+    let mut ledger = ledger();
+    let commits_at_open = ledger.backend.commits;
+    let results = run_grants(&mut ledger, &[(1, Channel::Swipe); 4], 3, 100);
+    assert_eq!(
+        results,
+        vec![
+            Ok(GrantOutcome::Granted { serial: 1 }),
+            Ok(GrantOutcome::Granted { serial: 2 }),
+            Ok(GrantOutcome::Granted { serial: 3 }),
+            Ok(GrantOutcome::UserLimitReached),
+        ]
+    );
+    assert_eq!(ledger.backend.commits, commits_at_open + 1);
+    let row = ledger.backend.spaces[&Space::Grants][&grant_key(1, Channel::Swipe).to_vec()].clone();
+    assert_eq!(row, layout::encode_count(3));
+    assert_eq!(budgets(&ledger.backend), [3, 0, 0]);
+    assert_eq!(ledger.shared.fsyncs.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_batch_of_rejections_does_not_fsync() {
+    let mut ledger = ledger();
+    let results = run_grants(&mut ledger, &[(1, Channel::Scan), (2, Channel::Scan)], 3, 0);
+    assert_eq!(results, vec![Ok(GrantOutcome::BudgetExhausted); 2]);
+    assert_eq!(ledger.shared.fsyncs.load(Ordering::Relaxed), 0);
+    assert_eq!(ledger.shared.batches.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_failed_commit_fails_the_whole_batch_rolls_back_and_stops_the_writer() {
+    let mut ledger = ledger();
+    run_grants(&mut ledger, &[(1, Channel::Swipe)], 3, 100);
+    let commits = ledger.backend.commits;
+    ledger.backend.fail_next_commit = true;
+    let results = run_grants(
+        &mut ledger,
+        &[(1, Channel::Swipe), (2, Channel::Swipe), (3, Channel::Swipe)],
+        1,
+        100,
+    );
+    assert!(results.iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))), "{results:?}");
+    assert_eq!(ledger.granted, [1, 0, 0], "in-memory counters equal the disk's");
+    assert_eq!(ledger.shared.granted(Channel::Swipe), 1);
+    let later = run_grants(&mut ledger, &[(9, Channel::Scan)], 3, 100);
+    assert!(matches!(later[0], Err(StoreError::Unavailable(_))));
+    assert_eq!(ledger.backend.commits, commits);
+}
+
+// --- claims and the queue ---------------------------------------------------------------------
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn claim_req(
+    user: u64,
+    serial: u32,
+    gift: u16,
+    stock: u64,
+    per_user: u32,
+    now_ms: u64,
+) -> ClaimRequest {
+    ClaimRequest {
+        coupon: Coupon {
+            campaign_id: "spring".into(),
+            user,
+            channel: Channel::Swipe,
+            serial,
+            expires_at_unix_s: i64::MAX,
+        },
+        gift: GiftIndex(gift),
+        zone_id: "z1".into(),
+        role_id: format!("r{user}"),
+        stock,
+        per_user_limit: per_user,
+        now_ms,
+        deliver_by_ms: now_ms + 1_000_000,
+        idempotency: None,
+    }
+}
+
+/// A batch of mixed commands, answered.
+#[derive(Default)]
+struct Batch {
+    commands: Vec<Command>,
+    replies: Vec<Answer>,
+}
+
+enum Answer {
+    Oldest(oneshot::Receiver<Result<Option<u64>, StoreError>>),
+    Claim(oneshot::Receiver<Result<ClaimOutcome, StoreError>>),
+    Lease(oneshot::Receiver<Result<Vec<QueueEntry>, StoreError>>),
+    Settle(oneshot::Receiver<Result<Settled, StoreError>>),
+    Requeue(oneshot::Receiver<Result<RequeueOutcome, StoreError>>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Answered {
+    Oldest(Result<Option<u64>, StoreError>),
+    Claim(Result<ClaimOutcome, StoreError>),
+    Lease(Result<Vec<QueueEntry>, StoreError>),
+    Settle(Result<Settled, StoreError>),
+    Requeue(Result<RequeueOutcome, StoreError>),
+}
+
+impl Batch {
+    fn claim(&mut self, req: ClaimRequest) -> &mut Self {
+        let prepared = claim::prepare(&binding(), &req).expect("valid claim");
+        let (reply, rx) = oneshot::channel();
+        self.commands.push(Command::Claim { claim: Box::new((req, prepared)), reply });
+        self.replies.push(Answer::Claim(rx));
+        self
+    }
+
+    fn lease(&mut self, game: u8, max: usize, now_ms: u64) -> &mut Self {
+        let (reply, rx) = oneshot::channel();
+        self.commands.push(Command::Lease { game: GameIndex(game), max, now_ms, reply });
+        self.replies.push(Answer::Lease(rx));
+        self
+    }
+
+    fn oldest(&mut self, game: u8) -> &mut Self {
+        let (reply, rx) = oneshot::channel();
+        self.commands.push(Command::Oldest { game: GameIndex(game), reply });
+        self.replies.push(Answer::Oldest(rx));
+        self
+    }
+
+    fn settle(&mut self, entry: &QueueEntry, action: SettleAction, now_ms: u64) -> &mut Self {
+        let (reply, rx) = oneshot::channel();
+        let (order_id, lease) = (entry.order.id, entry.lease);
+        self.commands.push(Command::Settle { order_id, lease, action, now_ms, reply });
+        self.replies.push(Answer::Settle(rx));
+        self
+    }
+
+    fn requeue(&mut self, order_id: OrderId, now_ms: u64) -> &mut Self {
+        let (reply, rx) = oneshot::channel();
+        let deliver_by_ms = now_ms + 1_000_000;
+        self.commands.push(Command::Requeue { order_id, now_ms, deliver_by_ms, reply });
+        self.replies.push(Answer::Requeue(rx));
+        self
+    }
+
+    fn run(&mut self, ledger: &mut Ledger<FakeBackend>) -> Vec<Answered> {
+        ledger.run_batch(self.commands.drain(..));
+        self.replies
+            .drain(..)
+            .map(|answer| match answer {
+                Answer::Oldest(mut rx) => Answered::Oldest(rx.try_recv().expect("answered")),
+                Answer::Claim(mut rx) => Answered::Claim(rx.try_recv().expect("answered")),
+                Answer::Lease(mut rx) => Answered::Lease(rx.try_recv().expect("answered")),
+                Answer::Settle(mut rx) => Answered::Settle(rx.try_recv().expect("answered")),
+                Answer::Requeue(mut rx) => Answered::Requeue(rx.try_recv().expect("answered")),
+            })
+            .collect()
+    }
+}
+
+fn accepted(answer: &Answered) -> Order {
+    match answer {
+        Answered::Claim(Ok(ClaimOutcome::Accepted(order))) => (**order).clone(),
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+fn leased(answer: Answered) -> Vec<QueueEntry> {
+    match answer {
+        Answered::Lease(Ok(entries)) => entries,
+        other => panic!("expected a lease, got {other:?}"),
+    }
+}
+
+#[test]
+fn one_batch_of_claims_sees_itself_commits_once_and_leases_last() {
+    let mut ledger = ledger();
+    let commits = ledger.backend.commits;
+    let answers = Batch::default()
+        .lease(0, 10, NOW)
+        .claim(claim_req(1, 1, 0, 2, 1, NOW))
+        .claim(claim_req(1, 1, 0, 2, 1, NOW))
+        .claim(claim_req(1, 2, 0, 2, 1, NOW))
+        .claim(claim_req(2, 1, 0, 2, 1, NOW))
+        .claim(claim_req(3, 1, 0, 2, 1, NOW))
+        .run(&mut ledger);
+    let first = accepted(&answers[1]);
+    assert_eq!(answers[2], Answered::Claim(Ok(ClaimOutcome::Replayed(Box::new(first.clone())))));
+    assert_eq!(answers[3], Answered::Claim(Ok(ClaimOutcome::LimitReached)));
+    let second = accepted(&answers[4]);
+    assert_eq!(answers[5], Answered::Claim(Ok(ClaimOutcome::OutOfStock)));
+    assert_eq!(ledger.backend.commits, commits + 1, "one commit for the batch");
+    // The lease came first in the batch but was decided after the commit: it sees both.
+    let entries = leased(answers.into_iter().next().expect("lease answer"));
+    let mut ids: Vec<OrderId> = entries.iter().map(|e| e.order.id).collect();
+    let mut expected = vec![first.id, second.id];
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(entries.iter().all(|e| e.order.status == OrderStatus::Delivering));
+    assert_eq!(ledger.stock[0], 2);
+    assert_eq!(ledger.shared.stock_taken(GiftIndex(0)), 2);
+    assert_eq!(ledger.games[0].depth, 2);
+    assert_eq!(ledger.shared.games[0].leased.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_failed_commit_fails_every_claim_and_keeps_the_counters() {
+    let mut ledger = ledger();
+    Batch::default().claim(claim_req(1, 1, 0, 10, 1, NOW)).run(&mut ledger);
+    ledger.backend.fail_next_commit = true;
+    let answers = Batch::default()
+        .claim(claim_req(2, 1, 0, 10, 1, NOW))
+        .claim(claim_req(3, 1, 2, 10, 1, NOW))
+        .lease(0, 10, NOW)
+        .run(&mut ledger);
+    for answer in &answers {
+        let failed = matches!(
+            answer,
+            Answered::Claim(Err(StoreError::Unavailable(_)))
+                | Answered::Lease(Err(StoreError::Unavailable(_)))
+        );
+        assert!(failed, "{answer:?}");
+    }
+    assert_eq!(ledger.stock, vec![1, 0, 0]);
+    assert_eq!(ledger.games[0].depth, 1);
+    assert_eq!(ledger.backend.space(Space::Orders).count(), 1);
+}
+
+#[test]
+fn finish_is_exactly_once_even_within_one_batch_and_recovery_matches() {
+    let mut ledger = ledger();
+    Batch::default()
+        .claim(claim_req(1, 1, 0, 10, 1, NOW))
+        .claim(claim_req(2, 1, 2, 10, 1, NOW))
+        .run(&mut ledger);
+    let entries = leased(Batch::default().lease(0, 10, NOW + 1).run(&mut ledger).remove(0));
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    let answers = Batch::default()
+        .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 2)
+        .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 3)
+        .run(&mut ledger);
+    match &answers[0] {
+        Answered::Settle(Ok(Settled::Applied(order))) => {
+            assert_eq!(order.status, OrderStatus::Delivered);
+            assert_eq!(order.delivered_at_ms, Some(NOW + 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(answers[1], Answered::Settle(Ok(Settled::NotLeased)));
+    assert_eq!(ledger.backend.space(Space::Sent).count(), 1);
+    assert_eq!(ledger.games[0].depth, 0);
+    assert_eq!(ledger.games[1].depth, 1);
+
+    // A restart rebuilds the same counters and queues from the disk alone.
+    let games = ledger.games.clone();
+    let stock = ledger.stock.clone();
+    let incarnation = ledger.incarnation;
+    let restarted = ledger_on(std::mem::take(&mut ledger.backend));
+    assert_eq!(restarted.stock, stock);
+    assert_eq!(restarted.games[1], games[1]);
+    assert_eq!(restarted.games[0].depth, 0);
+    assert_eq!(restarted.incarnation, incarnation + 1);
+}
+
+#[test]
+fn cursor_skips_past_delivered_entries_and_is_lowered_by_early_inserts() {
+    let mut ledger = ledger();
+    for user in 0..5 {
+        Batch::default().claim(claim_req(user, 1, 0, 10, 1, NOW + user * 10)).run(&mut ledger);
+    }
+    let entries = leased(Batch::default().lease(0, 2, NOW + 100).run(&mut ledger).remove(0));
+    assert_eq!(entries.len(), 2);
+    assert_eq!(ledger.games[0].cursor_ms, NOW + 10, "after the last entry taken");
+    for entry in &entries {
+        Batch::default()
+            .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 101)
+            .run(&mut ledger);
+    }
+    let entries = leased(Batch::default().lease(0, 10, NOW + 100).run(&mut ledger).remove(0));
+    assert_eq!(entries.len(), 3);
+    assert_eq!(ledger.games[0].cursor_ms, NOW + 101, "everything due is taken");
+    // A claim stamped earlier (a caller's clock behind) lowers the cursor: never lost.
+    Batch::default().claim(claim_req(9, 1, 0, 10, 1, NOW - 5)).run(&mut ledger);
+    assert_eq!(ledger.games[0].cursor_ms, NOW - 5);
+    let late = leased(Batch::default().lease(0, 10, NOW + 100).run(&mut ledger).remove(0));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].order.ready_at_ms, Some(NOW - 5));
+    // Nothing due: the cursor moves past `now`.
+    for entry in entries.iter().chain(&late) {
+        Batch::default()
+            .settle(entry, SettleAction::Finish(Finish::Expired), NOW + 200)
+            .run(&mut ledger);
+    }
+    assert!(leased(Batch::default().lease(0, 10, NOW + 300).run(&mut ledger).remove(0)).is_empty());
+    assert_eq!(ledger.games[0].cursor_ms, NOW + 301);
+    assert_eq!(ledger.games[0].depth, 0);
+}
+
+/// A lease that never ends does not hold lease scans (or the oldest-waiting query) back; a
+/// release makes its entry leasable again at its old position.
+#[test]
+fn a_stuck_lease_does_not_pin_the_cursor_and_a_release_rewinds_it() {
+    let mut ledger = ledger();
+    for user in 0..4 {
+        Batch::default().claim(claim_req(user, 1, 0, 10, 1, NOW + user)).run(&mut ledger);
+    }
+    let stuck = leased(Batch::default().lease(0, 1, NOW + 10).run(&mut ledger).remove(0));
+    assert_eq!(stuck[0].order.ready_at_ms, Some(NOW));
+    let rest = leased(Batch::default().lease(0, 10, NOW + 10).run(&mut ledger).remove(0));
+    assert_eq!(rest.len(), 3);
+    for entry in &rest {
+        Batch::default()
+            .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 11)
+            .run(&mut ledger);
+    }
+    assert_eq!(ledger.games[0].cursor_ms, NOW + 11, "past the stuck lease");
+    assert_eq!(Batch::default().oldest(0).run(&mut ledger), vec![Answered::Oldest(Ok(None))]);
+    // Released (a batch that writes nothing): due again from its old position.
+    Batch::default().settle(&stuck[0], SettleAction::Release, NOW + 12).run(&mut ledger);
+    assert_eq!(ledger.games[0].cursor_ms, NOW);
+    assert_eq!(Batch::default().oldest(0).run(&mut ledger), vec![Answered::Oldest(Ok(Some(NOW)))]);
+    let again = leased(Batch::default().lease(0, 10, NOW + 12).run(&mut ledger).remove(0));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].order.id, stuck[0].order.id);
+}
+
+proptest! {
+    /// Any sequence of batches equals running the commands one by one, and the committed
+    /// counters always equal the fake disk (a failing commit ends the run).
+    #[test]
+    fn batches_equal_sequential_decisions(
+        batches in prop::collection::vec(
+            prop::collection::vec((0u64..6, 0usize..3), 1..20), 1..12),
+        limit in 0u32..4,
+        budget in 0u64..40,
+        fail_at in prop::option::of(0usize..12),
+    ) {
+        let mut ledger = ledger();
+        let model = crate::MemoryStore::new();
+        for (number, batch) in batches.iter().enumerate() {
+            let requests: Vec<(u64, Channel)> =
+                batch.iter().map(|(user, channel)| (*user, Channel::ALL[*channel])).collect();
+            let fail = fail_at == Some(number);
+            ledger.backend.fail_next_commit = fail;
+            let results = run_grants(&mut ledger, &requests, limit, budget);
+            // A batch of rejections commits nothing, so the injected failure may be unused.
+            ledger.backend.fail_next_commit = false;
+            if fail && ledger.failed.is_some() {
+                prop_assert!(results.iter().all(|r| r.is_err()));
+                break;
+            }
+            for ((user, channel), result) in requests.iter().zip(results) {
+                let expected = model.decide(GrantRequest { user: *user, channel: *channel, per_user_limit: limit, budget });
+                prop_assert_eq!(result, expected);
+            }
+            prop_assert_eq!(ledger.granted, budgets(&ledger.backend));
+        }
+        prop_assert_eq!(ledger.granted, budgets(&ledger.backend));
+        for channel in Channel::ALL {
+            let rows: u64 = ledger.backend.space(Space::Grants)
+                .filter(|(key, _)| key[8] == layout::channel_code(channel))
+                .map(|(key, count)| {
+                    let key: GrantKey = key.as_slice().try_into().expect("9-byte key");
+                    u64::from(layout::decode_count(&key, count).expect("count"))
+                })
+                .sum();
+            prop_assert_eq!(rows, ledger.granted[channel_index(channel)]);
+        }
+    }
+}
+
+// --- differential: the writer equals the memory store ------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    Claim { user: u64, serial: u32, gift: u16, stock: u64, per_user: u32, key: Option<(u8, u8)> },
+    Lease { game: u8, max: usize },
+    Finish { pick: usize, kind: u8 },
+    Retry { pick: usize, delay_ms: u64 },
+    Release { pick: usize },
+    Stale { pick: usize },
+    Requeue { pick: usize },
+    Oldest { game: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..5, 1u32..3, 0u16..3, 1u64..8, 1u32..3, prop::option::of((0u8..2, 0u8..2)))
+            .prop_map(|(user, serial, gift, stock, per_user, key)| Op::Claim { user, serial, gift, stock, per_user, key }),
+        3 => (0u8..2, 0usize..5).prop_map(|(game, max)| Op::Lease { game, max }),
+        3 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::Finish { pick, kind }),
+        1 => (any::<usize>(), 0u64..40).prop_map(|(pick, delay_ms)| Op::Retry { pick, delay_ms }),
+        1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Stale { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Requeue { pick }),
+        1 => (0u8..2).prop_map(|game| Op::Oldest { game }),
+    ]
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(future)
+}
+
+/// Lease ids differ between the adapters; everything else must not.
+fn without_lease(entries: Vec<QueueEntry>) -> Vec<(Order, GameIndex)> {
+    entries.into_iter().map(|e| (e.order, e.game)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Random batches of claims, leases, finishes, retries, releases, stale ends and requeues
+    /// give the same answers from the writer (with its batching and deferred leases) as from
+    /// the memory store run one by one in the equivalent order; the disk then holds exactly the
+    /// model's orders, queues and send log, and a restart recovers the writer's counters.
+    #[test]
+    fn the_writer_equals_the_memory_store(
+        batches in prop::collection::vec((prop::collection::vec(op(), 1..10), 0u64..30), 1..20),
+    ) {
+        let mut ledger = ledger();
+        let model = MemoryStore::with_campaign((*binding()).clone());
+        // Leases held, in the same order for both: (writer's entry, model's entry).
+        let mut held: Vec<(QueueEntry, QueueEntry)> = Vec::new();
+        let mut ended: Vec<(QueueEntry, QueueEntry)> = Vec::new();
+        let mut orders: Vec<OrderId> = Vec::new();
+        let mut now_ms = NOW;
+        for (ops, step_ms) in batches {
+            now_ms += step_ms;
+            let mut batch = Batch::default();
+            let mut expected = Vec::new();
+            let mut leases = Vec::new();
+            let mut oldest_games = Vec::new();
+            let mut ending = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Claim { user, serial, gift, stock, per_user, key } => {
+                        let mut req = claim_req(user, serial, gift, stock, per_user, now_ms);
+                        req.idempotency = key.map(|(k, f)| IdempotencyKey::new(format!("k{k}"), [f; 32]).expect("key"));
+                        expected.push(Answered::Claim(block_on(model.claim(req.clone()))));
+                        batch.claim(req);
+                    }
+                    Op::Lease { game, max } => {
+                        leases.push(Some((game, max)));
+                        batch.lease(game, max, now_ms);
+                    }
+                    Op::Oldest { game } => {
+                        leases.push(None);
+                        oldest_games.push(game);
+                        batch.oldest(game);
+                    }
+                    Op::Finish { pick, .. } | Op::Retry { pick, .. } | Op::Release { pick }
+                        if held.is_empty() || ending.contains(&(pick % held.len().max(1))) =>
+                    {
+                        continue;
+                    }
+                    Op::Finish { pick, kind } => {
+                        let i = pick % held.len();
+                        ending.push(i);
+                        let finish = match kind {
+                            0 => Finish::Delivered,
+                            1 => Finish::Dead { reason: "no such role".into() },
+                            _ => Finish::Expired,
+                        };
+                        expected.push(Answered::Settle(block_on(model.finish(&held[i].1, finish.clone(), now_ms))));
+                        batch.settle(&held[i].0, SettleAction::Finish(finish), now_ms);
+                    }
+                    Op::Retry { pick, delay_ms } => {
+                        let i = pick % held.len();
+                        ending.push(i);
+                        let ready_at_ms = now_ms + delay_ms;
+                        expected.push(Answered::Settle(block_on(model.retry(&held[i].1, ready_at_ms, "busy".into(), now_ms))));
+                        batch.settle(&held[i].0, SettleAction::Retry { ready_at_ms, error: "busy".into() }, now_ms);
+                    }
+                    Op::Release { pick } => {
+                        let i = pick % held.len();
+                        ending.push(i);
+                        expected.push(Answered::Settle(block_on(model.release(&held[i].1))));
+                        batch.settle(&held[i].0, SettleAction::Release, now_ms);
+                    }
+                    Op::Stale { pick } => {
+                        let Some((ours, theirs)) = ended.get(pick % ended.len().max(1)) else { continue };
+                        expected.push(Answered::Settle(block_on(model.finish(theirs, Finish::Delivered, now_ms))));
+                        batch.settle(ours, SettleAction::Finish(Finish::Delivered), now_ms);
+                    }
+                    Op::Requeue { pick } => {
+                        let Some(id) = orders.get(pick % orders.len().max(1)).copied() else { continue };
+                        expected.push(Answered::Requeue(block_on(model.requeue(&id, now_ms, now_ms + 1_000_000))));
+                        batch.requeue(id, now_ms);
+                    }
+                }
+            }
+            // The model runs the batch's leases last, as the writer does.
+            let mut oldest_games = oldest_games.into_iter();
+            for deferred in &leases {
+                expected.push(match deferred {
+                    Some((game, max)) => Answered::Lease(block_on(model.lease(GameIndex(*game), *max, now_ms))),
+                    None => {
+                        let game = GameIndex(oldest_games.next().expect("one per query"));
+                        Answered::Oldest(block_on(model.oldest_ready_ms(game)))
+                    }
+                });
+            }
+            let answers = batch.run(&mut ledger);
+            let (mut leased_now, mut oldest_now, mut answered) = (Vec::new(), Vec::new(), Vec::new());
+            for answer in answers {
+                match answer {
+                    Answered::Lease(Ok(entries)) => leased_now.push(entries),
+                    Answered::Oldest(oldest) => oldest_now.push(oldest),
+                    other => answered.push(other),
+                }
+            }
+            let mut model_leases = Vec::new();
+            let mut expected_rest = Vec::new();
+            let mut model_oldest = Vec::new();
+            for answer in expected {
+                match answer {
+                    Answered::Lease(Ok(entries)) => model_leases.push(entries),
+                    Answered::Oldest(oldest) => model_oldest.push(oldest),
+                    other => expected_rest.push(other),
+                }
+            }
+            prop_assert_eq!(&answered, &expected_rest);
+            prop_assert_eq!(&oldest_now, &model_oldest);
+            for answer in &answered {
+                if let Answered::Claim(Ok(ClaimOutcome::Accepted(order))) = answer {
+                    orders.push(order.id);
+                }
+            }
+            ending.sort_unstable();
+            for i in ending.into_iter().rev() {
+                ended.push(held.remove(i));
+            }
+            for (ours, theirs) in leased_now.into_iter().zip(model_leases) {
+                prop_assert_eq!(without_lease(ours.clone()), without_lease(theirs.clone()));
+                held.extend(ours.into_iter().zip(theirs));
+            }
+        }
+
+        // The disk holds exactly the model's state.
+        let disk_orders: Vec<Order> = ledger.backend.space(Space::Orders)
+            .map(|(k, v)| layout::decode_order(layout::decode_order_id(k).expect("id"), v).expect("order"))
+            .collect();
+        prop_assert_eq!(disk_orders, block_on(model.scan_orders(None, usize::MAX)).expect("scan"));
+        let disk_sent: Vec<SentRecord> = ledger.backend.space(Space::Sent)
+            .map(|(k, _)| {
+                let (order_id, delivered_at_ms) = layout::decode_sent_key(k).expect("sent key");
+                SentRecord { order_id, delivered_at_ms }
+            })
+            .collect();
+        prop_assert_eq!(disk_sent, block_on(model.scan_sent(None, usize::MAX)).expect("scan"));
+        for game in 0..2u8 {
+            let game = GameIndex(game);
+            let game_id = binding().game_id(game).expect("bound").to_string();
+            let disk_queue: Vec<QueuedRef> = ledger.backend.space(Space::Queue)
+                .map(|(k, _)| layout::decode_queue_key(k).expect("queue key"))
+                .filter(|(g, _, _)| *g == game_id)
+                .map(|(_, ready_at_ms, order_id)| QueuedRef { ready_at_ms, order_id })
+                .collect();
+            prop_assert_eq!(&disk_queue, &block_on(model.scan_queue(game, None, usize::MAX)).expect("scan"));
+            prop_assert_eq!(ledger.games[usize::from(game.0)].depth, model.depth(game));
+            prop_assert_eq!(ledger.leased[usize::from(game.0)], model.leased(game));
+            // The cursor is below every leasable entry.
+            if let Some(first) = disk_queue.iter().find(|q| !ledger.leases.contains_key(&q.order_id)) {
+                prop_assert!(ledger.games[usize::from(game.0)].cursor_ms <= first.ready_at_ms);
+            }
+        }
+        for gift in 0..3u16 {
+            prop_assert_eq!(ledger.shared.stock_taken(GiftIndex(gift)), crate::ClaimLedger::stock_taken(&model, GiftIndex(gift)));
+        }
+        // Every order is consistent with its queue entry (the layout's invariant).
+        for id in &orders {
+            let order = block_on(crate::ClaimLedger::order(&model, id)).expect("read").expect("exists");
+            let in_queue = block_on(model.in_queue(&order)).expect("read");
+            prop_assert_eq!(in_queue, order.status.is_in_queue());
+        }
+        let games = ledger.games.clone();
+        let stock = ledger.stock.clone();
+        let restarted = ledger_on(std::mem::take(&mut ledger.backend));
+        prop_assert_eq!(restarted.stock, stock);
+        for (game, (recovered, live)) in restarted.games.iter().zip(&games).enumerate() {
+            prop_assert_eq!(recovered.depth, live.depth);
+            // No leases after a restart: the cursor is the first entry.
+            let first = block_on(model.scan_queue(GameIndex(game as u8), None, 1)).expect("scan");
+            prop_assert_eq!(recovered.cursor_ms, first.first().map_or(u64::MAX, |q| q.ready_at_ms));
+        }
+    }
+}
