@@ -1,146 +1,17 @@
 //! Grab and gift list through the real router: tickets, coupons, limits, eligibility, ranking,
 //! degraded lists, and bad input that must change nothing.
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hongbao_api::{ApiState, Clock};
+use common::*;
 use hongbao_domain::eligibility::{RoleContext, Subject, check};
-use hongbao_domain::profile::{ProfileHeader, ProfileWriter};
 use hongbao_domain::ranking::rank_key;
-use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
-use hongbao_domain::{Campaign, Channel, GameIndex, ProfileTable, sign_ticket};
-use hongbao_gateway::{BoxFuture, GatewayError, RoleCache, RoleCacheConfig, RoleSource};
-use hongbao_store::MemoryStore;
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-const EXAMPLE: &str = include_str!("../../../config/spring-festival.toml");
-const USERS: u64 = 2_000;
-const SEED: u64 = 11;
-
-/// Roles straight from the synthetic model, or a game side that is down.
-struct ModelRoles {
-    model: SynthModel,
-    down: bool,
-}
-
-impl RoleSource for ModelRoles {
-    fn fetch_roles(
-        &self,
-        user: u64,
-        game: GameIndex,
-    ) -> BoxFuture<'_, Result<Vec<hongbao_domain::Role>, GatewayError>> {
-        let answer = if self.down {
-            Err(GatewayError::Timeout { game: "any".into(), timeout_ms: 300 })
-        } else {
-            Ok(self.model.roles(user, game))
-        };
-        Box::pin(async move { answer })
-    }
-}
-
-struct Harness {
-    router: Router,
-    campaign: Arc<Campaign>,
-    clock: Arc<AtomicI64>,
-    grants: Arc<MemoryStore>,
-    profiles: Arc<ProfileTable>,
-    model: SynthModel,
-}
-
-fn harness_with(text: &str, game_side_down: bool) -> Harness {
-    let campaign = Campaign::parse(text, "test.toml", &|_| None).unwrap();
-    let now = campaign.starts_at_unix_s + 3600;
-    let campaign = Arc::new(campaign);
-    let model = SynthModel::new(SEED, USERS, campaign.games.len());
-    let header = ProfileHeader {
-        seed: SEED,
-        first_user_id: FIRST_USER_ID,
-        user_count: USERS,
-        game_ids: campaign.games.iter().map(|g| g.id.clone()).collect(),
-    };
-    let mut writer = ProfileWriter::new(Vec::new(), header).unwrap();
-    for u in FIRST_USER_ID..FIRST_USER_ID + USERS {
-        writer.push(&model.profile(u)).unwrap();
-    }
-    let profiles = Arc::new(ProfileTable::read(&writer.finish().unwrap()[..]).unwrap());
-    let source = Arc::new(ModelRoles { model: model.clone(), down: game_side_down });
-    let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
-    let clock = Arc::new(AtomicI64::new(now));
-    let grants = Arc::new(MemoryStore::default());
-    let state = ApiState::new(campaign.clone())
-        .with_profiles(profiles.clone())
-        .with_roles(roles)
-        .with_grants(grants.clone())
-        .with_clock(Clock::Manual(clock.clone()));
-    state.set_ready(true);
-    Harness { router: hongbao_api::router(state), campaign, clock, grants, profiles, model }
-}
-
-fn harness() -> Harness {
-    harness_with(EXAMPLE, false)
-}
-
-impl Harness {
-    fn now(&self) -> i64 {
-        self.clock.load(Ordering::Relaxed)
-    }
-
-    fn ticket(&self, user: u64) -> String {
-        sign_ticket(&self.campaign.auth.ticket_keys[0], user, self.now() - 10, 3600)
-    }
-
-    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, body)
-    }
-
-    async fn grab_as(&self, ticket: Option<&str>, body: &str) -> (StatusCode, Value) {
-        let mut request = Request::post("/v1/coupons").header("content-type", "application/json");
-        if let Some(ticket) = ticket {
-            request = request.header("authorization", format!("Bearer {ticket}"));
-        }
-        self.call(request.body(Body::from(body.to_string())).unwrap()).await
-    }
-
-    async fn grab(&self, user: u64, channel: &str) -> (StatusCode, Value) {
-        self.grab_as(Some(&self.ticket(user)), &json!({ "channel": channel }).to_string()).await
-    }
-
-    async fn list(&self, user: u64, coupon: &str) -> (StatusCode, Value) {
-        let request = Request::get(format!("/v1/coupons/{coupon}/gifts"))
-            .header("authorization", format!("Bearer {}", self.ticket(user)))
-            .body(Body::empty())
-            .unwrap();
-        self.call(request).await
-    }
-
-    fn granted(&self) -> u64 {
-        Channel::ALL.iter().map(|&c| hongbao_store::GrantLedger::granted(&*self.grants, c)).sum()
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"))
-}
-
-/// A user registered in at least `games` games.
-fn user_in_games(h: &Harness, games: u32) -> u64 {
-    (FIRST_USER_ID..FIRST_USER_ID + USERS)
-        .find(|&u| h.model.profile(u).registered.0.count_ones() >= games)
-        .unwrap()
-}
+use hongbao_domain::sign_ticket;
+use hongbao_domain::synth::FIRST_USER_ID;
 
 #[tokio::test]
 async fn grab_grants_up_to_the_per_user_limit() {
