@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod demo;
+mod inspect;
 mod load;
 mod node;
 mod synthetic;
@@ -44,6 +45,14 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// What a stopped node's store holds (JSON): orders by status and gift, stock taken, queue
+    /// depth, send log length.
+    Inspect {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "hongbao-data")]
+        data: PathBuf,
     },
     /// Profile data files made by `gen`.
     Profiles {
@@ -178,6 +187,12 @@ fn main() -> Result<()> {
                 ttl_s,
             );
             println!("{ticket}");
+            Ok(())
+        }
+        Command::Inspect { config, data } => {
+            let campaign = load_campaign(&config)?;
+            let inspection = runtime()?.block_on(inspect::inspect(&campaign, &data))?;
+            println!("{}", serde_json::to_string_pretty(&inspection)?);
             Ok(())
         }
         Command::Gen { config, users, out, seed } => {
