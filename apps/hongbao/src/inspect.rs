@@ -7,7 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hongbao_domain::Campaign;
-use hongbao_store::{CampaignBinding, ClaimLedger, DeliveryQueue, EmbeddedConfig, EmbeddedStore, LedgerScan};
+use hongbao_store::{
+    CampaignBinding, ClaimLedger, DeliveryQueue, EmbeddedConfig, EmbeddedStore, LedgerScan,
+};
 use serde::Serialize;
 
 #[derive(Serialize, Default)]
@@ -22,8 +24,11 @@ pub struct Inspection {
 
 pub async fn inspect(campaign: &Campaign, data: &Path) -> Result<Inspection> {
     let dir = data.join("store");
-    let store = EmbeddedStore::open_with(&dir, EmbeddedConfig::default(), CampaignBinding::of(campaign))
-        .with_context(|| format!("open the store in {} (is a node running on it?)", dir.display()))?;
+    let store =
+        EmbeddedStore::open_with(&dir, EmbeddedConfig::default(), CampaignBinding::of(campaign))
+            .with_context(|| {
+                format!("open the store in {} (is a node running on it?)", dir.display())
+            })?;
     let mut out = Inspection::default();
     for gift in &campaign.gifts {
         out.stock_taken.insert(gift.id.clone(), store.stock_taken(gift.index));

@@ -27,7 +27,11 @@ fn campaign_file(dir: &std::path::Path, sim: &str) -> (std::path::PathBuf, Campa
     let start = start.format(&time::format_description::well_known::Rfc3339).unwrap();
     let text = std::fs::read_to_string(campaign_path()).unwrap();
     let text = text
-        .replacen("starts_at = \"2027-02-10T00:00:00+08:00\"", &format!("starts_at = \"{start}\""), 1)
+        .replacen(
+            "starts_at = \"2027-02-10T00:00:00+08:00\"",
+            &format!("starts_at = \"{start}\""),
+            1,
+        )
         .replace("http://127.0.0.1:9100", sim)
         .replacen("stock = 5000000\nper_user = 2", &format!("stock = {STOCK}\nper_user = 2"), 1);
     let path = dir.join("campaign.toml");
@@ -38,15 +42,29 @@ fn campaign_file(dir: &std::path::Path, sim: &str) -> (std::path::PathBuf, Campa
 
 fn serve(config: &str, data: &str) -> (Running, String) {
     let mut node = Running::spawn(&[
-        "serve", "--config", config, "--data", data, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-        "--role", "api",
+        "serve",
+        "--config",
+        config,
+        "--data",
+        data,
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--role",
+        "api",
     ]);
     let api = node.wait_for_url("api listening");
     (node, api)
 }
 
 /// One client: grabs and claims `ck-lucky` for its users until the server goes away.
-async fn storm_client(api: String, campaign: Arc<Campaign>, users: Vec<(u64, u16, u64)>, accepted: Arc<Mutex<Vec<(u64, String)>>>) {
+async fn storm_client(
+    api: String,
+    campaign: Arc<Campaign>,
+    users: Vec<(u64, u16, u64)>,
+    accepted: Arc<Mutex<Vec<(u64, String)>>>,
+) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     for (user, zone, role) in users {
         let ticket = sign_ticket(&campaign.auth.ticket_keys[0], user, now_s(), 3600);
@@ -63,12 +81,21 @@ async fn storm_client(api: String, campaign: Arc<Campaign>, users: Vec<(u64, u16
             let Ok(grab) = grab.json::<Value>().await else { return };
             let Some(coupon) = grab["coupon"].as_str() else { continue };
             let body = json!({ "coupon": coupon, "gift_id": "ck-lucky", "zone_id": zone, "role_id": role });
-            let Ok(answer) = client.post(format!("{api}/v1/claims")).bearer_auth(&ticket).json(&body).send().await else {
+            let Ok(answer) = client
+                .post(format!("{api}/v1/claims"))
+                .bearer_auth(&ticket)
+                .json(&body)
+                .send()
+                .await
+            else {
                 return;
             };
             if answer.status() == 202 {
                 let Ok(order) = answer.json::<Value>().await else { return };
-                accepted.lock().unwrap().push((user, order["order_id"].as_str().unwrap().to_string()));
+                accepted
+                    .lock()
+                    .unwrap()
+                    .push((user, order["order_id"].as_str().unwrap().to_string()));
             }
         }
     }
@@ -80,8 +107,17 @@ async fn every_accepted_claim_survives_kill_9() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let mut sim = Running::spawn(&[
-        "game-sim", "--config", campaign_path().to_str().unwrap(), "--addr", "127.0.0.1:0", "--seed", "42",
-        "--users", &USERS.to_string(), "--role-latency-ms", "0",
+        "game-sim",
+        "--config",
+        campaign_path().to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--seed",
+        "42",
+        "--users",
+        &USERS.to_string(),
+        "--role-latency-ms",
+        "0",
     ]);
     let sim_url = sim.wait_for_url("listening");
     let (config, campaign) = campaign_file(dir.path(), &sim_url);
@@ -105,7 +141,14 @@ async fn every_accepted_claim_survives_kill_9() {
             .cloned()
             .collect::<Vec<_>>()
             .chunks(users.len() / 32)
-            .map(|chunk| tokio::spawn(storm_client(api.clone(), campaign.clone(), chunk.to_vec(), accepted.clone())))
+            .map(|chunk| {
+                tokio::spawn(storm_client(
+                    api.clone(),
+                    campaign.clone(),
+                    chunk.to_vec(),
+                    accepted.clone(),
+                ))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
         node.child.kill().unwrap(); // SIGKILL
@@ -123,7 +166,12 @@ async fn every_accepted_claim_survives_kill_9() {
     let client = reqwest::Client::new();
     for (user, order_id) in &accepted {
         let ticket = sign_ticket(&campaign.auth.ticket_keys[0], *user, now_s(), 3600);
-        let response = client.get(format!("{api}/v1/orders/{order_id}")).bearer_auth(&ticket).send().await.unwrap();
+        let response = client
+            .get(format!("{api}/v1/orders/{order_id}"))
+            .bearer_auth(&ticket)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "accepted order {order_id} lost");
         let order: Value = response.json().await.unwrap();
         assert_eq!(order["status"], "queued");
