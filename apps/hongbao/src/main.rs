@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod delivery_cmd;
 mod demo;
 mod inspect;
 mod load;
@@ -45,6 +46,11 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Operators: delivery status per game, pause and resume (through a node's admin address).
+    Delivery {
+        #[command(subcommand)]
+        command: delivery_cmd::DeliveryCommand,
     },
     /// What a stopped node's store holds (JSON): orders by status and gift, stock taken, queue
     /// depth, send log length.
@@ -189,6 +195,7 @@ fn main() -> Result<()> {
             println!("{ticket}");
             Ok(())
         }
+        Command::Delivery { command } => runtime()?.block_on(delivery_cmd::run(command)),
         Command::Inspect { config, data } => {
             let campaign = load_campaign(&config)?;
             let inspection = runtime()?.block_on(inspect::inspect(&campaign, &data))?;

@@ -173,6 +173,22 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
         admin = restarted_admin;
     }
 
+    // The operator's view: pause one game, see it, resume it.
+    run_ok(&["delivery", "pause", "--admin", &admin, "--game", "lantern-heroes"]);
+    let status: Value =
+        serde_json::from_str(&run_ok(&["delivery", "status", "--admin", &admin, "--json"]))
+            .unwrap();
+    let lh = status["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["game"] == "lantern-heroes")
+        .unwrap()
+        .clone();
+    assert_eq!(lh["paused"], true, "{lh}");
+    assert!(run_ok(&["delivery", "status", "--admin", &admin]).contains("lantern-heroes"));
+    run_ok(&["delivery", "resume", "--admin", &admin, "--game", "lantern-heroes"]);
+
     // Wait until the last node has drained every queue.
     let last = node;
     let client = reqwest::Client::new();
