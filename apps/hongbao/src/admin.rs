@@ -9,19 +9,43 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hongbao_api::{ApiError, ApiJson};
 use hongbao_delivery::{Dispatcher, DispatcherStatus};
+use hongbao_store::EmbeddedStore;
 use serde::Serialize;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub dispatcher: Option<Arc<Dispatcher>>,
+    pub store: Arc<EmbeddedStore>,
 }
 
 pub fn router(state: AdminState) -> Router {
     let routes = Router::new()
+        .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/delivery", get(delivery_status))
         .route("/admin/v1/delivery/{game}/pause", post(pause))
         .route("/admin/v1/delivery/{game}/resume", post(resume));
     hongbao_api::with_common_layers(routes).with_state(state)
+}
+
+/// The embedded store's writer: commands, batches, fsyncs (group commit at work).
+#[derive(Serialize)]
+struct StoreStats {
+    commands: u64,
+    batches: u64,
+    fsyncs: u64,
+    commit_failures: u64,
+    batch_len_max: u64,
+}
+
+async fn store_stats(State(state): State<AdminState>) -> ApiJson<StoreStats> {
+    let s = state.store.stats();
+    ApiJson(StoreStats {
+        commands: s.commands,
+        batches: s.batches,
+        fsyncs: s.fsyncs,
+        commit_failures: s.commit_failures,
+        batch_len_max: s.batch_len_max,
+    })
 }
 
 fn dispatcher(state: &AdminState) -> Result<&Arc<Dispatcher>, ApiError> {

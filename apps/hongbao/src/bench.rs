@@ -59,3 +59,56 @@ pub fn tokens(campaign: &Campaign, users: u64, now: i64, out: &Path) -> Result<(
     w.flush()?;
     Ok(())
 }
+
+/// Writes one line per claim: `ticket<TAB>claim JSON body`, every line a distinct user and
+/// coupon, for users of the synthetic model (same seed and count as `gen`) who have a role in the
+/// game of an `any`-audience gift without role requirements; each such gift up to its per-user
+/// limit. Coupons are minted with the campaign's coupon key, as grabs would.
+pub fn claims(campaign: &Campaign, seed: u64, users: u64, now: i64, out: &Path) -> Result<u64> {
+    use hongbao_domain::Audience;
+    use hongbao_domain::synth::SynthModel;
+    let key = hongbao_api::state::coupon_key_for(campaign);
+    let model = SynthModel::new(seed, users, campaign.games.len());
+    let gifts: Vec<_> = campaign
+        .gifts
+        .iter()
+        .filter(|g| g.audience == Audience::Any && g.min_role_level.is_none() && g.regions.is_empty())
+        .collect();
+    // Every coupon a user can hold, in grant order.
+    let coupons: Vec<(Channel, u32)> = campaign
+        .channels
+        .iter()
+        .flat_map(|c| (1..=c.coupons_per_user).map(move |serial| (c.channel, serial)))
+        .collect();
+    let file = std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?;
+    let mut w = BufWriter::new(file);
+    let ttl = campaign.auth.ticket_max_age_s.min(24 * 3600);
+    let mut lines = 0;
+    for user in FIRST_USER_ID..FIRST_USER_ID + users {
+        let ticket = sign_ticket(&campaign.auth.ticket_keys[0], user, now, ttl);
+        let mut next_coupon = coupons.iter();
+        for gift in &gifts {
+            let Some(role) = model.roles(user, gift.game).into_iter().next() else { continue };
+            for _ in 0..gift.per_user {
+                let Some(&(channel, serial)) = next_coupon.next() else { break };
+                let coupon = sign_coupon(
+                    &key,
+                    &Coupon {
+                        campaign_id: campaign.id.clone(),
+                        user,
+                        channel,
+                        serial,
+                        expires_at_unix_s: now + i64::try_from(campaign.coupon_ttl_s)?,
+                    },
+                );
+                let body = serde_json::json!({
+                    "coupon": coupon, "gift_id": gift.id, "zone_id": role.zone_id, "role_id": role.role_id,
+                });
+                writeln!(w, "{ticket}\t{body}")?;
+                lines += 1;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(lines)
+}

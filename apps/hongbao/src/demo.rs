@@ -90,7 +90,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let node = Node::open(campaign.clone(), profiles, &args.data, NodeRole::All, 1.0)?;
+    let node = Node::open(
+        campaign.clone(),
+        profiles,
+        &args.data,
+        NodeRole::All,
+        1.0,
+        hongbao_store::EmbeddedConfig::default(),
+    )?;
     let api_listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("bind the API on {}", args.addr))?;

@@ -96,6 +96,17 @@ enum BenchCommand {
         #[arg(long, default_value = "127.0.0.1:8090", value_parser = parse_addr)]
         addr: SocketAddr,
     },
+    /// `ticket<TAB>claim body` lines for the claim wrk script: one distinct coupon per line.
+    Claims {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        users: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// `user ticket coupon` lines for wrk scripts.
     Tokens {
         #[arg(long)]
@@ -171,6 +182,13 @@ fn main() -> Result<()> {
         }
         Command::Bench { command: BenchCommand::Floor { addr } } => {
             runtime()?.block_on(bench::floor(addr))
+        }
+        Command::Bench { command: BenchCommand::Claims { config, users, seed, out } } => {
+            let campaign = load_campaign(&config)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let lines = bench::claims(&campaign, seed, users, i64::try_from(now)?, &out)?;
+            println!("{lines} claims written to {}", out.display());
+            Ok(())
         }
         Command::Bench { command: BenchCommand::Tokens { config, users, out } } => {
             let campaign = load_campaign(&config)?;

@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Multiplies every game's delivery capacity (e.g. 0.1 against a scaled-down game side).
     #[arg(long, default_value_t = 1.0)]
     pub capacity_scale: f64,
+    /// Most store commands committed together with one fsync (group commit).
+    #[arg(long, default_value_t = hongbao_store::embedded::BATCH_MAX_DEFAULT)]
+    pub store_batch_max: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -118,7 +121,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Some(dir) => synthetic::load_profiles(dir, &campaign)?,
         None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
     };
-    let node = Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale)?;
+    let store_config = EmbeddedConfig { batch_max: args.store_batch_max, ..EmbeddedConfig::default() };
+    let node = Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale, store_config)?;
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -153,13 +157,14 @@ impl Node {
         data: &Path,
         role: NodeRole,
         capacity_scale: f64,
+        store_config: EmbeddedConfig,
     ) -> Result<Node> {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
         let store_dir = data.join("store");
         let store = Arc::new(
             EmbeddedStore::open_with(
                 &store_dir,
-                EmbeddedConfig::default(),
+                store_config,
                 CampaignBinding::of(&campaign),
             )
             .with_context(|| format!("open the store in {}", store_dir.display()))?,
@@ -201,7 +206,8 @@ impl Node {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let admin_router = admin::router(admin::AdminState { dispatcher: dispatcher.clone() });
+        let admin_router =
+            admin::router(admin::AdminState { dispatcher: dispatcher.clone(), store: store.clone() });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {
             state.set_ready(true);

@@ -1,6 +1,8 @@
 //! Claims and orders through the real router: accepted, replayed, conflicts, idempotency keys,
 //! every refusal — and that a refusal changes nothing.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::sync::atomic::Ordering;
