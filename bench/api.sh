@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Floor vs gift list vs grab, in one run, with wrk: server pinned to core 0, wrk (and the game
-# simulator) to core 1. Prints a markdown table for docs/BENCHMARKS.md.
-# Usage: bench/api.sh [DURATION_S] [CONNECTIONS]      needs: wrk, taskset (apt-get install wrk)
+# The API suite in one run: the floor (a minimal axum handler), gift list (warm caches), grab and
+# claim with wrk (server pinned to core 0; wrk and the game simulator to core 1), then the
+# group-commit table (claims at several store batch sizes: fsyncs/s and p99). Prints markdown and,
+# with --write, replaces the tables between the bench:api markers in docs/BENCHMARKS.md.
+# Usage: bench/api.sh [--write] [DURATION_S] [CONNECTIONS]      needs: wrk, taskset, curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
+write=""
+if [ "${1:-}" = "--write" ]; then write=1; shift; fi
 duration="${1:-10}"
 conns="${2:-64}"
-users="${USERS:-20000}"
+users="${USERS:-300000}"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
@@ -20,20 +24,21 @@ start="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S+00:00)"
 sed "s/^starts_at = .*/starts_at = \"$start\"/" config/spring-festival.toml > "$work/campaign.toml"
 "$bin" gen --config "$work/campaign.toml" --users "$users" --out "$work/profiles" >/dev/null
 "$bin" bench tokens --config "$work/campaign.toml" --users "$users" --out "$work/tokens.txt"
+"$bin" bench claims --config "$work/campaign.toml" --users "$users" --out "$work/claims.txt" >/dev/null
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-# Role look-ups answer in 1 ms here so the warm-up fills the role cache quickly; the measured
-# list run then hits the cache (its TTL, 60 s, outlives warm-up plus measurement).
+# Role look-ups answer in 1 ms here so warm-ups fill the role cache quickly; the measured runs
+# then hit the cache (TTL 60 s, longer than warm-up plus measurement).
 taskset -c 1 "$bin" game-sim --config "$work/campaign.toml" --addr 127.0.0.1:9100 --users "$users" \
   --role-latency-ms 1 >/dev/null 2>&1 &
 pids+=($!)
 wait_port 9100
 
-run_wrk() { # name url script
-  local name="$1" url="$2" script="${3:-}"
+run_wrk() { # name url [script file]
+  local name="$1" url="$2" script="${3:-}" file="${4:-}"
   local args=(-t1 -c"$conns" -d"${duration}s" --latency)
-  [ -n "$script" ] && args+=(-s "$script" "$url" -- "$work/tokens.txt") || args+=("$url")
+  if [ -n "$script" ]; then args+=(-s "$script" "$url" -- "$file"); else args+=("$url"); fi
   taskset -c 1 wrk "${args[@]}" > "$work/$name.wrk"
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.wrk")
@@ -43,6 +48,16 @@ run_wrk() { # name url script
   echo "$name $rps $p50 $p99 ${non2xx:-0}" >> "$work/results"
 }
 
+start_node() { # data-dir batch-max
+  taskset -c 0 "$bin" serve --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+    --profiles "$work/profiles" --data "$1" --role api --store-batch-max "$2" >/dev/null 2>&1 &
+  node_pid=$!; pids+=($node_pid)
+  wait_port 8080
+  # Warm the role cache: every user's list once or more (not measured).
+  taskset -c 1 wrk -t1 -c"$conns" -d12s -s bench/wrk/list.lua http://127.0.0.1:8080 -- "$work/tokens.txt" >/dev/null
+}
+stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
+
 # 1. The floor.
 taskset -c 0 "$bin" bench floor --addr 127.0.0.1:8090 >/dev/null 2>&1 &
 floor_pid=$!; pids+=($floor_pid)
@@ -50,23 +65,63 @@ wait_port 8090
 run_wrk floor "http://127.0.0.1:8090/floor"
 kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
-# 2. The API node with 100k users' profiles and the embedded store.
-taskset -c 0 "$bin" serve --config "$work/campaign.toml" --addr 127.0.0.1:8080 \
-  --profiles "$work/profiles" --data "$work/data" >/dev/null 2>&1 &
-pids+=($!)
-wait_port 8080
-# Warm the role cache: one pass over every user's list (not measured).
-taskset -c 1 wrk -t1 -c"$conns" -d8s -s bench/wrk/list.lua http://127.0.0.1:8080 -- "$work/tokens.txt" >/dev/null
-run_wrk list "http://127.0.0.1:8080" bench/wrk/list.lua
-run_wrk grab "http://127.0.0.1:8080" bench/wrk/grab.lua
+# 2-4. One API node with the users' profiles and the embedded store (fsync on every commit).
+start_node "$work/data" 1024
+run_wrk list "http://127.0.0.1:8080" bench/wrk/list.lua "$work/tokens.txt"
+run_wrk grab "http://127.0.0.1:8080" bench/wrk/grab.lua "$work/tokens.txt"
+run_wrk claim "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt"
+stop_node
+
+# 5. Group commit: claims at several batch maxima, each on a fresh store.
+for batch in 1 16 256 1024; do
+  start_node "$work/data-$batch" "$batch"
+  before=$(curl -s http://127.0.0.1:8081/admin/v1/store)
+  run_wrk "claim-batch-$batch" "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt"
+  after=$(curl -s http://127.0.0.1:8081/admin/v1/store)
+  python3 - "$before" "$after" "$duration" "$batch" >> "$work/batches" <<'PY'
+import json, sys
+b, a, d, batch = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+fsyncs = a["fsyncs"] - b["fsyncs"]; commands = a["commands"] - b["commands"]
+print(batch, round(fsyncs / d), round(commands / max(fsyncs, 1), 1), a["batch_len_max"])
+PY
+  stop_node
+done
 
 floor_rps=$(awk '$1=="floor" {print $2}' "$work/results")
-echo
-echo "| endpoint | requests/s | × floor | p50 | p99 | non-2xx |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-while read -r name rps p50 p99 non2xx; do
-  ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", a / b}')
-  echo "| $name | $rps | $ratio | $p50 | $p99 | $non2xx |"
-done < "$work/results"
-echo
-echo "wrk -t1 -c$conns -d${duration}s; server on core 0, wrk on core 1; $(nproc) cores; $(date -u +%Y-%m-%d)"
+{
+  echo "| endpoint | requests/s | × floor | p50 | p99 | non-2xx |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  while read -r name rps p50 p99 non2xx; do
+    case "$name" in claim-batch-*) continue ;; esac
+    ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", a / b}')
+    echo "| $name | $rps | $ratio | $p50 | $p99 | $non2xx |"
+  done < "$work/results"
+  echo
+  echo "Group commit (claims, wrk -c$conns, each on a fresh store):"
+  echo
+  echo "| batch max | claims/s | × floor | fsyncs/s | claims per fsync | largest batch | p99 |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  while read -r batch fsyncs per max; do
+    read -r _ rps _ p99 _ < <(grep "^claim-batch-$batch " "$work/results")
+    ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", a / b}')
+    echo "| $batch | $rps | $ratio | $fsyncs | $per | $max | $p99 |"
+  done < "$work/batches"
+  echo
+  echo "wrk -t1 -c$conns -d${duration}s; server on core 0, wrk and game-sim on core 1; $users users;"
+  echo "$(nproc) cores; $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD)"
+} > "$work/table.md"
+cat "$work/table.md"
+
+if [ -n "$write" ]; then
+  python3 - docs/BENCHMARKS.md "$work/table.md" <<'PY'
+import sys, re
+doc, table = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+start, end = "<!-- bench:api:start -->", "<!-- bench:api:end -->"
+if start not in doc:
+    sys.exit("docs/BENCHMARKS.md lacks the bench:api markers")
+head, rest = doc.split(start, 1)
+_, tail = rest.split(end, 1)
+open(sys.argv[1], "w").write(head + start + "\n" + table + end + tail)
+PY
+  echo "docs/BENCHMARKS.md updated"
+fi

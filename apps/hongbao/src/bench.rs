@@ -72,7 +72,9 @@ pub fn claims(campaign: &Campaign, seed: u64, users: u64, now: i64, out: &Path) 
     let gifts: Vec<_> = campaign
         .gifts
         .iter()
-        .filter(|g| g.audience == Audience::Any && g.min_role_level.is_none() && g.regions.is_empty())
+        .filter(|g| {
+            g.audience == Audience::Any && g.min_role_level.is_none() && g.regions.is_empty()
+        })
         .collect();
     // Every coupon a user can hold, in grant order.
     let coupons: Vec<(Channel, u32)> = campaign

@@ -121,8 +121,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Some(dir) => synthetic::load_profiles(dir, &campaign)?,
         None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
     };
-    let store_config = EmbeddedConfig { batch_max: args.store_batch_max, ..EmbeddedConfig::default() };
-    let node = Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale, store_config)?;
+    let store_config =
+        EmbeddedConfig { batch_max: args.store_batch_max, ..EmbeddedConfig::default() };
+    let node =
+        Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale, store_config)?;
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -162,12 +164,8 @@ impl Node {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
         let store_dir = data.join("store");
         let store = Arc::new(
-            EmbeddedStore::open_with(
-                &store_dir,
-                store_config,
-                CampaignBinding::of(&campaign),
-            )
-            .with_context(|| format!("open the store in {}", store_dir.display()))?,
+            EmbeddedStore::open_with(&store_dir, store_config, CampaignBinding::of(&campaign))
+                .with_context(|| format!("open the store in {}", store_dir.display()))?,
         );
         let idip = IdipClient::new(&campaign).context("build the game-side client")?;
         let roles =
@@ -206,8 +204,10 @@ impl Node {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let admin_router =
-            admin::router(admin::AdminState { dispatcher: dispatcher.clone(), store: store.clone() });
+        let admin_router = admin::router(admin::AdminState {
+            dispatcher: dispatcher.clone(),
+            store: store.clone(),
+        });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {
             state.set_ready(true);
