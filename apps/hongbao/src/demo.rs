@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -23,6 +23,9 @@ use crate::{load_campaign, parse_addr, synthetic};
 pub const EXAMPLE_CAMPAIGN: &str = include_str!("../../../config/spring-festival.toml");
 /// Seconds the demo campaign has been open when the demo starts.
 const OPENED_AGO_S: i64 = 60;
+/// The demo's gentle load: journeys started per second, and for how long at most.
+const DEMO_LOAD_PER_S: f64 = 5.0;
+const DEMO_LOAD_DURATION_S: u64 = 24 * 3600;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -151,9 +154,33 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!(
         "  roles       curl -s 'http://{sim_addr}/idip/v1/roles?user={sample_user}&game={first_game}'"
     );
+    println!(
+        "  claim       curl -s -XPOST -H \"authorization: Bearer $T\" -H 'content-type: application/json' -d '{{\"coupon\":\"'$COUPON'\",\"gift_id\":\"<a listed gift>\",\"zone_id\":<zone>,\"role_id\":<role>}}' http://{api_addr}/v1/claims"
+    );
+    println!("  orders      curl -s -H \"authorization: Bearer $T\" http://{api_addr}/v1/orders");
+    // A gentle synthetic load: a few users a second walk the whole journey (grab, list, claim,
+    // wait for delivery), so the delivery status moves. Those whose release wave is not open yet
+    // are refused (`wave_not_open`), as they would be in the real campaign.
+    let load_task = (!args.no_load).then(|| {
+        let mut load = hongbao_loadgen::LoadConfig::new(
+            format!("http://{api_addr}"),
+            campaign.clone(),
+            hongbao_loadgen::Scenario::Journey,
+            DEMO_LOAD_PER_S,
+            Duration::from_secs(DEMO_LOAD_DURATION_S),
+        );
+        load.users = args.users;
+        load.user_dist = hongbao_loadgen::UserDist::Uniform;
+        load.progress = false;
+        println!("  load        {DEMO_LOAD_PER_S} journeys/s (grab, list, claim, wait for delivery); --no-load turns it off");
+        tokio::spawn(hongbao_loadgen::run(load))
+    });
     println!("Ctrl-C stops.");
 
     shutdown_signal().await;
+    if let Some(task) = load_task {
+        task.abort();
+    }
     let _ = stop_tx.send(true);
     api_task.await.context("api task")??;
     sim_task.await.context("simulator task")?.context("serve the simulator")?;
