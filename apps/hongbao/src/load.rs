@@ -6,14 +6,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use hongbao_loadgen::{LoadConfig, Profile, Scenario, UserDist, parse_duration};
+use hongbao_loadgen::{
+    LoadConfig, Profile, REPLAY_LINES_MAX, ReplayRequests, Scenario, UserDist, parse_duration,
+};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ScenarioArg {
+    /// POST /v1/coupons on a random channel.
     Grab,
+    /// A user's first use grabs, then every iteration lists its gifts.
     List,
+    /// grab → list → claim with a fitting role.
     Claim,
+    /// claim, then poll the order until it is delivered.
     Journey,
+    /// The requests of --requests FILE, each line once, in file order.
+    Replay,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,6 +40,27 @@ pub struct LoadArgs {
     config: PathBuf,
     #[arg(long, value_enum)]
     scenario: ScenarioArg,
+    /// Replay: the requests to send, one per line, loaded into memory before the run.
+    ///
+    /// Each scheduled request takes the next line (warm-up included); no line is used twice (a
+    /// line whose request the in-flight limit drops is skipped): when the file runs out the
+    /// run stops scheduling and the report says how many requests were not sent. Size the file
+    /// for rate × (warm-up + duration). A line is one of (fields separated by one TAB; empty
+    /// lines skipped):
+    ///
+    ///   ticket<TAB>json-body
+    ///     POST /v1/claims with `Authorization: Bearer <ticket>` and that body, as written by
+    ///     `hongbao bench claims`;
+    ///   METHOD<TAB>PATH<TAB>ticket-or-dash<TAB>body-or-empty
+    ///     any request, e.g. `POST<TAB>/v1/coupons<TAB><ticket><TAB>{"channel":"swipe"}` or
+    ///     `GET<TAB>/v1/coupons/<coupon>/gifts<TAB><ticket><TAB>`; `-` sends no Authorization.
+    ///
+    /// Bodies must be JSON (sent as application/json); METHOD is GET, POST, PUT, PATCH, DELETE,
+    /// HEAD or OPTIONS; PATH starts with `/`. A malformed line refuses the file, naming its
+    /// line number, and so does a file of more than 5,000,000 lines or 2 GiB. Tickets are
+    /// not minted in this mode (--users, --skew and --sequential-users do not apply).
+    #[arg(long, value_name = "FILE", required_if_eq("scenario", "replay"), verbatim_doc_comment)]
+    requests: Option<PathBuf>,
     /// Iterations per second (the peak of a spike).
     #[arg(long)]
     rate: f64,
@@ -88,6 +117,19 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         ScenarioArg::List => Scenario::List,
         ScenarioArg::Claim => Scenario::Claim,
         ScenarioArg::Journey => Scenario::Journey,
+        ScenarioArg::Replay => Scenario::Replay,
+    };
+    let requests = match (&args.requests, args.scenario) {
+        (Some(path), ScenarioArg::Replay) => {
+            let path = path.clone();
+            let requests = tokio::task::spawn_blocking(move || ReplayRequests::load(&path))
+                .await
+                .context("load the requests")??;
+            Some(Arc::new(requests))
+        }
+        (None, ScenarioArg::Replay) => anyhow::bail!("--scenario replay needs --requests FILE"),
+        (Some(_), _) => anyhow::bail!("--requests is for --scenario replay only"),
+        (None, _) => None,
     };
     let mut config =
         LoadConfig::new(args.target, Arc::new(campaign), scenario, args.rate, args.duration);
@@ -112,6 +154,23 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     config.poll_limit = args.poll_limit;
     config.seed = args.seed;
     config.progress = !args.no_progress;
+    config.requests = requests;
+    if let Some(requests) = &config.requests
+        // Only with a valid configuration; `run` reports an invalid one below.
+        && let Ok(planned) = config.planned_iterations()
+    {
+        eprintln!(
+            "replay: {} requests from {} (at most {REPLAY_LINES_MAX} per file); the schedule \
+             has {planned}{}",
+            requests.len(),
+            requests.file(),
+            if planned > requests.len() as u64 {
+                ", so the run stops scheduling when the file runs out"
+            } else {
+                ""
+            }
+        );
+    }
 
     let report = hongbao_loadgen::run(config).await.context("run the load")?;
     print!("{}", report.table());

@@ -7,15 +7,19 @@
 //! counted as `dropped` instead of queueing without bound. Requests to the target share
 //! [`LoadConfig::connections`] connections; waiting for one counts as latency.
 //!
-//! The generator mints its own login tickets with the campaign's first ticket key and draws
-//! users from a skewed distribution ([`users`]). Scenarios:
+//! Except in `replay`, the generator mints its own login tickets with the campaign's first ticket
+//! key and draws users from a skewed distribution ([`users`]). Scenarios:
 //! - `grab`: `POST /v1/coupons` on a random channel of the campaign;
 //! - `list`: a user's first use grabs one coupon, then every iteration lists its gifts;
 //! - `claim`: grab → list → claim the first listed gift with a fitting role (looked up on the
 //!   game side, or created in a fitting zone when the user has none);
 //! - `journey`: claim, then poll the order until it is delivered (or dead, expired, held) or a
-//!   limit, measuring time to delivered.
+//!   limit, measuring time to delivered;
+//! - `replay`: the requests of a file ([`replay`]), loaded into memory before the run, one line
+//!   per scheduled request in file order, each used once. When the file runs out the run stops
+//!   scheduling and the report says how many requests were not sent.
 
+pub mod replay;
 mod scenario;
 pub mod schedule;
 pub mod stats;
@@ -33,8 +37,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use replay::{REPLAY_BYTES_MAX, REPLAY_LINES_MAX, ReplayError, ReplayRequests};
 pub use schedule::{Profile, Schedule, Segment};
-pub use stats::{EndpointReport, LatencySummary, Report};
+pub use stats::{EndpointReport, LatencySummary, ReplayReport, Report};
 pub use users::{UserDist, UserSampler};
 
 use crate::scenario::{Ctx, Iteration};
@@ -59,6 +64,8 @@ pub enum Scenario {
     List,
     Claim,
     Journey,
+    /// The requests of [`LoadConfig::requests`], each once, in order.
+    Replay,
 }
 
 impl Scenario {
@@ -68,6 +75,7 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::Claim => "claim",
             Scenario::Journey => "journey",
+            Scenario::Replay => "replay",
         }
     }
 
@@ -77,6 +85,7 @@ impl Scenario {
             Scenario::Grab => Endpoint::Grab,
             Scenario::List => Endpoint::List,
             Scenario::Claim | Scenario::Journey => Endpoint::Claim,
+            Scenario::Replay => Endpoint::Replay,
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Replay: the requests to send (required by [`Scenario::Replay`], refused by the others).
+    pub requests: Option<Arc<ReplayRequests>>,
 }
 
 impl LoadConfig {
@@ -142,7 +153,19 @@ impl LoadConfig {
             poll_limit: Duration::from_secs(30),
             seed: 1,
             progress: false,
+            requests: None,
         }
+    }
+
+    /// How many requests (iterations) the run's schedule has, warm-up included; a replay needs
+    /// that many lines to last the whole run.
+    pub fn planned_iterations(&self) -> Result<u64, LoadError> {
+        self.validate()?;
+        Ok(self.schedule().count())
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule::for_run(self.profile, self.rate_per_s, self.warmup, self.duration)
     }
 
     fn validate(&self) -> Result<(), LoadError> {
@@ -183,6 +206,19 @@ impl LoadConfig {
         if self.request_timeout.is_zero() || self.poll_interval.is_zero() {
             return bad("request timeout and poll interval must be positive".into());
         }
+        if self.scenario == Scenario::Replay {
+            // Requests come from the file: no tickets minted, no channels drawn.
+            return match &self.requests {
+                Some(r) if !r.is_empty() => Ok(()),
+                _ => bad("the replay scenario needs a non-empty requests file".into()),
+            };
+        }
+        if self.requests.is_some() {
+            return bad(format!(
+                "a requests file is for the replay scenario only, not `{}`",
+                self.scenario.as_str()
+            ));
+        }
         if self.campaign.auth.ticket_keys.is_empty() {
             return bad("the campaign has no ticket key to mint tickets with".into());
         }
@@ -212,8 +248,8 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         .connect_timeout(config.request_timeout.min(Duration::from_secs(2)))
         .tcp_nodelay(true)
         .build()?;
-    let schedule =
-        Schedule::for_run(config.profile, config.rate_per_s, config.warmup, config.duration);
+    let schedule = config.schedule();
+    let replay = config.requests.clone().filter(|_| config.scenario == Scenario::Replay);
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
     let start = Instant::now();
     let measure_start = start + config.warmup;
@@ -236,6 +272,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
                 .drain_timeout
                 .saturating_sub(config.request_timeout.min(config.drain_timeout / 2)),
         ticket_ttl_s,
+        replay: replay.clone(),
     });
 
     let progress = config.progress.then(|| {
@@ -252,24 +289,44 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let mut sampler = UserSampler::new(config.user_dist, config.users);
     let channels = ctx.campaign.channels.len();
     let mut tasks = JoinSet::new();
+    // Replay: the first request the file had no line for, and when it was due.
+    let mut ran_out = None;
+    let mut lines_used = 0u64;
     for k in 0.. {
         let Some(offset) = schedule.time_of(k) else { break };
+        if let Some(r) = &replay
+            && k >= r.len() as u64
+        {
+            ran_out = Some((k, offset));
+            break;
+        }
         let intended = start + offset;
         if intended > Instant::now() {
             tokio::time::sleep_until(intended.into()).await;
         }
         reap(&mut tasks);
         let record = intended >= measure_start;
-        // Draw even for a dropped iteration, so the users offered do not depend on the server.
-        let user = sampler.next(&mut rng);
-        let channel = ctx.campaign.channels[rng.random_range(0..channels)].channel;
+        // Draw even for a dropped iteration, so the users offered do not depend on the server;
+        // likewise a dropped replay line is used up.
+        let job = if replay.is_some() {
+            lines_used += 1;
+            Job::Replay(k as usize)
+        } else {
+            let user = sampler.next(&mut rng);
+            let channel = ctx.campaign.channels[rng.random_range(0..channels)].channel;
+            Job::Iteration(Iteration { user, channel, intended, record })
+        };
         match in_flight.clone().try_acquire_owned() {
             Ok(permit) => {
                 ctx.recorder.scheduled(record, true);
-                let it = Iteration { user, channel, intended, record };
                 let ctx = ctx.clone();
                 tasks.spawn(async move {
-                    scenario::run_iteration(&ctx, it).await;
+                    match job {
+                        Job::Iteration(it) => scenario::run_iteration(&ctx, it).await,
+                        Job::Replay(line) => {
+                            scenario::run_replay(&ctx, line, intended, record).await;
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -295,19 +352,38 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         p.stop().await;
     }
 
+    let replay_report = replay.as_ref().map(|r| ReplayReport {
+        file: r.file().to_string(),
+        lines: r.len() as u64,
+        lines_used,
+        not_sent: ran_out.map_or(0, |(k, _)| schedule.count().saturating_sub(k)),
+        ran_out_at_s: ran_out.map(|(_, offset)| offset.as_secs_f64()),
+    });
     let meta = ReportMeta {
         scenario: config.scenario.as_str(),
         profile: config.profile.as_str(),
         target: ctx.target.clone(),
-        users: config.users,
-        user_distribution: config.user_dist.describe(),
+        users: if replay.is_some() { 0 } else { config.users },
+        user_distribution: if replay.is_some() {
+            "from the requests file".to_string()
+        } else {
+            config.user_dist.describe()
+        },
         connections: config.connections,
         max_in_flight: config.max_in_flight,
         rate_per_s: config.rate_per_s,
         duration: config.duration,
         warmup: config.warmup,
+        replay: replay_report,
     };
     Ok(ctx.recorder.report(meta, measure_start))
+}
+
+/// What a scheduled iteration does.
+enum Job {
+    Iteration(Iteration),
+    /// Sends this line of the replay file.
+    Replay(usize),
 }
 
 /// Collects finished iterations so the set does not grow with the run's length.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::Scenario;
+use crate::replay::ReplayRequests;
 use crate::stats::{Answer, Endpoint, Recorder};
 use crate::users::UserStates;
 
@@ -38,6 +39,8 @@ pub(crate) struct Ctx {
     /// Journeys stop polling here, whatever their own limit, so the run ends in time.
     pub poll_deadline: Instant,
     pub ticket_ttl_s: u64,
+    /// The replay scenario's requests.
+    pub replay: Option<Arc<ReplayRequests>>,
 }
 
 pub(crate) struct Iteration {
@@ -51,6 +54,10 @@ pub(crate) struct Iteration {
 type Outcome = &'static str;
 
 pub(crate) async fn run_iteration(ctx: &Ctx, it: Iteration) {
+    if ctx.scenario == Scenario::Replay {
+        // Replay lines go through `run_replay`; nothing to mint a ticket for here.
+        return;
+    }
     let auth = ctx.auth_header(it.user);
     let (outcome, latency) = match ctx.scenario {
         Scenario::Grab => match ctx.grab(&it, &auth, it.intended).await {
@@ -72,8 +79,22 @@ pub(crate) async fn run_iteration(ctx: &Ctx, it: Iteration) {
             }
             Err(o) => (o, None),
         },
+        Scenario::Replay => return,
     };
     ctx.recorder.iteration(it.record, outcome, latency);
+}
+
+/// Sends line `index` of the replay file: one request, counted as `replay`.
+pub(crate) async fn run_replay(ctx: &Ctx, index: usize, intended: Instant, record: bool) {
+    let Some(requests) = &ctx.replay else { return };
+    let request = requests.request(&ctx.client, &ctx.target, index);
+    let (outcome, latency) = match ctx.call(Endpoint::Replay, record, intended, request, true).await
+    {
+        Ok((status, _)) if status.is_success() => ("ok", Some(intended.elapsed())),
+        Ok(_) => (failed(Endpoint::Replay), None),
+        Err(o) => (o, None),
+    };
+    ctx.recorder.iteration(record, outcome, latency);
 }
 
 async fn list_iteration(ctx: &Ctx, it: &Iteration, auth: &HeaderValue) -> Result<(), Outcome> {
@@ -421,6 +442,7 @@ fn failed(endpoint: Endpoint) -> Outcome {
         Endpoint::Claim => "claim_failed",
         Endpoint::Order => "poll_failed",
         Endpoint::IdipRoles | Endpoint::IdipCreateRole => "roles_failed",
+        Endpoint::Replay => "replay_failed",
     }
 }
 

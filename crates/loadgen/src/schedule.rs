@@ -142,6 +142,11 @@ impl Schedule {
         self.total_count
     }
 
+    /// How many requests [`Schedule::time_of`] gives a time for.
+    pub fn count(&self) -> u64 {
+        if self.total_count > 0.0 { self.total_count.ceil() as u64 } else { 0 }
+    }
+
     pub fn total(&self) -> Duration {
         Duration::from_secs_f64(self.total_s)
     }
@@ -179,7 +184,9 @@ mod tests {
     use super::*;
 
     fn all_times(s: &Schedule) -> Vec<f64> {
-        (0..).map_while(|k| s.time_of(k)).map(|d| d.as_secs_f64()).collect()
+        let times: Vec<f64> = (0..).map_while(|k| s.time_of(k)).map(|d| d.as_secs_f64()).collect();
+        assert_eq!(s.count(), times.len() as u64, "count agrees with time_of");
+        times
     }
 
     #[test]
@@ -268,6 +275,13 @@ mod tests {
         assert_eq!(times.len(), 150);
         assert_eq!(times.iter().filter(|&&t| t < 1.0).count(), 50);
         assert_eq!(s.total(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn fractional_counts_round_up() {
+        let s = Schedule::new(&[Segment::constant(3.3, Duration::from_secs(3))]);
+        assert_eq!(all_times(&s).len(), 10);
+        assert_eq!(Schedule::new(&[]).count(), 0);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub const ERROR_CODES_MAX: usize = 64;
 /// Error code counted for a non-2xx answer without a JSON `error.code`.
 pub const NO_ERROR_CODE: &str = "none";
 
-/// What a request was for. The first four go to the target, the last two to the game side.
+/// What a request was for. `IdipRoles` and `IdipCreateRole` go to the game side, the others
+/// to the target; `Replay` is every request of the replay scenario, whatever its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Grab,
@@ -30,16 +31,18 @@ pub enum Endpoint {
     Order,
     IdipRoles,
     IdipCreateRole,
+    Replay,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Grab,
         Endpoint::List,
         Endpoint::Claim,
         Endpoint::Order,
         Endpoint::IdipRoles,
         Endpoint::IdipCreateRole,
+        Endpoint::Replay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Endpoint {
             Endpoint::Order => "order",
             Endpoint::IdipRoles => "idip_roles",
             Endpoint::IdipCreateRole => "idip_create_role",
+            Endpoint::Replay => "replay",
         }
     }
 
@@ -368,6 +372,7 @@ impl Recorder {
             time_to_delivered: (meta.scenario == "journey")
                 .then(|| LatencySummary::of(&inner.time_to_delivered)),
             outcomes: inner.outcomes.iter().map(|(k, n)| ((*k).to_string(), *n)).collect(),
+            replay: meta.replay,
         }
     }
 }
@@ -384,6 +389,23 @@ pub(crate) struct ReportMeta {
     pub rate_per_s: f64,
     pub duration: Duration,
     pub warmup: Duration,
+    pub replay: Option<ReplayReport>,
+}
+
+/// How a replay used its file. Lines are taken in order, one per scheduled request, warm-up
+/// included; a line whose request the in-flight limit dropped is not sent later.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub file: String,
+    /// Requests in the file.
+    pub lines: u64,
+    /// Lines given a send time (warm-up included): sent, or dropped by the in-flight limit.
+    pub lines_used: u64,
+    /// Requests the schedule still had due (warm-up included) when the file ran out: not sent.
+    pub not_sent: u64,
+    /// When the file ran out, in seconds from the start of the run (warm-up included): the
+    /// intended time of the first request not sent. `None` if the file lasted the whole run.
+    pub ran_out_at_s: Option<f64>,
 }
 
 /// Percentiles of one histogram, in milliseconds.
@@ -474,6 +496,9 @@ pub struct Report {
     /// Journeys: from the intended start to the poll that saw `delivered`.
     pub time_to_delivered: Option<LatencySummary>,
     pub outcomes: BTreeMap<String, u64>,
+    /// Replay runs only: how the requests file was used (absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayReport>,
 }
 
 impl Report {
@@ -481,17 +506,19 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let w = &mut out;
+        let offered_by = match &self.replay {
+            Some(r) => format!("requests from {}", r.file),
+            None => format!("{} users ({})", self.users, self.user_distribution),
+        };
         let _ = writeln!(
             w,
             "scenario {} ({} profile) against {}: {:.1} s measured after {:.1} s warm-up, \
-             {} users ({}), {} connections, at most {} in flight",
+             {offered_by}, {} connections, at most {} in flight",
             self.scenario,
             self.profile,
             self.target,
             self.duration_s,
             self.warmup_s,
-            self.users,
-            self.user_distribution,
             self.connections,
             self.max_in_flight
         );
@@ -506,6 +533,23 @@ impl Report {
             "iterations scheduled {}  started {}  dropped (in-flight limit) {}  abandoned {}",
             self.scheduled, self.started, self.dropped, self.abandoned
         );
+        if let Some(r) = &self.replay {
+            let _ = match r.ran_out_at_s {
+                Some(at) => writeln!(
+                    w,
+                    "replay     file ran out {at:.2} s into the run (warm-up included): all {} \
+                     lines used, {} scheduled requests not sent",
+                    r.lines, r.not_sent
+                ),
+                None => writeln!(
+                    w,
+                    "replay     {} of {} lines used, {} left over",
+                    r.lines_used,
+                    r.lines,
+                    r.lines.saturating_sub(r.lines_used)
+                ),
+            };
+        }
         let _ = writeln!(
             w,
             "latency of {} from intended send time: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  \

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hongbao_domain::Campaign;
-use hongbao_loadgen::{LoadConfig, Profile, Report, Scenario, UserDist, run};
+use hongbao_loadgen::{
+    LoadConfig, Profile, ReplayError, ReplayRequests, Report, Scenario, UserDist, run,
+};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -31,6 +33,34 @@ struct Fake {
     coupons: Mutex<HashMap<String, u64>>,
     roles: Mutex<HashMap<(u64, String), u64>>,
     orders: Mutex<HashMap<String, u32>>,
+    /// Every request as it arrived, before its handler ran.
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A request as the fake received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: String,
+}
+
+/// Records the request in `seen`, then hands it on unchanged.
+async fn record(State(f): Shared, request: Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let header =
+        |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    f.seen.lock().expect("lock").push(Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path_and_query().map_or("", |p| p.as_str()).to_string(),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
 }
 
 type Shared = State<Arc<Fake>>;
@@ -220,6 +250,7 @@ async fn start(mut fake: Fake) -> (String, Arc<Fake>) {
         .route("/v1/claims", post(claim))
         .route("/v1/orders/{id}", get(order))
         .route("/idip/v1/roles", get(roles).post(create_role))
+        .layer(axum::middleware::from_fn_with_state(fake.clone(), record))
         .with_state(fake.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -410,6 +441,164 @@ async fn refused_connections_are_counted_not_lost() {
     assert_eq!(statuses_sum(&report), 5);
     assert_eq!(count(&report.outcomes, "grab_failed"), 5);
     assert_eq!(report.achieved_rps, 0.0);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0);
+}
+
+/// A ticket for `user` signed with the campaign's first key, as the login service would issue.
+fn ticket(fake: &Fake, user: u64) -> String {
+    let campaign = fake.campaign.as_ref().expect("campaign set");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    hongbao_domain::sign_ticket(&campaign.auth.ticket_keys[0], user, now, 3600)
+}
+
+/// A file in the temp directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("hongbao-loadgen-{}-{name}.tsv", std::process::id()));
+        std::fs::write(&path, text).expect("write the requests file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn replay_config(
+    url: &str,
+    fake: &Fake,
+    requests: ReplayRequests,
+    rate: f64,
+    ms: u64,
+) -> LoadConfig {
+    let mut c = config(url, fake, Scenario::Replay, rate, ms);
+    c.requests = Some(Arc::new(requests));
+    // One request at a time on the wire, so they arrive in the order they were due.
+    c.connections = 1;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_sends_every_line_once_in_file_order() {
+    let (url, fake) = start(Fake::default()).await;
+    let user = |i: u64| hongbao_domain::synth::FIRST_USER_ID + i;
+    let claim_body = |i: u64| {
+        format!(r#"{{"coupon":"never-granted-{i}","gift_id":"g","zone_id":1,"role_id":{i}}}"#)
+    };
+    // (line, what the fake must see): claim lines (the `bench claims` form), a grab, a list of
+    // the coupon that grab gets, an order poll without a ticket, a blank and a CRLF line.
+    let mut lines = Vec::new();
+    let mut want = Vec::new();
+    let seen = |method: &str, path: &str, auth: Option<&str>, body: &str| Seen {
+        method: method.into(),
+        path: path.into(),
+        authorization: auth.map(|t| format!("Bearer {t}")),
+        content_type: (!body.is_empty()).then(|| "application/json".into()),
+        body: body.into(),
+    };
+    let grabber = ticket(&fake, user(0));
+    lines.push(format!("POST\t/v1/coupons\t{grabber}\t{{\"channel\":\"swipe\"}}"));
+    want.push(seen("POST", "/v1/coupons", Some(&grabber), r#"{"channel":"swipe"}"#));
+    let list = format!("/v1/coupons/c1.u{}/gifts", user(0));
+    lines.push(format!("GET\t{list}\t{grabber}\t"));
+    want.push(seen("GET", &list, Some(&grabber), ""));
+    lines.push("GET\t/v1/orders/o-1?x=1\t-\t".to_string());
+    want.push(seen("GET", "/v1/orders/o-1?x=1", None, ""));
+    lines.push(String::new());
+    for i in 1..=7 {
+        let t = ticket(&fake, user(i));
+        let body = claim_body(i);
+        lines.push(format!("{t}\t{body}{}", if i == 3 { "\r" } else { "" }));
+        want.push(seen("POST", "/v1/claims", Some(&t), &body));
+    }
+    let file = TempFile::new("in-order", &(lines.join("\n") + "\n"));
+    let requests = ReplayRequests::load(&file.0).expect("load the requests");
+    assert_eq!(requests.len(), 10);
+
+    // 10 requests due at 20/s over 0.5 s: exactly the file.
+    let report = run(replay_config(&url, &fake, requests, 20.0, 500)).await.expect("run");
+
+    assert_eq!(*fake.seen.lock().expect("lock"), want);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 10);
+    assert_eq!(report.scenario, "replay");
+    assert_eq!((report.scheduled, report.started, report.dropped), (10, 10, 0));
+    assert_eq!(report.requests, 10);
+    assert_eq!(report.primary_endpoint, "replay");
+    assert_eq!(report.endpoints.keys().collect::<Vec<_>>(), ["replay"]);
+    assert_eq!(report.endpoints["replay"].latency.count, 10);
+    // Grab 201, list 200, order without ticket 401, claims of coupons never granted 403.
+    for (status, n) in [("201", 1), ("200", 1), ("401", 1), ("403", 7)] {
+        assert_eq!(count(&report.statuses, status), n, "{status}: {:?}", report.statuses);
+    }
+    assert_eq!(count(&report.error_codes, "missing_ticket"), 1);
+    assert_eq!(count(&report.error_codes, "foreign_coupon"), 7);
+    assert_eq!(count(&report.outcomes, "ok"), 2);
+    assert_eq!(count(&report.outcomes, "replay_failed"), 8);
+    assert!(report.p99_ms >= report.p50_ms);
+    let replay = report.replay.as_ref().expect("replay section");
+    assert_eq!((replay.lines, replay.lines_used, replay.not_sent), (10, 10, 0));
+    assert_eq!(replay.ran_out_at_s, None);
+    let json = serde_json::to_value(&report).expect("serialize");
+    assert_eq!(json["replay"]["not_sent"], 0);
+    assert_eq!(json["endpoints"]["replay"]["statuses"]["403"], 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_short_file_stops_scheduling_and_reports_what_was_not_sent() {
+    let (url, fake) = start(Fake::default()).await;
+    let text: String =
+        (0..5).map(|i| format!("{}\t{{\"coupon\":\"c{i}\"}}\n", ticket(&fake, 1000 + i))).collect();
+    let requests = ReplayRequests::parse("short.tsv", text).expect("parse");
+    let mut c = replay_config(&url, &fake, requests, 20.0, 1000);
+    c.warmup = Duration::from_millis(100);
+    assert_eq!(c.planned_iterations().expect("valid"), 22);
+    let report = run(c).await.expect("run");
+
+    // 2 lines went to the warm-up, 3 to the measured window; 17 of the 22 due were not sent.
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 5);
+    assert_eq!(fake.seen.lock().expect("lock").len(), 5);
+    assert_eq!(report.scheduled, 3);
+    assert_eq!(report.requests, 3);
+    let replay = report.replay.as_ref().expect("replay section");
+    assert_eq!((replay.lines, replay.lines_used, replay.not_sent), (5, 5, 17));
+    assert!(replay.ran_out_at_s.is_some());
+    assert_eq!(serde_json::to_value(&report).expect("serialize")["replay"]["not_sent"], 17);
+    let table = report.table();
+    assert!(table.contains("17 scheduled requests not sent"), "{table}");
+    assert!(table.contains("requests from short.tsv"), "{table}");
+}
+
+#[test]
+fn replay_files_with_malformed_lines_are_refused_with_the_line_number() {
+    let good = "tk\t{\"coupon\":\"c\"}\n";
+    let file = TempFile::new("malformed", &format!("{good}{good}\nPOST\t/v1/coupons\ttk\n{good}"));
+    let err = ReplayRequests::load(&file.0).expect_err("refused");
+    assert!(matches!(err, ReplayError::Malformed { line: 4, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("{} line 4", file.0.display())), "{message}");
+
+    let err = ReplayRequests::parse("x", "tk\tnot json\n").expect_err("refused");
+    assert!(err.to_string().contains("x line 1: body is not JSON"), "{err}");
+    let missing = std::env::temp_dir().join("hongbao-loadgen-no-such-file.tsv");
+    assert!(matches!(ReplayRequests::load(&missing), Err(ReplayError::Read { .. })));
+}
+
+#[tokio::test]
+async fn replay_needs_its_requests_and_other_scenarios_refuse_them() {
+    let (url, fake) = start(Fake::default()).await;
+    let c = config(&url, &fake, Scenario::Replay, 10.0, 100);
+    assert!(run(c).await.is_err(), "replay without requests");
+    let mut c = config(&url, &fake, Scenario::Grab, 10.0, 100);
+    c.requests = Some(Arc::new(ReplayRequests::parse("x", "tk\t{}\n").expect("parse")));
+    assert!(run(c).await.is_err(), "grab with requests");
     assert_eq!(fake.requests.load(Ordering::SeqCst), 0);
 }
 
