@@ -1,5 +1,6 @@
 //! Operator endpoints under `/admin/v1/` on the admin address (loopback by default; request
 //! signing arrives with the security work). Delivery: status per game, pause and resume.
+//! Reconciliation: `POST /admin/v1/reconcile` (see `reconcile.rs`).
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hongbao_api::{ApiError, ApiJson};
 use hongbao_delivery::{Dispatcher, DispatcherStatus};
+use hongbao_domain::Campaign;
+use hongbao_reconcile::Summary;
 use hongbao_store::EmbeddedStore;
 use serde::Serialize;
 
@@ -16,6 +19,7 @@ use serde::Serialize;
 pub struct AdminState {
     pub dispatcher: Option<Arc<Dispatcher>>,
     pub store: Arc<EmbeddedStore>,
+    pub campaign: Arc<Campaign>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -23,7 +27,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/delivery", get(delivery_status))
         .route("/admin/v1/delivery/{game}/pause", post(pause))
-        .route("/admin/v1/delivery/{game}/resume", post(resume));
+        .route("/admin/v1/delivery/{game}/resume", post(resume))
+        .route("/admin/v1/reconcile", post(reconcile));
     hongbao_api::with_common_layers(routes).with_state(state)
 }
 
@@ -92,4 +97,11 @@ fn set_paused(state: &AdminState, game: String, paused: bool) -> Result<ApiJson<
     let result = if paused { d.pause(index) } else { d.resume(index) };
     result.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(ApiJson(Paused { game, paused }))
+}
+
+async fn reconcile(
+    State(state): State<AdminState>,
+    ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
+) -> Result<ApiJson<Summary>, ApiError> {
+    crate::reconcile::admin(&state.store, &state.campaign, req).await.map(ApiJson)
 }

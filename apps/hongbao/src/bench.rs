@@ -61,38 +61,61 @@ pub fn tokens(campaign: &Campaign, users: u64, now: i64, out: &Path) -> Result<(
 }
 
 /// Writes one line per claim: `ticket<TAB>claim JSON body`, every line a distinct user and
-/// coupon, for users of the synthetic model (same seed and count as `gen`) who have a role in the
-/// game of an `any`-audience gift without role requirements; each such gift up to its per-user
-/// limit. Coupons are minted with the campaign's coupon key, as grabs would.
-pub fn claims(campaign: &Campaign, seed: u64, users: u64, now: i64, out: &Path) -> Result<u64> {
-    use hongbao_domain::Audience;
+/// coupon, for users of the synthetic model (same seed and count as `gen`): each gift the user may
+/// claim with one of their roles — by the same eligibility function the API runs — up to the
+/// gift's per-user limit and the user's coupons. High-value gifts are left out (they need fresh
+/// logins and are rare). Coupons are minted with the campaign's coupon key, as grabs would.
+///
+/// With `balance_s`, each game gets at most `delivery_capacity_per_s × balance_s` claims: a backlog
+/// every game drains in the same time at its own pace (the delivery benchmark's ideal).
+pub fn claims(
+    campaign: &Campaign,
+    seed: u64,
+    users: u64,
+    now: i64,
+    balance_s: Option<u64>,
+    out: &Path,
+) -> Result<u64> {
+    use hongbao_domain::eligibility::{RoleContext, Subject, check};
     use hongbao_domain::synth::SynthModel;
     let key = hongbao_api::state::coupon_key_for(campaign);
     let model = SynthModel::new(seed, users, campaign.games.len());
-    let gifts: Vec<_> = campaign
-        .gifts
-        .iter()
-        .filter(|g| {
-            g.audience == Audience::Any && g.min_role_level.is_none() && g.regions.is_empty()
-        })
-        .collect();
     // Every coupon a user can hold, in grant order.
     let coupons: Vec<(Channel, u32)> = campaign
         .channels
         .iter()
         .flat_map(|c| (1..=c.coupons_per_user).map(move |serial| (c.channel, serial)))
         .collect();
+    // Judged as if every release wave were open, as it is in the benchmarks.
+    let judged_at = campaign.starts_at_unix_s.max(now - 3600) + 3600;
     let file = std::fs::File::create(out).with_context(|| format!("create {}", out.display()))?;
     let mut w = BufWriter::new(file);
     let ttl = campaign.auth.ticket_max_age_s.min(24 * 3600);
     let mut lines = 0;
+    let quota: Vec<u64> = campaign
+        .games
+        .iter()
+        .map(|g| balance_s.map_or(u64::MAX, |s| u64::from(g.delivery_capacity_per_s) * s))
+        .collect();
+    let mut per_game = vec![0u64; campaign.games.len()];
     for user in FIRST_USER_ID..FIRST_USER_ID + users {
         let ticket = sign_ticket(&campaign.auth.ticket_keys[0], user, now, ttl);
+        let profile = model.profile(user);
+        let subject = Subject { user, profile: &profile, ticket_issued_at_unix_s: judged_at };
         let mut next_coupon = coupons.iter();
-        for gift in &gifts {
-            let Some(role) = model.roles(user, gift.game).into_iter().next() else { continue };
+        'gifts: for gift in campaign.gifts.iter().filter(|g| !g.high_value) {
+            let game = usize::from(gift.game.0);
+            let roles = model.roles_given(user, gift.game, profile.registered);
+            let Some(role) = roles.iter().find(|r| {
+                check(campaign, gift, &subject, RoleContext::Chosen(r), false, judged_at).is_ok()
+            }) else {
+                continue;
+            };
             for _ in 0..gift.per_user {
-                let Some(&(channel, serial)) = next_coupon.next() else { break };
+                if per_game[game] >= quota[game] {
+                    break;
+                }
+                let Some(&(channel, serial)) = next_coupon.next() else { break 'gifts };
                 let coupon = sign_coupon(
                     &key,
                     &Coupon {
@@ -108,6 +131,7 @@ pub fn claims(campaign: &Campaign, seed: u64, users: u64, now: i64, out: &Path) 
                 });
                 writeln!(w, "{ticket}\t{body}")?;
                 lines += 1;
+                per_game[game] += 1;
             }
         }
     }

@@ -8,6 +8,7 @@ mod demo;
 mod inspect;
 mod load;
 mod node;
+mod reconcile;
 mod synthetic;
 
 use std::net::SocketAddr;
@@ -67,6 +68,10 @@ enum Command {
     },
     /// The game side (IDIP) simulator.
     GameSim(node::GameSimArgs),
+    /// Should-send − actually-sent − still queued = the resend list, checked against the game
+    /// side's log; `--apply` requeues it. For a stopped node (running: POST
+    /// /admin/v1/reconcile on its admin address).
+    Reconcile(reconcile::ReconcileArgs),
     /// Open-loop load at a fixed rate against an API node: latency from intended send times,
     /// HDR percentiles, status and error-code counts (`--json` for machines).
     Load(load::LoadArgs),
@@ -91,6 +96,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// N synthetic orders (mostly delivered) straight through the store API, and the matching
+    /// game log: the reconciliation benchmark's data.
+    SeedOrders(reconcile::SeedArgs),
     /// A minimal axum handler returning a small JSON body: the floor every figure is compared to.
     Floor {
         #[arg(long, default_value = "127.0.0.1:8090", value_parser = parse_addr)]
@@ -104,6 +112,9 @@ enum BenchCommand {
         users: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// At most `delivery_capacity_per_s × S` claims per game (a balanced delivery backlog).
+        #[arg(long)]
+        balance_s: Option<u64>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -165,6 +176,14 @@ fn main() -> Result<()> {
             init_tracing("info");
             runtime()?.block_on(node::game_sim(args))
         }
+        Command::Reconcile(args) => {
+            init_tracing("warn");
+            runtime()?.block_on(reconcile::run(args))
+        }
+        Command::Bench { command: BenchCommand::SeedOrders(args) } => {
+            init_tracing("warn");
+            runtime()?.block_on(reconcile::seed_orders(args))
+        }
         Command::Load(args) => {
             init_tracing("warn");
             runtime()?.block_on(load::run(args))
@@ -183,10 +202,13 @@ fn main() -> Result<()> {
         Command::Bench { command: BenchCommand::Floor { addr } } => {
             runtime()?.block_on(bench::floor(addr))
         }
-        Command::Bench { command: BenchCommand::Claims { config, users, seed, out } } => {
+        Command::Bench {
+            command: BenchCommand::Claims { config, users, seed, balance_s, out },
+        } => {
             let campaign = load_campaign(&config)?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let lines = bench::claims(&campaign, seed, users, i64::try_from(now)?, &out)?;
+            let lines =
+                bench::claims(&campaign, seed, users, i64::try_from(now)?, balance_s, &out)?;
             println!("{lines} claims written to {}", out.display());
             Ok(())
         }

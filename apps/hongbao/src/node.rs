@@ -207,6 +207,7 @@ impl Node {
         let admin_router = admin::router(admin::AdminState {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
+            campaign: state.campaign.clone(),
         });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {

@@ -1,0 +1,558 @@
+//! Reconciliation from the CLI (`hongbao reconcile`, over a stopped node's store), from the
+//! admin address (`POST /admin/v1/reconcile`, over the running node's store handle), and the
+//! benchmark's data (`hongbao bench seed-orders`). The engine is `hongbao-reconcile`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use axum::http::StatusCode;
+use clap::Args;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use hongbao_api::ApiError;
+use hongbao_domain::{Campaign, Channel, Coupon};
+use hongbao_reconcile::{Options, ReconcileError, Summary};
+use hongbao_store::{
+    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, EmbeddedConfig,
+    EmbeddedStore, Finish, LEASE_BATCH_MAX, Settled, StoreError,
+};
+use serde::Deserialize;
+
+use crate::load_campaign;
+
+#[derive(Args)]
+pub struct ReconcileArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The node's data directory (its store is `DIR/store`); the node must be stopped — while
+    /// it runs, use `POST /admin/v1/reconcile` on its admin address.
+    #[arg(long, default_value = "hongbao-data")]
+    pub data: PathBuf,
+    /// Only orders created at or after this time (Unix ms or RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<u64>,
+    /// Only orders created before this time (Unix ms or RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<u64>,
+    /// The game side's delivery log (JSON lines: serial, game, user, applied_at_ms), e.g. the
+    /// simulator's `--log`. Without it, losses at the game cannot be seen.
+    #[arg(long)]
+    pub game_log: Option<PathBuf>,
+    /// The game log is complete up to this time (default: now). Set it for a copy taken
+    /// earlier, or deliveries after the copy look lost.
+    #[arg(long, value_parser = parse_time)]
+    pub game_log_until: Option<u64>,
+    /// Where the files go (default: DATA/reconcile/<unix ms>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Requeue the resend list and record what the game has as delivered.
+    #[arg(long)]
+    pub apply: bool,
+    /// Orders waiting and due longer than this are listed as stuck.
+    #[arg(long, default_value_t = 600)]
+    pub stuck_after_s: u64,
+    /// Resend dead orders too (not done by default: dead means a permanent refusal).
+    #[arg(long)]
+    pub include_dead: bool,
+    /// Resend expired orders too, with a new deadline.
+    #[arg(long)]
+    pub include_expired: bool,
+    /// A resent order's new deadline, from now (default: the campaign's delivery deadline).
+    #[arg(long)]
+    pub deliver_within_s: Option<u64>,
+    /// Instead of a pass: requeue the order ids of this reviewed `resend.jsonl`.
+    #[arg(long, conflicts_with_all = ["apply", "game_log"])]
+    pub apply_list: Option<PathBuf>,
+    /// Print the summary as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Records per sorted run of the game log (memory: 40 bytes each).
+    #[arg(long, default_value_t = hongbao_reconcile::SORT_RUN_LEN_DEFAULT, hide = true)]
+    pub sort_run_len: usize,
+    /// Where the game log's sorted runs go (default: the system's temporary directory).
+    #[arg(long, hide = true)]
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Unix milliseconds, or an RFC 3339 time such as `2027-02-10T00:00:00+08:00`.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is neither Unix ms nor an RFC 3339 time ({e})"))?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("`{text}` is before 1970"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The message the embedded store's error carries when another process holds its lock.
+const LOCKED_MARKER: &str = "is open in another process";
+
+/// Opens a stopped node's store, or says that the node runs.
+fn open_store(campaign: &Campaign, data: &Path) -> Result<EmbeddedStore> {
+    let dir = data.join("store");
+    if !dir.exists() {
+        bail!("no store in {} (is --data the node's data directory?)", data.display());
+    }
+    match EmbeddedStore::open_with(&dir, EmbeddedConfig::default(), CampaignBinding::of(campaign)) {
+        Ok(store) => Ok(store),
+        Err(StoreError::Unavailable(message)) if message.contains(LOCKED_MARKER) => bail!(
+            "the node is running: use the admin endpoint (POST /admin/v1/reconcile on its \
+             --admin-addr); {} is locked by it",
+            dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("open the store in {}", dir.display())),
+    }
+}
+
+fn game_ids(campaign: &Campaign) -> Vec<String> {
+    campaign.games.iter().map(|g| g.id.clone()).collect()
+}
+
+pub async fn run(args: ReconcileArgs) -> Result<()> {
+    let campaign = load_campaign(&args.config)?;
+    let opening = Instant::now();
+    let store = open_store(&campaign, &args.data)?;
+    eprintln!("opened the store in {:.1} s", opening.elapsed().as_secs_f64());
+    let deliver_within_ms =
+        args.deliver_within_s.unwrap_or(campaign.delivery_deadline_s).saturating_mul(1000);
+    let result = match &args.apply_list {
+        Some(list) => apply_list(&store, list, deliver_within_ms).await,
+        None => pass(&store, &campaign, &args, deliver_within_ms).await,
+    };
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .context("close the store")?
+        .context("close the store")?;
+    result
+}
+
+async fn pass(
+    store: &EmbeddedStore,
+    campaign: &Campaign,
+    args: &ReconcileArgs,
+    deliver_within_ms: u64,
+) -> Result<()> {
+    let now = now_ms();
+    let mut options = Options::new(now, game_ids(campaign), deliver_within_ms);
+    options.from_ms = args.from;
+    options.to_ms = args.to;
+    options.game_log = args.game_log.clone();
+    options.game_log_until_ms = args.game_log_until;
+    options.stuck_after_ms = args.stuck_after_s.saturating_mul(1000);
+    options.include_dead = args.include_dead;
+    options.include_expired = args.include_expired;
+    options.apply = args.apply;
+    options.out =
+        Some(args.out.clone().unwrap_or_else(|| args.data.join("reconcile").join(now.to_string())));
+    options.temp_dir = args.temp_dir.clone();
+    options.sort_run_len = args.sort_run_len;
+    let summary = hongbao_reconcile::reconcile(store, &options).await.context("reconcile")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    if let Some(tally) = &summary.applied {
+        anyhow::ensure!(tally.errors == 0, "{} repairs failed (see the files)", tally.errors);
+    }
+    Ok(())
+}
+
+async fn apply_list(store: &EmbeddedStore, list: &Path, deliver_within_ms: u64) -> Result<()> {
+    let ids = hongbao_reconcile::read_order_ids(list)
+        .with_context(|| format!("read the resend list {}", list.display()))?;
+    let now = now_ms();
+    let tally =
+        hongbao_reconcile::requeue_list(store, ids, now, now.saturating_add(deliver_within_ms))
+            .await;
+    println!("{}", serde_json::to_string_pretty(&tally)?);
+    anyhow::ensure!(tally.errors == 0, "{} requeues failed", tally.errors);
+    Ok(())
+}
+
+/// The body of `POST /admin/v1/reconcile`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    #[serde(default)]
+    pub apply: bool,
+    /// A game log on the node's machine.
+    pub game_log: Option<PathBuf>,
+    pub game_log_until_ms: Option<u64>,
+    /// Where the files go on the node's machine; without it only the summary is made.
+    pub out: Option<PathBuf>,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    pub stuck_after_s: Option<u64>,
+    #[serde(default)]
+    pub include_dead: bool,
+    #[serde(default)]
+    pub include_expired: bool,
+}
+
+/// One pass at a time per node: two would race each other's repairs (harmlessly, but their
+/// reports would disagree) and double the load on the store.
+static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `POST /admin/v1/reconcile`: a pass over the running node's store (the same engine as the
+/// CLI; the workers keep delivering while it runs, and the pass re-checks what moved).
+pub async fn admin(
+    store: &Arc<EmbeddedStore>,
+    campaign: &Campaign,
+    req: ReconcileRequest,
+) -> Result<Summary, ApiError> {
+    let Ok(_running) = RUNNING.try_lock() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "reconcile_running",
+            "a reconciliation is already running on this node",
+        ));
+    };
+    let now = now_ms();
+    let mut options =
+        Options::new(now, game_ids(campaign), campaign.delivery_deadline_s.saturating_mul(1000));
+    options.apply = req.apply;
+    options.game_log = req.game_log;
+    options.game_log_until_ms = req.game_log_until_ms;
+    options.out = req.out;
+    options.from_ms = req.from_ms;
+    options.to_ms = req.to_ms;
+    if let Some(s) = req.stuck_after_s {
+        options.stuck_after_ms = s.saturating_mul(1000);
+    }
+    options.include_dead = req.include_dead;
+    options.include_expired = req.include_expired;
+    // On a blocking thread with its own `block_on`: a pass is minutes of CPU at 10M orders, and
+    // the store's scans do not suspend; the API's and the workers' async threads stay free.
+    let handle = tokio::runtime::Handle::current();
+    let store = Arc::clone(store);
+    let pass = tokio::task::spawn_blocking(move || {
+        handle.block_on(hongbao_reconcile::reconcile(&store, &options))
+    });
+    let result = pass.await.map_err(|e| ApiError::internal(format!("the pass failed: {e}")))?;
+    result.map_err(|e| match e {
+        ReconcileError::GameLog { .. } | ReconcileError::InvalidOptions(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_reconcile_request", e.to_string())
+        }
+        ReconcileError::Store(StoreError::Unavailable(_)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+        }
+        e => ApiError::internal(e.to_string()),
+    })
+}
+
+// --- benchmark data ------------------------------------------------------------------------
+
+#[derive(Args)]
+pub struct SeedArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// A new data directory: the store goes to DIR/store, the game log to DIR/game.log.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub orders: u64,
+    /// Share of the orders left queued (accepted, not delivered).
+    #[arg(long, default_value_t = 0.01)]
+    pub queued_share: f64,
+    /// Share of the delivered orders the game log lacks (lost at the game).
+    #[arg(long, default_value_t = 0.001)]
+    pub lost_share: f64,
+    /// Share of the queued orders the game log has (a worker died before recording them).
+    #[arg(long, default_value_t = 0.1)]
+    pub unrecorded_share: f64,
+}
+
+/// Claims in flight while seeding: enough to fill the writer's group commits.
+const SEED_CLAIMS_IN_FLIGHT: usize = 4_096;
+
+/// SplitMix64: a fixed, well-mixed function of the order number, so the shares are exact
+/// enough and the same on every run.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn draw(n: u64, salt: u64) -> f64 {
+    (mix(n ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `hongbao bench seed-orders`: N orders straight through the store API (claims, leases,
+/// finishes: the same writes a node makes), most delivered, and the matching game log in
+/// delivery-time order, with small known shares lost at the game and unrecorded by us.
+pub async fn seed_orders(args: SeedArgs) -> Result<()> {
+    for (name, share) in [
+        ("--queued-share", args.queued_share),
+        ("--lost-share", args.lost_share),
+        ("--unrecorded-share", args.unrecorded_share),
+    ] {
+        anyhow::ensure!((0.0..=1.0).contains(&share), "{name} must be within 0..=1");
+    }
+    let campaign = load_campaign(&args.config)?;
+    let store_dir = args.data.join("store");
+    anyhow::ensure!(
+        !store_dir.exists(),
+        "{} exists: seed a new data directory",
+        store_dir.display()
+    );
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("create {}", args.data.display()))?;
+    let store = EmbeddedStore::open_with(
+        &store_dir,
+        EmbeddedConfig::default(),
+        CampaignBinding::of(&campaign),
+    )
+    .with_context(|| format!("open the store in {}", store_dir.display()))?;
+    let log_path = args.data.join("game.log");
+    let mut log = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?,
+    );
+    let items: Vec<String> = campaign
+        .gifts
+        .iter()
+        .map(|g| {
+            let items: Vec<hongbao_gamesim::DeliveryItem> = g
+                .items
+                .iter()
+                .map(|i| hongbao_gamesim::DeliveryItem { item: i.item.clone(), count: i.count })
+                .collect();
+            serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+        })
+        .collect();
+    let started = Instant::now();
+    let queued = |n: u64| draw(n, 1) < args.queued_share;
+    let mut stats = Seeded::default();
+
+    // 1. Orders to deliver, then their deliveries (game log in delivery order).
+    let claimed = claim_range(&store, &campaign, (0..args.orders).filter(|n| !queued(*n))).await?;
+    eprintln!("claimed {claimed} orders in {:.1} s", started.elapsed().as_secs_f64());
+    loop {
+        let mut leased_any = false;
+        for game in &campaign.games {
+            let now = now_ms();
+            let entries = store.lease(game.index, LEASE_BATCH_MAX, now).await?;
+            leased_any |= !entries.is_empty();
+            let store = &store;
+            let mut finishing: FuturesUnordered<_> = entries
+                .iter()
+                .map(|e| async move { (e, store.finish(e, Finish::Delivered, now).await) })
+                .collect();
+            while let Some((entry, settled)) = finishing.next().await {
+                let order = match settled? {
+                    Settled::Applied(order) => order,
+                    Settled::NotLeased => bail!("a fresh lease of {} was lost", entry.order.id),
+                };
+                stats.delivered += 1;
+                let n = order.user - SEED_FIRST_USER;
+                if draw(n, 2) < args.lost_share {
+                    stats.lost += 1;
+                    continue;
+                }
+                write_log_line(&mut log, &campaign, &items, &order, now.saturating_sub(1))?;
+            }
+        }
+        if !leased_any {
+            break;
+        }
+    }
+    eprintln!("delivered {} orders in {:.1} s", stats.delivered, started.elapsed().as_secs_f64());
+
+    // 2. Orders left queued; a share of them the game already has.
+    let queued_n = claim_range(&store, &campaign, (0..args.orders).filter(|n| queued(*n))).await?;
+    for n in (0..args.orders).filter(|n| queued(*n) && draw(*n, 3) < args.unrecorded_share) {
+        let id = seed_coupon(&campaign, n);
+        let order = store
+            .order(&id.0)
+            .await?
+            .with_context(|| format!("seeded order {} is missing", id.0))?;
+        write_log_line(&mut log, &campaign, &items, &order, now_ms())?;
+        stats.unrecorded += 1;
+    }
+    std::io::Write::flush(&mut log).context("write the game log")?;
+    tokio::task::spawn_blocking(move || store.close()).await?.context("close the store")?;
+    println!(
+        "seeded {} orders in {:.1} s: {} delivered ({} lost at the game), {} queued ({} in the game log: unrecorded); store {}, game log {}",
+        claimed + queued_n,
+        started.elapsed().as_secs_f64(),
+        stats.delivered,
+        stats.lost,
+        queued_n,
+        stats.unrecorded,
+        store_dir.display(),
+        log_path.display()
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Seeded {
+    delivered: u64,
+    lost: u64,
+    unrecorded: u64,
+}
+
+/// Seeded users are `SEED_FIRST_USER + n`: one order each.
+const SEED_FIRST_USER: u64 = 1_000_000_000;
+
+/// The n-th seeded order's id and claim.
+fn seed_coupon(campaign: &Campaign, n: u64) -> (hongbao_domain::OrderId, Coupon) {
+    let coupon = Coupon {
+        campaign_id: campaign.id.clone(),
+        user: SEED_FIRST_USER + n,
+        channel: Channel::Swipe,
+        serial: 1,
+        expires_at_unix_s: i64::MAX,
+    };
+    (hongbao_domain::OrderId::derive(&campaign.id, coupon.user, &coupon.id()), coupon)
+}
+
+async fn claim_range(
+    store: &EmbeddedStore,
+    campaign: &Campaign,
+    numbers: impl Iterator<Item = u64>,
+) -> Result<u64> {
+    let mut in_flight = FuturesUnordered::new();
+    let mut claimed = 0u64;
+    let settle = |outcome: Result<ClaimOutcome, StoreError>| -> Result<()> {
+        match outcome? {
+            ClaimOutcome::Accepted(_) => Ok(()),
+            other => bail!("a seeded claim was not accepted: {other:?}"),
+        }
+    };
+    for n in numbers {
+        if in_flight.len() >= SEED_CLAIMS_IN_FLIGHT
+            && let Some(outcome) = in_flight.next().await
+        {
+            settle(outcome)?;
+        }
+        let gift = &campaign.gifts[(n % campaign.gifts.len() as u64) as usize];
+        let (_, coupon) = seed_coupon(campaign, n);
+        let mut req = ClaimRequest::new(campaign, gift, coupon, "1", (n + 1).to_string(), now_ms());
+        // Benchmark data, not a campaign: no stock or per-user limit gets in the way.
+        req.stock = u64::MAX;
+        req.per_user_limit = u32::MAX;
+        in_flight.push(store.claim(req));
+        claimed += 1;
+    }
+    while let Some(outcome) = in_flight.next().await {
+        settle(outcome)?;
+    }
+    Ok(claimed)
+}
+
+fn write_log_line(
+    log: &mut impl std::io::Write,
+    campaign: &Campaign,
+    items: &[String],
+    order: &hongbao_domain::Order,
+    applied_at_ms: u64,
+) -> Result<()> {
+    let gift = campaign.gifts.iter().position(|g| g.id == order.gift_id).unwrap_or(0);
+    writeln!(
+        log,
+        r#"{{"serial":"{}","game":"{}","user":{},"zone_id":{},"role_id":{},"items":{},"applied_at_ms":{}}}"#,
+        order.id,
+        order.game_id,
+        order.user,
+        order.zone_id,
+        order.role_id,
+        items.get(gift).map_or("[]", String::as_str),
+        applied_at_ms
+    )
+    .context("write the game log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_unix_ms_or_rfc3339() {
+        assert_eq!(parse_time("1800000000000"), Ok(1_800_000_000_000));
+        assert_eq!(parse_time("2027-01-15T08:00:00Z"), Ok(1_800_000_000_000));
+        assert_eq!(parse_time("2027-01-15T16:00:00+08:00"), Ok(1_800_000_000_000));
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("1969-12-31T23:59:59Z").is_err());
+    }
+
+    /// `POST /admin/v1/reconcile` over a live store handle: the summary, files on request,
+    /// and 400s for what the engine cannot use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_endpoint_reconciles_the_running_store() {
+        let dir = tempfile::tempdir().expect("dir");
+        let campaign = Arc::new(
+            load_campaign(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/spring-festival.toml"),
+            )
+            .expect("campaign"),
+        );
+        let store = Arc::new(
+            EmbeddedStore::open_with(
+                &dir.path().join("store"),
+                EmbeddedConfig::default(),
+                CampaignBinding::of(&campaign),
+            )
+            .expect("store"),
+        );
+        assert_eq!(claim_range(&store, &campaign, 0..5).await.expect("claims"), 5);
+        let state = crate::admin::AdminState { dispatcher: None, store: store.clone(), campaign };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/admin/v1/reconcile", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server =
+            tokio::spawn(hongbao_api::serve(listener, crate::admin::router(state), async {
+                let _ = stopped.await;
+            }));
+        let client = reqwest::Client::new();
+        let post = |body: serde_json::Value| {
+            let request = client.post(&url).json(&body);
+            async move {
+                let response = request.send().await.expect("send");
+                let status = response.status().as_u16();
+                (status, response.json::<serde_json::Value>().await.expect("json"))
+            }
+        };
+        let out = dir.path().join("out");
+        let (status, body) = post(serde_json::json!({"apply": true, "out": out})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (body["orders_scanned"].as_u64(), body["quiet"]["pending"].as_u64()),
+            (Some(5), Some(5))
+        );
+        assert_eq!(
+            (body["clean"].as_bool(), body["applied"]["requeued"].as_u64()),
+            (Some(true), Some(0))
+        );
+        assert!(out.join("summary.json").exists() && out.join("resend.csv").exists());
+        let (status, body) =
+            post(serde_json::json!({"game_log": dir.path().join("missing.log")})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_reconcile_request"))
+        );
+        let (status, body) = post(serde_json::json!({"aply": true})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_body")));
+        let _ = stop.send(());
+        server.await.expect("join").expect("serve");
+    }
+
+    #[test]
+    fn seed_draws_are_uniform_enough() {
+        let n = 100_000;
+        let hits = (0..n).filter(|i| draw(*i, 1) < 0.01).count();
+        assert!((800..1_200).contains(&hits), "{hits}");
+    }
+}

@@ -1,0 +1,129 @@
+//! `hongbao reconcile` end to end on data from `hongbao bench seed-orders`: the summary agrees
+//! with what was seeded, `--apply` is idempotent, and a locked store is refused clearly.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use hongbao_store::{CampaignBinding, EmbeddedConfig, EmbeddedStore};
+use support::{BIN, campaign_path, run_ok};
+
+/// The numbers of the seed's last line: "... N delivered (L lost at the game), Q queued (U in
+/// the game log: unrecorded) ...".
+fn seeded(line: &str) -> (u64, u64, u64, u64) {
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .filter_map(|w| w.parse::<u64>().ok())
+        .collect();
+    // orders, delivered, lost, queued, unrecorded (the elapsed seconds have a dot: skipped).
+    assert!(numbers.len() >= 5, "{line}: {numbers:?}");
+    (numbers[1], numbers[2], numbers[3], numbers[4])
+}
+
+fn summary(data: &Path, out: &str, extra: &[&str]) -> serde_json::Value {
+    let config = campaign_path();
+    let out = data.join(out);
+    let mut args = vec![
+        "reconcile",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--json",
+    ];
+    let log = data.join("game.log");
+    args.extend(["--game-log", log.to_str().expect("utf-8 path")]);
+    args.extend(extra);
+    let stdout = run_ok(&args);
+    serde_json::from_str(&stdout).expect("summary JSON")
+}
+
+#[test]
+fn seeded_faults_are_found_applied_once_and_a_running_node_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = campaign_path();
+    let config = config.to_str().unwrap();
+    let out = run_ok(&[
+        "bench",
+        "seed-orders",
+        "--config",
+        config,
+        "--data",
+        data.to_str().unwrap(),
+        "--orders",
+        "3000",
+        "--queued-share",
+        "0.05",
+        "--lost-share",
+        "0.01",
+        "--unrecorded-share",
+        "0.2",
+    ]);
+    let (delivered, lost, queued, unrecorded) = seeded(out.lines().last().unwrap());
+    assert_eq!(delivered + queued, 3000, "{out}");
+    assert!(lost > 0 && unrecorded > 0, "{out}");
+
+    let first = summary(&data, "first", &[]);
+    assert_eq!(first["classes"]["lost_at_game"], lost);
+    assert_eq!(first["classes"]["delivered_unrecorded"], unrecorded);
+    assert_eq!(
+        (first["resend"].as_u64(), first["record"].as_u64()),
+        (Some(lost), Some(unrecorded))
+    );
+    assert_eq!(first["quiet"]["pending"], queued - unrecorded);
+    assert_eq!(first["clean"], false);
+    let resend = std::fs::read_to_string(data.join("first/resend.jsonl")).unwrap();
+    assert_eq!(resend.lines().count() as u64, lost);
+    let csv = std::fs::read_to_string(data.join("first/resend.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, lost + 1);
+    let anomalies = std::fs::read_to_string(data.join("first/anomalies.jsonl")).unwrap();
+    assert_eq!(anomalies.lines().count() as u64, unrecorded);
+
+    let applied = summary(&data, "apply", &["--apply"]);
+    assert_eq!(applied["applied"]["requeued"], lost);
+    assert_eq!(applied["applied"]["recorded"], unrecorded);
+    let again = summary(&data, "again", &["--apply"]);
+    assert_eq!((again["resend"].as_u64(), again["record"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(again["applied"]["requeued"], 0);
+    assert_eq!(again["quiet"]["pending"], queued - unrecorded + lost);
+    // The reviewed list applied again: everything on it is already queued.
+    let list = data.join("first/resend.jsonl");
+    let tally = run_ok(&[
+        "reconcile",
+        "--config",
+        config,
+        "--data",
+        data.to_str().unwrap(),
+        "--apply-list",
+        list.to_str().unwrap(),
+    ]);
+    let tally: serde_json::Value = serde_json::from_str(&tally).unwrap();
+    assert_eq!((tally["unchanged"].as_u64(), tally["requeued"].as_u64()), (Some(lost), Some(0)));
+
+    // The table by default, and files under DATA/reconcile/ when no --out is given.
+    let table = run_ok(&["reconcile", "--config", config, "--data", data.to_str().unwrap()]);
+    assert!(table.contains("lost_at_game") && table.contains("resend list"), "{table}");
+    assert_eq!(std::fs::read_dir(data.join("reconcile")).unwrap().count(), 1);
+
+    // A running node holds the store's lock: the CLI says to use the admin endpoint.
+    let campaign = hongbao_domain::Campaign::load(&campaign_path(), &|_| None).unwrap();
+    let store = EmbeddedStore::open_with(
+        &data.join("store"),
+        EmbeddedConfig::default(),
+        CampaignBinding::of(&campaign),
+    )
+    .unwrap();
+    let refused = Command::new(BIN)
+        .args(["reconcile", "--config", config, "--data", data.to_str().unwrap()])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the node is running: use the admin endpoint"), "{stderr}");
+    store.close().unwrap();
+}
