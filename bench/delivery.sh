@@ -63,6 +63,11 @@ echo "| backlog | drained in | ideal (backlog ÷ 5,000/s) | ratio | worker CPU |
 echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
 echo "| $queued | ${drain_s%.*} s | $ideal_s s | $(echo "scale=3; $drain_s / $ideal_s" | bc) | $cpu_s s | $(echo "scale=2; $cpu_s * 1000000 / $queued" | bc) µs |"
 echo
+curl -s http://127.0.0.1:9100/idip/v1/stats | python3 -c '
+import json, sys
+games = json.load(sys.stdin)["games"]
+print("game side: %d applied, %d busy refusals, %d duplicates refused" % tuple(sum(g[k] for g in games.values()) for k in ("applied", "busy", "duplicates")))'
+echo
 python3 bench/pacing.py "$work/game-log.jsonl" "$work/campaign.toml"
 echo
 echo "$(nproc) cores; $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD)"

@@ -4,9 +4,10 @@ use serde::Serialize;
 
 use crate::DispatchError;
 
-/// Default share of a game's capacity the pacer uses. The slack (`1 / 0.98 − 1` ≈ 20 ms per
-/// one-second window) absorbs jitter between our send clock and the game's apply clock.
-pub const PACING_HEADROOM_DEFAULT: f64 = 0.98;
+/// Default share of a game's capacity the pacer uses. The slack (`1 / 0.985 − 1` ≈ 15 ms per
+/// one-second window) absorbs the pacer's catch-up (4 ms) and jitter between our send clock and
+/// the game's apply clock.
+pub const PACING_HEADROOM_DEFAULT: f64 = 0.985;
 /// Default bound on concurrent delivery calls to one game.
 pub const IN_FLIGHT_PER_GAME_MAX_DEFAULT: usize = 64;
 /// Default bound on orders leased in one call (and so held unsent by one worker).
@@ -22,9 +23,9 @@ pub const RETRY_BASE_MS_DEFAULT: u64 = 500;
 /// Default cap on one retry delay.
 pub const RETRY_CAP_MS_DEFAULT: u64 = 60_000;
 /// Default AIMD multiplicative decrease on a busy answer.
-pub const AIMD_DECREASE_FACTOR_DEFAULT: f64 = 0.5;
+pub const AIMD_DECREASE_FACTOR_DEFAULT: f64 = 0.7;
 /// Default AIMD additive increase, as a share of the ceiling regained per second.
-pub const AIMD_INCREASE_SHARE_PER_S_DEFAULT: f64 = 0.05;
+pub const AIMD_INCREASE_SHARE_PER_S_DEFAULT: f64 = 0.1;
 /// Default minimum time between two multiplicative decreases.
 pub const AIMD_DECREASE_HOLD_MS_DEFAULT: u64 = 1000;
 /// Default lowest paced rate, deliveries per second.

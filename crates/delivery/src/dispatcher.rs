@@ -18,7 +18,7 @@ use hongbao_gateway::{DeliveryOutcome, DeliveryRequest, GatewayError, IdipClient
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Duration, Instant};
 
 use crate::config::DispatcherConfig;
@@ -407,6 +407,10 @@ impl<Q: OrderQueue> Worker<Q> {
         let _running = RunningGuard(self.shared.clone());
         let mut paused = self.shared.paused.subscribe();
         let mut buffer: VecDeque<Leased<Q::Lease>> = VecDeque::new();
+        // The next lease, already asked for while the buffer still holds a few sends: a lease
+        // is a round trip to the store's writer, and waiting for it with an empty buffer would
+        // cost the pacer its slots.
+        let mut pending: Option<PendingLease<Q::Lease>> = None;
         let mut calls: JoinSet<()> = JoinSet::new();
         let idle = Duration::from_millis(self.config.idle_poll_ms);
         loop {
@@ -415,6 +419,7 @@ impl<Q: OrderQueue> Worker<Q> {
                 break;
             }
             if *paused.borrow() {
+                self.settle_pending(&mut pending, &mut buffer).await;
                 self.hand_back(&mut buffer).await;
                 tokio::select! {
                     _ = stopped(&mut stop) => break,
@@ -423,6 +428,7 @@ impl<Q: OrderQueue> Worker<Q> {
             }
             if let Some(wait) = self.shared.held_for(Instant::now()) {
                 // Possibly a long outage: do not sit on leases meanwhile.
+                self.settle_pending(&mut pending, &mut buffer).await;
                 self.hand_back(&mut buffer).await;
                 tokio::select! {
                     _ = stopped(&mut stop) => break,
@@ -432,8 +438,14 @@ impl<Q: OrderQueue> Worker<Q> {
                 }
                 continue;
             }
+            if pending.as_ref().is_some_and(JoinHandle::is_finished) {
+                self.settle_pending(&mut pending, &mut buffer).await;
+            }
+            if pending.is_none() && buffer.len() <= self.low_water() {
+                pending = Some(self.start_lease());
+            }
             let Some(entry) = buffer.pop_front() else {
-                if !self.refill(&mut buffer).await {
+                if !self.settle_pending(&mut pending, &mut buffer).await {
                     tokio::select! {
                         _ = stopped(&mut stop) => break,
                         _ = paused.changed() => {}
@@ -495,32 +507,63 @@ impl<Q: OrderQueue> Worker<Q> {
         }
 
         // Clean stop: unsent leases back, calls in flight awaited and recorded.
+        self.settle_pending(&mut pending, &mut buffer).await;
         self.hand_back(&mut buffer).await;
         while let Some(joined) = calls.join_next().await {
             resume_if_panicked(joined);
         }
     }
 
-    /// Leases the next batch, sized to what the pacer sends in `lease_ahead_ms`. Returns
-    /// whether it got anything.
-    async fn refill(&self, buffer: &mut VecDeque<Leased<Q::Lease>>) -> bool {
+    /// Asks for the next batch, sized to what the pacer sends in `lease_ahead_ms`, in its own
+    /// task so the sends go on meanwhile.
+    fn start_lease(&self) -> PendingLease<Q::Lease> {
         let rate_per_s = self.shared.control().pacer.rate_per_s(Instant::now());
         let ahead = rate_per_s * self.config.lease_ahead_ms as f64 / 1000.0;
         let max = (ahead.ceil() as usize).clamp(1, self.config.lease_batch_max);
-        match self.queue.lease(self.shared.index, max, now_unix_ms()).await {
-            Ok(leased) => {
+        let queue = self.queue.clone();
+        let game = self.shared.index;
+        tokio::spawn(async move {
+            let leased = queue.lease(game, max, now_unix_ms()).await;
+            if let Ok(leased) = &leased {
                 assert!(leased.len() <= max, "the queue leased more than asked");
-                for l in &leased {
-                    assert_eq!(l.order.game, self.shared.index, "the queue leased another game");
-                }
-                buffer.extend(leased);
-                !buffer.is_empty()
             }
-            Err(e) => {
-                tracing::warn!(game = %self.shared.id, error = %e, "cannot lease orders");
-                false
+            leased
+        })
+    }
+
+    /// Sends left in the buffer below which the next lease is asked for: what the pacer sends
+    /// in `LEASE_LOW_WATER_MS`.
+    fn low_water(&self) -> usize {
+        let rate_per_s = self.shared.control().pacer.rate_per_s(Instant::now());
+        (rate_per_s * LEASE_LOW_WATER_MS as f64 / 1000.0).ceil() as usize
+    }
+
+    /// Waits for the lease asked for (if any) and adds what it got to the buffer. Returns
+    /// whether the buffer now holds anything. Never drops a lease: every leased order is either
+    /// sent or handed back.
+    async fn settle_pending(
+        &self,
+        pending: &mut Option<PendingLease<Q::Lease>>,
+        buffer: &mut VecDeque<Leased<Q::Lease>>,
+    ) -> bool {
+        if let Some(handle) = pending.take() {
+            match handle.await {
+                Ok(Ok(leased)) => {
+                    for l in &leased {
+                        assert_eq!(
+                            l.order.game, self.shared.index,
+                            "the queue leased another game"
+                        );
+                    }
+                    buffer.extend(leased);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(game = %self.shared.id, error = %e, "cannot lease orders")
+                }
+                Err(e) => resume_if_panicked(Err(e)),
             }
         }
+        !buffer.is_empty()
     }
 
     /// Lets a send through unless the game is held. After consecutive failures it lets one
@@ -727,6 +770,12 @@ impl<Q: OrderQueue> Worker<Q> {
         }
     }
 }
+
+/// A lease asked for and not yet settled.
+type PendingLease<L> = JoinHandle<Result<Vec<Leased<L>>, QueueError>>;
+
+/// The next lease is asked for when the buffer holds less than this many milliseconds of sends.
+const LEASE_LOW_WATER_MS: u64 = 30;
 
 /// Collects finished calls; a call that panicked is a bug and takes the worker down with it.
 fn reap(calls: &mut JoinSet<()>) {

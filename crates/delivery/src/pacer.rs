@@ -15,6 +15,9 @@
 use tokio::time::{Duration, Instant};
 
 /// AIMD parameters of one pacer.
+/// How far behind its schedule the pacer may catch up (see [`Pacer::reserve`]).
+pub(crate) const CATCH_UP: Duration = Duration::from_millis(4);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct PacerSettings {
     /// Highest rate: the game's capacity times the headroom.
@@ -61,9 +64,16 @@ impl Pacer {
     /// not used is simply lost: no credit builds up while the game is idle, held or paused.
     pub(crate) fn reserve(&mut self, now: Instant) -> Instant {
         self.recover(now);
-        let slot = self.next_slot.max(now);
+        // The schedule stays anchored: a slot that came due while the task slept (the timer
+        // wheel wakes up to a millisecond late, a busy runtime later still) is used now instead
+        // of being lost — otherwise every late wake-up shifts all later slots and a 900/s game
+        // gets ~650/s. Only up to `CATCH_UP` behind; further (an idle game), the schedule
+        // restarts at `now`. Sends never precede their slot, so any one-second window holds at
+        // most `ceiling × (1 s + CATCH_UP) + 1` sends: below capacity for the default headroom.
+        let earliest = now.checked_sub(CATCH_UP).unwrap_or(now);
+        let slot = self.next_slot.max(earliest);
         self.next_slot = slot + self.interval();
-        slot
+        slot.max(now)
     }
 
     /// A busy answer: lowers the rate multiplicatively, at most once per `decrease_hold`.
@@ -105,6 +115,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PACING_HEADROOM_DEFAULT;
 
     fn settings(ceiling_per_s: f64) -> PacerSettings {
         PacerSettings {
@@ -138,7 +149,9 @@ mod tests {
                     now = slot;
                 }
             }
-            let limit = ceiling.ceil() as usize;
+            let limit = (ceiling * (1.0 + CATCH_UP.as_secs_f64())).floor() as usize + 1;
+            // The bound the dispatcher relies on: below the capacity the ceiling was cut from.
+            assert!(limit as f64 <= (ceiling / PACING_HEADROOM_DEFAULT).floor().max(1.0) + 1.0);
             for (i, &s) in slots.iter().enumerate() {
                 let in_window =
                     slots[i..].iter().take_while(|&&t| t - s < Duration::from_secs(1)).count();
