@@ -24,7 +24,11 @@ start="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S+00:00)"
 sed "s/^starts_at = .*/starts_at = \"$start\"/" config/spring-festival.toml > "$work/campaign.toml"
 "$bin" gen --config "$work/campaign.toml" --users "$users" --out "$work/profiles" >/dev/null
 "$bin" bench tokens --config "$work/campaign.toml" --users "$users" --out "$work/tokens.txt"
-"$bin" bench claims --config "$work/campaign.toml" --users "$users" --out "$work/claims.txt" >/dev/null
+"$bin" bench claims --config "$work/campaign.toml" --users "$users" --out "$work/claims-all.txt" >/dev/null
+# wrk's claims and, separately, fresh ones for the fixed-rate latency run (never replays).
+half=$(( $(wc -l < "$work/claims-all.txt") / 2 ))
+head -n "$half" "$work/claims-all.txt" > "$work/claims.txt"
+tail -n +"$((half + 1))" "$work/claims-all.txt" > "$work/claims-fixed.txt"
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
@@ -70,6 +74,38 @@ start_node "$work/data" 1024
 run_wrk list "http://127.0.0.1:8080" bench/wrk/list.lua "$work/tokens.txt"
 run_wrk grab "http://127.0.0.1:8080" bench/wrk/grab.lua "$work/tokens.txt"
 run_wrk claim "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt"
+
+# Latency at fixed rates (open loop, from intended send times): claims at 80 % of wrk's maximum,
+# the gift list at 50 % of its maximum.
+load_json() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["achieved_rps"], r["p50_ms"], r["p99_ms"])' "$1"; }
+claim_max=$(awk '$1=="claim" {print $2}' "$work/results")
+list_max=$(awk '$1=="list" {print $2}' "$work/results")
+claim_rate=$(awk -v r="$claim_max" 'BEGIN {printf "%d", r * 0.8}')
+list_rate=$(awk -v r="$list_max" 'BEGIN {printf "%d", r * 0.5}')
+taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$work/campaign.toml" --scenario replay \
+  --requests "$work/claims-fixed.txt" --rate "$claim_rate" --duration "${duration}s" --connections "$conns" \
+  --no-progress --json "$work/claim-fixed.json" >/dev/null
+echo "claim $claim_rate $(load_json "$work/claim-fixed.json")" >> "$work/fixed"
+taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$work/campaign.toml" --scenario list \
+  --users "$users" --rate "$list_rate" --duration "${duration}s" --warmup 3s --connections "$conns" \
+  --no-progress --json "$work/list-fixed.json" >/dev/null
+echo "list $list_rate $(load_json "$work/list-fixed.json")" >> "$work/fixed"
+stop_node
+
+# The whole journey (grab, list, claim, wait for delivery) with the workers on: a node with role
+# `all`, 100 journeys a second of distinct users.
+taskset -c 0 "$bin" serve --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+  --profiles "$work/profiles" --data "$work/data-journey" --role all >/dev/null 2>&1 &
+node_pid=$!; pids+=($node_pid)
+wait_port 8080
+taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$work/campaign.toml" --scenario journey \
+  --users "$users" --sequential-users --rate 100 --duration "${duration}s" --no-progress \
+  --json "$work/journey.json" >/dev/null
+journey=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+ttd = r.get("time_to_delivered") or {}
+print(r["achieved_rps"], r["p50_ms"], r["p99_ms"], ttd.get("p50_ms", "-"), ttd.get("p99_ms", "-"))' "$work/journey.json")
 stop_node
 
 # 5. Group commit: claims at several batch maxima, each on a fresh store.
@@ -97,6 +133,18 @@ floor_rps=$(awk '$1=="floor" {print $2}' "$work/results")
     echo "| $name | $rps | $ratio | $p50 | $p99 | $non2xx |"
   done < "$work/results"
   echo
+  echo "Latency at fixed rates (\`hongbao load\`, open loop, latency from intended send times):"
+  echo
+  echo "| endpoint | offered/s | achieved/s | p50 ms | p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  while read -r name rate achieved p50 p99; do
+    echo "| $name | $rate | $achieved | $p50 | $p99 |"
+  done < "$work/fixed"
+  read -r j_rps j_p50 j_p99 j_ttd50 j_ttd99 <<< "$journey"
+  echo "| journey (claim step; node with workers) | 100 | $j_rps | $j_p50 | $j_p99 |"
+  echo
+  echo "Journey time from claim to delivered: p50 $j_ttd50 ms, p99 $j_ttd99 ms."
+  echo
   echo "Group commit (claims, wrk -c$conns, each on a fresh store):"
   echo
   echo "| batch max | claims/s | × floor | fsyncs/s | claims per fsync | largest batch | p99 |"
@@ -113,15 +161,6 @@ floor_rps=$(awk '$1=="floor" {print $2}' "$work/results")
 cat "$work/table.md"
 
 if [ -n "$write" ]; then
-  python3 - docs/BENCHMARKS.md "$work/table.md" <<'PY'
-import sys, re
-doc, table = open(sys.argv[1]).read(), open(sys.argv[2]).read()
-start, end = "<!-- bench:api:start -->", "<!-- bench:api:end -->"
-if start not in doc:
-    sys.exit("docs/BENCHMARKS.md lacks the bench:api markers")
-head, rest = doc.split(start, 1)
-_, tail = rest.split(end, 1)
-open(sys.argv[1], "w").write(head + start + "\n" + table + end + tail)
-PY
+  python3 bench/replace-section.py docs/BENCHMARKS.md api < "$work/table.md"
   echo "docs/BENCHMARKS.md updated"
 fi
