@@ -7,7 +7,8 @@
 //!   orders back (`POST /v1/claims`, `GET /v1/orders`), see [`claim`];
 //! - [`DeliveryQueue`] is the per-game queue the delivery workers lease from, and
 //!   [`LedgerScan`] the paged reads of orders, the actual-send log and the queues that
-//!   reconciliation merges, see [`queue`].
+//!   reconciliation merges, and [`LedgerRepair`] its one repair (record a delivery the game
+//!   side logged but we did not), see [`queue`].
 //!
 //! Two adapters implement all of them with identical semantics, checked by shared behavioural
 //! suites (`tests/grant_ledger.rs`, `tests/claims.rs`):
@@ -32,8 +33,8 @@ pub use embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
 pub use queue::{
-    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerScan, QueueEntry, QueuedRef,
-    RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan,
+    QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
 };
 
 /// One grab: may `user` have one more coupon from `channel`?
@@ -232,6 +233,17 @@ impl<T: DeliveryQueue> DeliveryQueue for Arc<T> {
         game: GameIndex,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         T::oldest_ready_ms(self, game)
+    }
+}
+
+impl<T: LedgerRepair> LedgerRepair for Arc<T> {
+    fn record_delivered(
+        &self,
+        order_id: &OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RecordOutcome, StoreError>> + Send {
+        T::record_delivered(self, order_id, delivered_at_ms, now_ms)
     }
 }
 

@@ -15,8 +15,9 @@ use crate::claim::{
     KeyCheck, ORDERS_OF_MAX, RecordedKind,
 };
 use crate::queue::{
-    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerScan, QueueEntry, QueuedRef,
-    RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan,
+    QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+    recorded_delivered,
 };
 use crate::{
     CHANNELS, Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError,
@@ -327,6 +328,36 @@ impl DeliveryQueue for MemoryStore {
         let state = self.lock()?;
         let waiting = state.queues[index].iter().find(|(_, id)| !state.leases.contains_key(id));
         Ok(waiting.map(|(ready_at_ms, _)| *ready_at_ms))
+    }
+}
+
+impl LedgerRepair for MemoryStore {
+    async fn record_delivered(
+        &self,
+        order_id: &OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let Some(order) = state.orders.get(order_id).cloned() else {
+            return Ok(RecordOutcome::NotFound);
+        };
+        if state.leases.contains_key(order_id) {
+            return Ok(RecordOutcome::InFlight(Box::new(order)));
+        }
+        let Some(next) = recorded_delivered(&order, delivered_at_ms, now_ms) else {
+            return Ok(RecordOutcome::Unchanged(Box::new(order)));
+        };
+        if let Some(ready_at_ms) = order.ready_at_ms {
+            let game = self.binding.game_index(&order.game_id).ok_or_else(|| {
+                StoreError::InvalidConfig(format!("game `{}` is not bound", order.game_id))
+            })?;
+            state.queues[usize::from(game.0)].remove(&(ready_at_ms, order.id));
+        }
+        state.sent.insert((order.id, delivered_at_ms));
+        state.orders.insert(order.id, next.clone());
+        Ok(RecordOutcome::Recorded(Box::new(next)))
     }
 }
 

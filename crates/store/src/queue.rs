@@ -21,7 +21,7 @@
 
 use std::future::Future;
 
-use hongbao_domain::{GameIndex, Order, OrderId};
+use hongbao_domain::{GameIndex, Order, OrderEvent, OrderId, OrderStatus};
 
 use crate::StoreError;
 
@@ -76,6 +76,19 @@ pub enum RequeueOutcome {
     Repaired(Box<Order>),
     /// Already in the queue (or held for review): nothing changed.
     Unchanged(Box<Order>),
+    NotFound,
+}
+
+/// The answer to [`LedgerRepair::record_delivered`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Now `delivered`, with a send-log row at the game's time; its queue entry (if any) is gone.
+    Recorded(Box<Order>),
+    /// Already `delivered`: nothing changed.
+    Unchanged(Box<Order>),
+    /// Leased right now: its worker is delivering it and will record the outcome (the game
+    /// answers `duplicate`). Nothing changed.
+    InFlight(Box<Order>),
     NotFound,
 }
 
@@ -152,6 +165,24 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }
 
+/// Reconciliation's one write besides [`DeliveryQueue::requeue`]: the game side's own log shows
+/// an order applied that our records do not (a worker died between the game's answer and its
+/// `finish`, or the order went dead or expired on an attempt whose answer was lost).
+pub trait LedgerRepair: Send + Sync + 'static {
+    /// Records `order_id` as delivered at `delivered_at_ms` (the game's time), in one atomic
+    /// write: status `delivered` (through the state machine's legal steps: resend or release
+    /// first for a final or held order, then start and deliver), one send-log row, and the
+    /// removal of its queue entry. `attempts` and the deadline are kept: this is a record of
+    /// what happened, not an attempt. Idempotent: a delivered order is `Unchanged`; a leased
+    /// one is `InFlight` and untouched (its lease must be able to end normally).
+    fn record_delivered(
+        &self,
+        order_id: &OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RecordOutcome, StoreError>> + Send;
+}
+
 /// Paged reads in key order for reconciliation: each page is bounded (at most
 /// [`SCAN_PAGE_MAX`] rows) and continues strictly after the last row of the previous page, so
 /// a full pass holds one page in memory. Pages are not one snapshot: rows written during a pass
@@ -182,4 +213,30 @@ pub trait LedgerScan: Send + Sync + 'static {
     /// Whether `order`'s queue entry (at its `ready_at_ms`) exists: the check that finds orders
     /// that say "queued" but are not (e.g. an entry deleted by hand). One point read.
     fn in_queue(&self, order: &Order) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The order [`LedgerRepair::record_delivered`] writes, or `None` for an order already
+/// delivered. Only legal transitions: a final order is resent and a held one released first.
+pub(crate) fn recorded_delivered(
+    order: &Order,
+    delivered_at_ms: u64,
+    now_ms: u64,
+) -> Option<Order> {
+    let queued = match order.status {
+        OrderStatus::Delivered => return None,
+        OrderStatus::Queued | OrderStatus::Retrying | OrderStatus::Delivering => order.clone(),
+        OrderStatus::Held => order.apply(&OrderEvent::Release { ready_at_ms: now_ms }, now_ms)?,
+        OrderStatus::Dead | OrderStatus::Expired => {
+            let deliver_by_ms = order.deliver_by_ms;
+            order.apply(&OrderEvent::Resend { ready_at_ms: now_ms, deliver_by_ms }, now_ms)?
+        }
+    };
+    let delivered = queued
+        .apply(&OrderEvent::StartDelivery, now_ms)
+        .and_then(|o| o.apply(&OrderEvent::Delivered, now_ms))
+        .expect("a queued order can be delivered");
+    let recorded =
+        Order { attempts: order.attempts, delivered_at_ms: Some(delivered_at_ms), ..delivered };
+    assert!(recorded.is_consistent(), "{recorded:?}");
+    Some(recorded)
 }

@@ -57,6 +57,12 @@ macro_rules! suite {
             }
 
             #[tokio::test]
+            async fn record_delivered_is_idempotent() {
+                let $store = $make;
+                claims::record_delivered_is_idempotent($get).await;
+            }
+
+            #[tokio::test]
             async fn reads_and_scans() {
                 let $store = $make;
                 claims::reads_and_scans($get).await;

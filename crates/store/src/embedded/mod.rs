@@ -10,7 +10,8 @@
 //! counters, queue entries, send-log rows, idempotency keys — as ONE fjall write batch across
 //! keyspaces and makes it durable with one `fsync` (`durability(Some(PersistMode::SyncAll))`,
 //! which writes the journal and syncs it under one journal lock), and only then answers the
-//! batch. Delivery-queue commands (finish, retry, requeue) ride in the same batches.
+//! batch. Delivery-queue commands (finish, retry, requeue, record delivered) ride in the same
+//! batches.
 //!
 //! Answers that need no decision skip the writer: a channel whose committed counter reached the
 //! request's budget, a claim whose coupon already has an order (read from disk: an order is
@@ -59,8 +60,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::claim::{self, CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
 use crate::queue::{
-    DeliveryQueue, Finish, LedgerScan, QueueEntry, QueuedRef, RequeueOutcome, SCAN_PAGE_MAX,
-    SentRecord, Settled,
+    DeliveryQueue, Finish, LedgerRepair, LedgerScan, QueueEntry, QueuedRef, RecordOutcome,
+    RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
 };
 use crate::{Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError};
 use writer::{Backend, Command, Ledger, Reply, SettleAction, Shared, Space};
@@ -380,6 +381,19 @@ impl DeliveryQueue for EmbeddedStore {
     async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
         self.game_id(game)?;
         self.call(|reply| Command::Oldest { game, reply }).await
+    }
+}
+
+impl LedgerRepair for EmbeddedStore {
+    async fn record_delivered(
+        &self,
+        order_id: &OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<RecordOutcome, StoreError> {
+        let order_id = *order_id;
+        self.call(|reply| Command::RecordDelivered { order_id, delivered_at_ms, now_ms, reply })
+            .await
     }
 }
 

@@ -31,7 +31,8 @@ use crate::claim::{
     KeyCheck, Prepared, RecordedKind,
 };
 use crate::queue::{
-    Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, QueueEntry, RequeueOutcome, Settled,
+    Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, QueueEntry, RecordOutcome, RequeueOutcome,
+    Settled, recorded_delivered,
 };
 use crate::{CHANNELS, Channel, GrantOutcome, GrantRequest, StoreError, channel_index};
 
@@ -71,6 +72,12 @@ pub(crate) enum Command {
         now_ms: u64,
         deliver_by_ms: u64,
         reply: Reply<RequeueOutcome>,
+    },
+    RecordDelivered {
+        order_id: OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+        reply: Reply<RecordOutcome>,
     },
 }
 
@@ -388,6 +395,7 @@ enum Pending {
     Claim { reply: Reply<ClaimOutcome>, result: Result<ClaimOutcome, StoreError> },
     Settle { reply: Reply<Settled>, result: Result<Settled, StoreError> },
     Requeue { reply: Reply<RequeueOutcome>, result: Result<RequeueOutcome, StoreError> },
+    Record { reply: Reply<RecordOutcome>, result: Result<RecordOutcome, StoreError> },
 }
 
 impl Pending {
@@ -397,6 +405,7 @@ impl Pending {
             Pending::Claim { result, .. } => *result = Err(error.clone()),
             Pending::Settle { result, .. } => *result = Err(error.clone()),
             Pending::Requeue { result, .. } => *result = Err(error.clone()),
+            Pending::Record { result, .. } => *result = Err(error.clone()),
         }
     }
 
@@ -413,6 +422,9 @@ impl Pending {
                 let _ = reply.send(result);
             }
             Pending::Requeue { reply, result } => {
+                let _ = reply.send(result);
+            }
+            Pending::Record { reply, result } => {
                 let _ = reply.send(result);
             }
         }
@@ -531,6 +543,15 @@ impl<B: Backend> Ledger<B> {
                     result: failed
                         .map_or_else(|| self.stage_requeue(order_id, now_ms, deliver_by_ms), Err),
                 },
+                Command::RecordDelivered { order_id, delivered_at_ms, now_ms, reply } => {
+                    Pending::Record {
+                        reply,
+                        result: failed.map_or_else(
+                            || self.stage_record_delivered(order_id, delivered_at_ms, now_ms),
+                            Err,
+                        ),
+                    }
+                }
                 Command::Lease { .. } | Command::Oldest { .. } => unreachable!("taken above"),
             };
             self.pending.push(pending);
@@ -802,6 +823,36 @@ impl<B: Backend> Ledger<B> {
         self.stage_enqueue(QueueSlot { game, ready_at_ms: now_ms, id: order_id });
         self.staged.orders.insert(order_id, next.clone());
         Ok(RequeueOutcome::Requeued(Box::new(next)))
+    }
+
+    fn stage_record_delivered(
+        &mut self,
+        order_id: OrderId,
+        delivered_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<RecordOutcome, StoreError> {
+        let Some(order) = self.read_order(&order_id)? else {
+            return Ok(RecordOutcome::NotFound);
+        };
+        if self.leases.contains_key(&order_id) {
+            return Ok(RecordOutcome::InFlight(Box::new(order)));
+        }
+        let Some(next) = recorded_delivered(&order, delivered_at_ms, now_ms) else {
+            return Ok(RecordOutcome::Unchanged(Box::new(order)));
+        };
+        if let Some(ready_at_ms) = order.ready_at_ms {
+            let game = self.binding.game_index(&order.game_id).ok_or_else(|| {
+                StoreError::InvalidConfig(format!("game `{}` is not bound", order.game_id))
+            })?;
+            let slot = QueueSlot { game, ready_at_ms, id: order_id };
+            // Missing when deleted by hand; then there is nothing to remove.
+            if self.queue_has(slot)? {
+                self.stage_dequeue(slot);
+            }
+        }
+        self.staged.sent.push((order_id, delivered_at_ms));
+        self.staged.orders.insert(order_id, next.clone());
+        Ok(RecordOutcome::Recorded(Box::new(next)))
     }
 
     fn end_lease(&mut self, order_id: OrderId) {

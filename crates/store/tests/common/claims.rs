@@ -7,8 +7,9 @@ use std::sync::Arc;
 use hongbao_domain::Coupon;
 use hongbao_store::{
     CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, Finish,
-    GameIndex, GiftIndex, IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerScan, Order, OrderId,
-    OrderStatus, QueueEntry, RequeueOutcome, SentRecord, Settled, StoreError,
+    GameIndex, GiftIndex, IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerRepair, LedgerScan, Order,
+    OrderId, OrderStatus, QueueEntry, RecordOutcome, RequeueOutcome, SentRecord, Settled,
+    StoreError,
 };
 
 pub const CAMPAIGN: &str = "spring-2027";
@@ -376,6 +377,59 @@ pub async fn requeue_is_idempotent<S: Store>(store: S) {
     assert_eq!(sent.len(), 2, "one send-log row per delivery: {sent:?}");
     let unknown = OrderId::derive(CAMPAIGN, 99, "scan-1");
     assert_eq!(store.requeue(&unknown, NOW, NOW).await, Ok(RequeueOutcome::NotFound));
+}
+
+/// Recording a delivery the game logged: queued, dead and leased orders; idempotent.
+pub async fn record_delivered_is_idempotent<S: Store + LedgerRepair>(store: S) {
+    let queued = accept(&store, claim_req(1, 1, A, 10, 5, NOW)).await;
+    let dead = accept(&store, claim_req(2, 1, A, 10, 5, NOW)).await;
+    let leased = accept(&store, claim_req(3, 1, A, 10, 5, NOW)).await;
+    // Leases come in queue order (ready_at, id): take all three, end `dead` as dead, give
+    // `queued` back, keep `leased`.
+    for entry in lease(&store, G1, 3, NOW + 1).await {
+        if entry.order.id == dead.id {
+            let reason = "refused".to_string();
+            applied(store.finish(&entry, Finish::Dead { reason }, NOW + 2).await);
+        } else if entry.order.id == queued.id {
+            applied(store.release(&entry).await);
+        }
+    }
+    let recorded = |outcome| match outcome {
+        Ok(RecordOutcome::Recorded(order)) => *order,
+        other => panic!("{other:?}"),
+    };
+    let q = recorded(store.record_delivered(&queued.id, NOW + 5, NOW + 10).await);
+    assert_eq!(
+        (q.status, q.delivered_at_ms, q.ready_at_ms),
+        (OrderStatus::Delivered, Some(NOW + 5), None)
+    );
+    assert_eq!((q.attempts, q.deliver_by_ms), (queued.attempts, queued.deliver_by_ms));
+    assert!(!store.in_queue(&queued).await.expect("read"), "its entry is gone");
+    let d = recorded(store.record_delivered(&dead.id, NOW + 6, NOW + 10).await);
+    assert_eq!((d.status, d.attempts), (OrderStatus::Delivered, 1));
+    assert!(matches!(
+        store.record_delivered(&leased.id, NOW + 7, NOW + 10).await,
+        Ok(RecordOutcome::InFlight(_))
+    ));
+    assert!(matches!(
+        store.record_delivered(&queued.id, NOW + 5, NOW + 11).await,
+        Ok(RecordOutcome::Unchanged(_))
+    ));
+    let unknown = OrderId::derive(CAMPAIGN, 99, "scan-1");
+    assert_eq!(store.record_delivered(&unknown, NOW, NOW).await, Ok(RecordOutcome::NotFound));
+    let sent = all_sent(&store).await;
+    let mut expected = vec![
+        SentRecord { order_id: queued.id, delivered_at_ms: NOW + 5 },
+        SentRecord { order_id: dead.id, delivered_at_ms: NOW + 6 },
+    ];
+    expected.sort();
+    assert_eq!(sent, expected, "one row each, at the game's time");
+    assert_eq!((store.depth(G1), store.leased(G1)), (1, 1), "only the leased order is queued");
+    // A delivered order is never requeued by a second record, and requeue still works on it.
+    assert!(matches!(
+        store.requeue(&queued.id, NOW + 12, NOW + 99).await,
+        Ok(RequeueOutcome::Requeued(_))
+    ));
 }
 
 /// "My orders" and paged scans.
