@@ -6,38 +6,22 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, sign_ticket};
 use serde_json::{Value, json};
-use support::{Running, campaign_path, run_ok};
+use support::{Running, campaign_path, now_s, open_campaign_file, run_ok};
 
 const USERS: u64 = 5_000;
 const SEED: u64 = 42;
 const STOCK: u64 = 3_000;
 
-fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
 /// The example campaign, opened two hours ago, its games at `sim`, `ck-lucky` limited to STOCK.
-fn campaign_file(dir: &std::path::Path, sim: &str) -> (std::path::PathBuf, Campaign) {
-    let start = time::OffsetDateTime::from_unix_timestamp(now_s() - 7200).unwrap();
-    let start = start.format(&time::format_description::well_known::Rfc3339).unwrap();
-    let text = std::fs::read_to_string(campaign_path()).unwrap();
-    let text = text
-        .replacen(
-            "starts_at = \"2027-02-10T00:00:00+08:00\"",
-            &format!("starts_at = \"{start}\""),
-            1,
-        )
-        .replace("http://127.0.0.1:9100", sim)
-        .replacen("stock = 5000000\nper_user = 2", &format!("stock = {STOCK}\nper_user = 2"), 1);
-    let path = dir.join("campaign.toml");
-    std::fs::write(&path, &text).unwrap();
-    let campaign = Campaign::parse(&text, "campaign.toml", &|_| None).unwrap();
-    (path, campaign)
+fn campaign_file(dir: &std::path::Path, sim: &str) -> (String, Campaign) {
+    open_campaign_file(dir, sim, |text| {
+        text.replacen("stock = 5000000\nper_user = 2", &format!("stock = {STOCK}\nper_user = 2"), 1)
+    })
 }
 
 fn serve(config: &str, data: &str) -> (Running, String) {
@@ -121,7 +105,6 @@ async fn every_accepted_claim_survives_kill_9() {
     ]);
     let sim_url = sim.wait_for_url("listening");
     let (config, campaign) = campaign_file(dir.path(), &sim_url);
-    let config = config.to_str().unwrap().to_string();
     let campaign = Arc::new(campaign);
     let game = campaign.game_by_id("cloud-kingdom").unwrap().index;
     let model = SynthModel::new(SEED, USERS, campaign.games.len());

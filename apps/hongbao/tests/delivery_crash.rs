@@ -7,38 +7,19 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, sign_ticket};
 use serde_json::{Value, json};
-use support::{Running, campaign_path, run_ok};
+use support::{Running, campaign_path, now_s, open_campaign_file, run_ok};
 
 const USERS: u64 = 3_000;
 const SCALE: &str = "0.1";
 const ORDERS_WANTED: usize = 700;
 
-fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
 fn campaign_file(dir: &std::path::Path, sim: &str) -> (String, Campaign) {
-    let start = time::OffsetDateTime::from_unix_timestamp(now_s() - 7200).unwrap();
-    let start = start.format(&time::format_description::well_known::Rfc3339).unwrap();
-    let text = std::fs::read_to_string(campaign_path())
-        .unwrap()
-        .replacen(
-            "starts_at = \"2027-02-10T00:00:00+08:00\"",
-            &format!("starts_at = \"{start}\""),
-            1,
-        )
-        .replace("http://127.0.0.1:9100", sim);
-    let path = dir.join("campaign.toml");
-    std::fs::write(&path, &text).unwrap();
-    (
-        path.to_str().unwrap().to_string(),
-        Campaign::parse(&text, "campaign.toml", &|_| None).unwrap(),
-    )
+    open_campaign_file(dir, sim, |text| text)
 }
 
 fn serve(config: &str, data: &str) -> (Running, String, String) {

@@ -5,7 +5,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hongbao_domain::Campaign;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hongbao");
 
@@ -74,4 +76,32 @@ pub fn run_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+pub fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
+}
+
+/// The example campaign written into `dir`, opened two hours ago (every release wave open), its
+/// games at `sim`, with `edit` applied to the text; returns the file's path and the campaign.
+pub fn open_campaign_file(
+    dir: &std::path::Path,
+    sim: &str,
+    edit: impl Fn(String) -> String,
+) -> (String, Campaign) {
+    let start = time::OffsetDateTime::from_unix_timestamp(now_s() - 7200).expect("a valid time");
+    let start = start.format(&time::format_description::well_known::Rfc3339).expect("formattable");
+    let text = std::fs::read_to_string(campaign_path())
+        .expect("the example campaign")
+        .replacen(
+            "starts_at = \"2027-02-10T00:00:00+08:00\"",
+            &format!("starts_at = \"{start}\""),
+            1,
+        )
+        .replace("http://127.0.0.1:9100", sim);
+    let text = edit(text);
+    let path = dir.join("campaign.toml");
+    std::fs::write(&path, &text).expect("write the campaign");
+    let campaign = Campaign::parse(&text, "campaign.toml", &|_| None).expect("a valid campaign");
+    (path.to_str().expect("a UTF-8 path").to_string(), campaign)
 }
