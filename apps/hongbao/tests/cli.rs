@@ -8,7 +8,7 @@ use std::process::Command;
 
 use hongbao_domain::profile::read_roles;
 use hongbao_domain::synth::region_of_zone;
-use support::{BIN, Running, campaign_path, run_ok};
+use support::{BIN, Running, campaign_path, get_json, run_ok, spawn_sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
@@ -45,34 +45,16 @@ async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
     .unwrap();
     assert_eq!((seed, count), (7, users));
 
-    let mut sim = Running::spawn(&[
-        "game-sim",
-        "--config",
-        config,
-        "--addr",
-        "127.0.0.1:0",
-        "--seed",
-        "7",
-        "--users",
-        &users.to_string(),
-        "--role-latency-ms",
-        "0",
-    ]);
-    let base = sim.wait_for_url("listening");
+    let (_sim, base) = spawn_sim(7, users, &[]);
     let client = reqwest::Client::new();
     let campaign = hongbao_domain::Campaign::load(&campaign_path(), &|_| None).unwrap();
     let mut compared_roles = 0;
     // Every 7th user over the whole range and every game: registered or not, both sides agree.
     for user in (10_000..10_000 + users).step_by(7) {
         for game in &campaign.games {
-            let body: serde_json::Value = client
-                .get(format!("{base}/idip/v1/roles?user={user}&game={}", game.id))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body =
+                get_json(&client, &format!("{base}/idip/v1/roles?user={user}&game={}", game.id))
+                    .await;
             let answered: Roles = body["roles"]
                 .as_array()
                 .unwrap()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, sign_ticket};
 use serde_json::{Value, json};
-use support::{Running, campaign_path, now_s, open_campaign_file, run_ok};
+use support::{Running, now_s, open_campaign_file, run_ok, spawn_sim};
 
 const USERS: u64 = 5_000;
 const SEED: u64 = 42;
@@ -90,20 +90,7 @@ async fn every_accepted_claim_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let mut sim = Running::spawn(&[
-        "game-sim",
-        "--config",
-        campaign_path().to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--seed",
-        "42",
-        "--users",
-        &USERS.to_string(),
-        "--role-latency-ms",
-        "0",
-    ]);
-    let sim_url = sim.wait_for_url("listening");
+    let (mut sim, sim_url) = spawn_sim(42, USERS, &[]);
     let (config, campaign) = campaign_file(dir.path(), &sim_url);
     let campaign = Arc::new(campaign);
     let game = campaign.game_by_id("cloud-kingdom").unwrap().index;

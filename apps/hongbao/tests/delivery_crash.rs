@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, sign_ticket};
 use serde_json::{Value, json};
-use support::{Running, campaign_path, now_s, open_campaign_file, run_ok};
+use support::{Running, get_json, now_s, open_campaign_file, run_ok, spawn_sim};
 
 const USERS: u64 = 3_000;
 const SCALE: &str = "0.1";
@@ -105,24 +105,8 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let game_log = dir.path().join("game-log.jsonl");
-    let mut sim = Running::spawn(&[
-        "game-sim",
-        "--config",
-        campaign_path().to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--seed",
-        "42",
-        "--users",
-        &USERS.to_string(),
-        "--role-latency-ms",
-        "0",
-        "--capacity-scale",
-        SCALE,
-        "--log",
-        game_log.to_str().unwrap(),
-    ]);
-    let sim_url = sim.wait_for_url("listening");
+    let (mut sim, sim_url) =
+        spawn_sim(42, USERS, &["--capacity-scale", SCALE, "--log", game_log.to_str().unwrap()]);
     let (config, campaign) = campaign_file(dir.path(), &sim_url);
     let model = SynthModel::new(42, USERS, campaign.games.len());
     let profiles = format!("{data}/profiles");
@@ -175,14 +159,7 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status: Value = client
-            .get(format!("{admin}/admin/v1/delivery"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = get_json(&client, &format!("{admin}/admin/v1/delivery")).await;
         let pending: u64 = status["games"]
             .as_array()
             .unwrap()

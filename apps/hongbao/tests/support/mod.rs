@@ -105,3 +105,32 @@ pub fn open_campaign_file(
     let campaign = Campaign::parse(&text, "campaign.toml", &|_| None).expect("a valid campaign");
     (path.to_str().expect("a UTF-8 path").to_string(), campaign)
 }
+
+/// Starts `hongbao game-sim` for the example campaign on a free port with the synthetic users of
+/// `seed` and `users`, role look-ups without delay, plus `extra` flags; returns it and its URL.
+pub fn spawn_sim(seed: u64, users: u64, extra: &[&str]) -> (Running, String) {
+    let config = campaign_path();
+    let (seed, users) = (seed.to_string(), users.to_string());
+    let mut args = vec![
+        "game-sim",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--addr",
+        "127.0.0.1:0",
+        "--seed",
+        &seed,
+        "--users",
+        &users,
+        "--role-latency-ms",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let mut sim = Running::spawn(&args);
+    let url = sim.wait_for_url("listening");
+    (sim, url)
+}
+
+/// GET `url` and parse its JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.expect("GET").json().await.expect("a JSON body")
+}
