@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::DispatchError;
 
 /// Default share of a game's capacity the pacer uses. The slack (`1 / 0.985 − 1` ≈ 15 ms per
-/// one-second window) absorbs the pacer's catch-up (4 ms) and jitter between our send clock and
+/// one-second window) absorbs the pacer's catch-up (8 ms) and jitter between our send clock and
 /// the game's apply clock.
 pub const PACING_HEADROOM_DEFAULT: f64 = 0.985;
 /// Default bound on concurrent delivery calls to one game.
