@@ -6,6 +6,7 @@
 # Usage: bench/api.sh [--write] [DURATION_S] [CONNECTIONS]      needs: wrk, taskset, curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 write=""
 if [ "${1:-}" = "--write" ]; then write=1; shift; fi
 duration="${1:-10}"
@@ -23,8 +24,7 @@ trap cleanup EXIT
 bin="$PWD/target/release/hongbao"
 
 # The example campaign, opened two hours ago (so every release wave is open).
-start="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S+00:00)"
-sed "s/^starts_at = .*/starts_at = \"$start\"/" config/spring-festival.toml > "$work/campaign.toml"
+opened_campaign "$work/campaign.toml"
 "$bin" gen --config "$work/campaign.toml" --users "$users" --out "$work/profiles" >/dev/null
 "$bin" bench tokens --config "$work/campaign.toml" --users "$users" --out "$work/tokens.txt"
 "$bin" bench claims --config "$work/campaign.toml" --users "$users" --out "$work/claims-all.txt" >/dev/null
@@ -33,7 +33,6 @@ half=$(( $(wc -l < "$work/claims-all.txt") / 2 ))
 head -n "$half" "$work/claims-all.txt" > "$work/claims.txt"
 tail -n +"$((half + 1))" "$work/claims-all.txt" > "$work/claims-fixed.txt"
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # Role look-ups answer in 1 ms here so warm-ups fill the role cache quickly; the measured runs
 # then hit the cache (TTL 60 s, longer than warm-up plus measurement).

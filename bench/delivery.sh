@@ -6,6 +6,7 @@
 # Usage: bench/delivery.sh [S]          needs: wrk, taskset, python3 (3.11+)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 balance_s="${1:-200}"
 users="${USERS:-2000000}"
 work="$(mktemp -d)"
@@ -14,10 +15,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p hongbao --quiet
 bin="$PWD/target/release/hongbao"
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-start="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S+00:00)"
-sed "s/^starts_at = .*/starts_at = \"$start\"/" config/spring-festival.toml > "$work/campaign.toml"
+opened_campaign "$work/campaign.toml"
 "$bin" gen --config "$work/campaign.toml" --users "$users" --out "$work/profiles" >/dev/null
 orders=$("$bin" bench claims --config "$work/campaign.toml" --users "$users" --balance-s "$balance_s" \
   --out "$work/claims.txt" | awk '{print $1}')
