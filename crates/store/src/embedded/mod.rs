@@ -14,11 +14,21 @@
 //! batches.
 //!
 //! Answers that need no decision skip the writer: a channel whose committed counter reached the
-//! request's budget, a claim whose coupon already has an order (read from disk: an order is
-//! visible to readers only after its batch's fsync) or whose gift is sold out (committed
-//! counters are published in atomics). Reads (orders, scans) use fjall's thread-safe handles
-//! directly; multi-key reads and scan pages through one snapshot, which shows whole batches only
-//! (a plain read may see a batch half applied to the memtables, though only after its fsync).
+//! request's budget, or a claim whose gift is sold out (committed counters are published in
+//! atomics). A claim whose coupon already has an order is answered by the writer, which reads
+//! the order anyway; the API looks the order up once before it verifies the role (an order is
+//! visible to readers only after its batch's fsync), so a second read here would only repeat it.
+//! Reads (orders, scans) use fjall's thread-safe handles directly; multi-key reads and scan
+//! pages through one snapshot, which shows whole batches only (a plain read may see a batch half
+//! applied to the memtables).
+//!
+//! Durability: every batch holding a grant, a claim, a requeue or a recorded delivery is fsynced
+//! before any of its commands is answered. A batch of lease settlements only (finish, retry,
+//! release — the delivery workers' bookkeeping) is written without an fsync of its own and made
+//! durable by the next synced batch: a crash can lose such a batch whole, which puts its orders
+//! back in the queue as they were before their lease, and the next delivery carries the same
+//! serial, which the game answers as a duplicate. An order may thus show `delivered` and, after
+//! a crash, `queued` again until its redelivery — never the other way round.
 //!
 //! # The delivery queue
 //!
@@ -64,7 +74,7 @@ use crate::queue::{
     RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
 };
 use crate::{Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError};
-use writer::{Backend, Command, Ledger, Reply, SettleAction, Shared, Space};
+use writer::{Backend, Command, Durability, Ledger, Reply, SettleAction, Shared, Space};
 
 /// Default bound of the writer's queue: about a tenth of a second of the campaign's peak.
 pub const QUEUE_MAX_DEFAULT: usize = 16_384;
@@ -285,15 +295,10 @@ impl GrantLedger for EmbeddedStore {
 impl ClaimLedger for EmbeddedStore {
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         let prepared = claim::prepare(&self.binding, &req)?;
-        // Answers that need no decision, from committed state (see the module doc). With an
-        // idempotency key the writer must look at the key first.
-        if req.idempotency.is_none() {
-            if let Some(order) = self.reader.order(&prepared.order_id)? {
-                return Ok(claim::replay(order, &prepared.gift_id));
-            }
-            if self.shared.stock_taken(req.gift) >= req.stock {
-                return Ok(ClaimOutcome::OutOfStock);
-            }
+        // Sold out needs no decision (see the module doc). With an idempotency key the writer
+        // must look at the key first: its replay answers even a sold-out gift.
+        if req.idempotency.is_none() && self.shared.stock_taken(req.gift) >= req.stock {
+            return Ok(ClaimOutcome::OutOfStock);
         }
         self.call(|reply| Command::Claim { claim: Box::new((req, prepared)), reply }).await
     }
@@ -545,7 +550,7 @@ impl FjallBackend {
 
     fn open_batch(&mut self) -> &mut OwnedWriteBatch {
         let db = &self.db;
-        self.batch.get_or_insert_with(|| db.batch().durability(Some(PersistMode::SyncAll)))
+        self.batch.get_or_insert_with(|| db.batch())
     }
 }
 
@@ -582,12 +587,19 @@ impl Backend for FjallBackend {
         self.open_batch().remove(&keyspace, key);
     }
 
-    fn commit(&mut self) -> Result<(), StoreError> {
-        match self.batch.take() {
-            Some(batch) => {
-                batch.commit().map_err(|e| unavailable("commit and fsync a ledger batch", &e))
-            }
-            None => Ok(()),
+    fn commit(&mut self, durability: Durability) -> Result<(), StoreError> {
+        let Some(batch) = self.batch.take() else { return Ok(()) };
+        match durability {
+            Durability::Synced => batch
+                .durability(Some(PersistMode::SyncAll))
+                .commit()
+                .map_err(|e| unavailable("commit and fsync a ledger batch", &e)),
+            // Written to the journal file (the OS's page cache) without an fsync: the next
+            // synced batch's fsync covers it too.
+            Durability::Buffered => batch
+                .durability(Some(PersistMode::Buffer))
+                .commit()
+                .map_err(|e| unavailable("commit a ledger batch", &e)),
         }
     }
 }

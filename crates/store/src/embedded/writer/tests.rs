@@ -11,6 +11,10 @@ use crate::claim::IdempotencyKey;
 use crate::queue::{QueuedRef, SentRecord};
 use crate::{ClaimLedger, DeliveryQueue, LedgerScan, MemoryStore};
 
+/// One write of a batch: a put (`Some` value) or a delete.
+type Write = (Space, Vec<u8>, Option<Vec<u8>>);
+type Rows = BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>;
+
 /// An in-memory disk whose next commit can be made to fail.
 #[derive(Default)]
 pub(crate) struct FakeBackend {
@@ -18,9 +22,32 @@ pub(crate) struct FakeBackend {
     open: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
     pub fail_next_commit: bool,
     pub commits: usize,
+    /// How the last commit was asked to persist.
+    pub last_durability: Option<Durability>,
+    /// What a crash keeps: `spaces` as of the last synced commit (buffered batches join it with
+    /// the next synced one, as fjall's single journal file does).
+    durable: Rows,
+    unsynced: Vec<Vec<Write>>,
 }
 
 impl FakeBackend {
+    /// A crash: every buffered batch not yet followed by a synced one is lost, whole.
+    fn crash(&mut self) {
+        self.unsynced.clear();
+        self.open.clear();
+        self.spaces = self.durable.clone();
+    }
+
+    fn apply(spaces: &mut Rows, writes: &[Write]) {
+        for (space, key, value) in writes {
+            let rows = spaces.entry(*space).or_default();
+            match value {
+                Some(value) => rows.insert(key.clone(), value.clone()),
+                None => rows.remove(key),
+            };
+        }
+    }
+
     fn space(&self, space: Space) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
         self.spaces.get(&space).into_iter().flatten()
     }
@@ -58,18 +85,19 @@ impl Backend for FakeBackend {
         self.open.push((space, key.to_vec(), None));
     }
 
-    fn commit(&mut self) -> Result<(), StoreError> {
+    fn commit(&mut self, durability: Durability) -> Result<(), StoreError> {
+        self.last_durability = Some(durability);
         let writes = std::mem::take(&mut self.open);
         if std::mem::take(&mut self.fail_next_commit) {
             return Err(StoreError::Unavailable("injected fsync failure".into()));
         }
         self.commits += 1;
-        for (space, key, value) in writes {
-            let rows = self.spaces.entry(space).or_default();
-            match value {
-                Some(value) => rows.insert(key, value),
-                None => rows.remove(&key),
-            };
+        Self::apply(&mut self.spaces, &writes);
+        self.unsynced.push(writes);
+        if durability == Durability::Synced {
+            for writes in self.unsynced.drain(..) {
+                Self::apply(&mut self.durable, &writes);
+            }
         }
         Ok(())
     }
@@ -401,6 +429,45 @@ fn finish_is_exactly_once_even_within_one_batch_and_recovery_matches() {
 }
 
 #[test]
+fn settlements_are_not_fsynced_and_a_crash_that_loses_them_only_requeues() {
+    let mut ledger = ledger();
+    let answers = Batch::default().claim(claim_req(1, 1, 0, 10, 1, NOW)).run(&mut ledger);
+    let order = accepted(&answers[0]);
+    assert_eq!(ledger.backend.last_durability, Some(Durability::Synced));
+    let fsyncs = ledger.shared.fsyncs.load(Ordering::Relaxed);
+    let entries = leased(Batch::default().lease(0, 10, NOW + 1).run(&mut ledger).remove(0));
+    let answers = Batch::default()
+        .settle(&entries[0], SettleAction::Finish(Finish::Delivered), NOW + 2)
+        .run(&mut ledger);
+    assert!(matches!(answers[0], Answered::Settle(Ok(Settled::Applied(_)))));
+    assert_eq!(ledger.backend.last_durability, Some(Durability::Buffered));
+    assert_eq!(ledger.shared.fsyncs.load(Ordering::Relaxed), fsyncs, "no fsync for a finish");
+    assert_eq!(ledger.games[0].depth, 0);
+
+    // The crash loses the finish whole: the order is queued again, as before its lease, and a
+    // new lease hands out the same order (the same serial for the game).
+    ledger.backend.crash();
+    let mut restarted = ledger_on(std::mem::take(&mut ledger.backend));
+    assert_eq!(restarted.games[0].depth, 1);
+    assert_eq!(restarted.backend.space(Space::Sent).count(), 0);
+    let again = leased(Batch::default().lease(0, 10, NOW + 3).run(&mut restarted).remove(0));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].order.id, order.id);
+
+    // A batch holding any claim is synced, settlements included; nothing is lost after it.
+    let answers = Batch::default()
+        .settle(&again[0], SettleAction::Finish(Finish::Delivered), NOW + 4)
+        .claim(claim_req(2, 1, 0, 10, 1, NOW + 4))
+        .run(&mut restarted);
+    assert!(matches!(answers[0], Answered::Settle(Ok(Settled::Applied(_)))));
+    assert_eq!(restarted.backend.last_durability, Some(Durability::Synced));
+    restarted.backend.crash();
+    let recovered = ledger_on(std::mem::take(&mut restarted.backend));
+    assert_eq!(recovered.games[0].depth, 1, "the second claim's entry only");
+    assert_eq!(recovered.backend.space(Space::Sent).count(), 1);
+}
+
+#[test]
 fn cursor_skips_past_delivered_entries_and_is_lowered_by_early_inserts() {
     let mut ledger = ledger();
     for user in 0..5 {
@@ -408,7 +475,7 @@ fn cursor_skips_past_delivered_entries_and_is_lowered_by_early_inserts() {
     }
     let entries = leased(Batch::default().lease(0, 2, NOW + 100).run(&mut ledger).remove(0));
     assert_eq!(entries.len(), 2);
-    assert_eq!(ledger.games[0].cursor_ms, NOW + 10, "after the last entry taken");
+    assert_eq!(ledger.games[0].cursor_ms, NOW + 20, "at the first entry not taken");
     for entry in &entries {
         Batch::default()
             .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 101)
