@@ -1,4 +1,5 @@
-//! One game's send schedule: GCRA with a burst of one, at a rate that AIMD adjusts.
+//! One game's send schedule: GCRA with a burst of one, at a rate that AIMD adjusts, under a
+//! sliding one-second window like the game's own.
 //!
 //! Why not `governor`: its quota is fixed when a limiter is built, while AIMD changes the rate
 //! on every busy answer and recovers it continuously; and with a burst above one a GCRA limiter
@@ -6,17 +7,27 @@
 //! overflow the game punishes. A burst of one is plain arithmetic on the next free slot, so the
 //! pacer is that arithmetic.
 //!
-//! The guarantee: consecutive slots are at least `1 / rate` apart, and the rate never exceeds
-//! the ceiling, so any half-open one-second window holds at most `ceil(ceiling)` slots. The
-//! ceiling is the game's capacity times a headroom below one (default 0.98), which leaves
-//! `1 / headroom − 1` seconds (≈ 20 ms) of slack per window for jitter between our clock and the
-//! game's (timer lateness, network, scheduling).
+//! The guarantee: any half-open one-second window holds at most `ceil(rate)` slots (the window
+//! of recent slots enforces it), and the rate never exceeds the ceiling, the game's capacity
+//! times a headroom below one (default 0.985): `1 / headroom − 1` seconds (≈ 15 ms) of slack per
+//! window for jitter between our clock and the game's (network, scheduling).
+//!
+//! Why the window: the schedule stays anchored, and slots that came due while the sending task
+//! waited (the timer wheel wakes up to a millisecond late, a busy runtime or a flush on the same
+//! core later still) are used as soon as it runs again, up to `CATCH_UP` behind. Bounding that
+//! catch-up by time alone had to keep it within the headroom's slack (8 ms), and every longer
+//! stall was lost for good: a 900/s game reached only ~0.86 of its capacity on a loaded core
+//! while the smaller ones held 0.98. The window bounds what the game sees instead, so catch-up
+//! can be generous.
 
 use tokio::time::{Duration, Instant};
 
-/// AIMD parameters of one pacer.
-/// How far behind its schedule the pacer may catch up (see [`Pacer::reserve`]).
-pub(crate) const CATCH_UP: Duration = Duration::from_millis(8);
+/// How far behind its schedule the pacer may catch up (see [`Pacer::reserve`]): slots older
+/// than this are lost, so an idle game starts again without a burst of saved-up credit.
+pub(crate) const CATCH_UP: Duration = Duration::from_millis(15);
+
+/// The length of the game's capacity window.
+const WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct PacerSettings {
@@ -42,6 +53,8 @@ pub(crate) struct Pacer {
     /// When the additive increase was last applied.
     recovered_at: Instant,
     last_decrease: Option<Instant>,
+    /// The slots handed out in the last second, oldest first (at most `ceil(ceiling)`).
+    recent: std::collections::VecDeque<Instant>,
 }
 
 impl Pacer {
@@ -57,6 +70,7 @@ impl Pacer {
             next_slot: first_slot,
             recovered_at: first_slot,
             last_decrease: None,
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -64,16 +78,26 @@ impl Pacer {
     /// not used is simply lost: no credit builds up while the game is idle, held or paused.
     pub(crate) fn reserve(&mut self, now: Instant) -> Instant {
         self.recover(now);
-        // The schedule stays anchored: a slot that came due while the task slept (the timer
-        // wheel wakes up to a millisecond late, a busy runtime later still) is used now instead
-        // of being lost — otherwise every late wake-up shifts all later slots and a 900/s game
-        // gets ~650/s (4 ms of catch-up still left it at ~0.88). Only up to `CATCH_UP` behind; further (an idle game), the schedule
-        // restarts at `now`. Sends never precede their slot, so any one-second window holds at
-        // most `ceiling × (1 s + CATCH_UP) + 1` sends: below capacity for the default headroom.
+        // Anchored schedule, caught up to `CATCH_UP` behind (see the module doc).
         let earliest = now.checked_sub(CATCH_UP).unwrap_or(now);
-        let slot = self.next_slot.max(earliest);
-        self.next_slot = slot + self.interval();
-        slot.max(now)
+        let mut slot = self.next_slot.max(earliest).max(now);
+        // Slots never go back in time (the window below relies on their order).
+        if let Some(&last) = self.recent.back() {
+            slot = slot.max(last);
+        }
+        // The window: at most `ceil(rate)` slots in any half-open second `(t − 1 s, t]`.
+        let allowed = (self.rate_per_s.ceil() as usize).max(1);
+        while self.recent.len() > allowed {
+            self.recent.pop_front();
+        }
+        if self.recent.len() == allowed {
+            // The oldest of the last `allowed` slots must have left the window.
+            slot = slot.max(self.recent[0] + WINDOW);
+            self.recent.pop_front();
+        }
+        self.recent.push_back(slot);
+        self.next_slot = self.next_slot.max(earliest) + self.interval();
+        slot
     }
 
     /// A busy answer: lowers the rate multiplicatively, at most once per `decrease_hold`.
@@ -149,9 +173,9 @@ mod tests {
                     now = slot;
                 }
             }
-            let limit = (ceiling * (1.0 + CATCH_UP.as_secs_f64())).floor() as usize + 1;
+            let limit = ceiling.ceil() as usize;
             // The bound the dispatcher relies on: below the capacity the ceiling was cut from.
-            assert!(limit as f64 <= (ceiling / PACING_HEADROOM_DEFAULT).floor().max(1.0) + 1.0);
+            assert!(limit as f64 <= (ceiling / PACING_HEADROOM_DEFAULT).ceil());
             for (i, &s) in slots.iter().enumerate() {
                 let in_window =
                     slots[i..].iter().take_while(|&&t| t - s < Duration::from_secs(1)).count();
