@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Claim CPU in one run: the floor, a warm gift list, then claims with wrk (server on core 0, wrk and
+# the game simulator on core 1), and the server's CPU time per claim from /proc (steadier than
+# requests/s on a noisy machine). BIN=path compares two builds; `perf` as the argument also records
+# a profile of the claim run (PERFARGS overrides perf record's options). Needs wrk, taskset, curl.
+# Usage: bench/claim-cpu.sh [perf]     (reuses the users and claims in $WORK between runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+w=${WORK:-/tmp/hongbao-claim-cpu}; mkdir -p "$w"; users=${USERS:-100000}; bin=${BIN:-$PWD/target/release/hongbao}
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; }
+trap cleanup EXIT
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+if [ ! -f $w/claims.txt ]; then
+  opened_campaign $w/campaign.toml
+  $bin gen --config $w/campaign.toml --users $users --out $w/profiles >/dev/null
+  $bin bench tokens --config $w/campaign.toml --users $users --out $w/tokens.txt
+  $bin bench claims --config $w/campaign.toml --users $users --out $w/claims.txt >/dev/null
+fi
+taskset -c 0 $bin bench floor --addr 127.0.0.1:8090 >/dev/null 2>&1 &
+fl=$!; pids+=($fl); wait_port 8090
+floor=$(taskset -c 1 wrk -t1 -c256 -d5s http://127.0.0.1:8090/floor | awk '/Requests\/sec/ {print $2}')
+kill $fl
+taskset -c 1 $bin game-sim --config $w/campaign.toml --addr 127.0.0.1:9100 --users $users --role-latency-ms 1 >/dev/null 2>&1 &
+pids+=($!); wait_port 9100
+rm -rf $w/data
+taskset -c 0 $bin serve --config $w/campaign.toml --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+    --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} >/dev/null 2>&1 &
+node=$!; pids+=($node); wait_port 8080
+taskset -c 1 wrk -t1 -c256 -d${WARM:-15}s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt >/dev/null
+c0=$(cpu $node)
+list=$(taskset -c 1 wrk -t1 -c256 -d5s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt | awk '/Requests\/sec/ {print $2}')
+c1=$(cpu $node)
+if [ "${1:-}" = perf ]; then
+  (sleep 1; perf record ${PERFARGS:--F 1999 -g} -o $w/perf.data -p $node -- sleep 3 >/dev/null 2>&1) &
+  perfpid=$!
+fi
+s0=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
+taskset -c 1 wrk -t1 -c256 -d${DUR:-5}s --latency -s bench/wrk/claim.lua http://127.0.0.1:8080 -- $w/claims.txt > $w/claim.wrk
+c2=$(cpu $node)
+s1=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
+claim=$(awk '/Requests\/sec/ {print $2}' $w/claim.wrk); p99=$(awk '$1=="99%" {print $2}' $w/claim.wrk)
+python3 -c "
+f,l,c=$floor,$list,$claim
+print(f'floor {f:.0f} list {l:.0f} ({l/f:.2f}x) claim {c:.0f} ({c/f:.2f}x) p99 $p99; list cpu/req {($c1-$c0)*1e4/(l*5):.1f}us; claim cpu/claim {($c2-$c1)*1e4/max($s1-$s0,1):.1f}us ({$s1-$s0} commands)')"
+[ -n "${perfpid:-}" ] && wait $perfpid || true
