@@ -12,13 +12,13 @@
 //! times a headroom below one (default 0.985): `1 / headroom − 1` seconds (≈ 15 ms) of slack per
 //! window for jitter between our clock and the game's (network, scheduling).
 //!
-//! Why the window: the schedule stays anchored, and slots that came due while the sending task
-//! waited (the timer wheel wakes up to a millisecond late, a busy runtime or a flush on the same
-//! core later still) are used as soon as it runs again, up to `CATCH_UP` behind. Bounding that
-//! catch-up by time alone had to keep it within the headroom's slack (8 ms), and every longer
-//! stall was lost for good: a 900/s game reached only ~0.86 of its capacity on a loaded core
-//! while the smaller ones held 0.98. The window bounds what the game sees instead, so catch-up
-//! can be generous.
+//! The schedule stays anchored: slots that came due while the sending task waited (the timer
+//! wheel wakes up to a millisecond late, a busy runtime or a flush on the same core later still)
+//! are used as soon as it runs again, up to `CATCH_UP` (15 ms, the headroom's slack) behind.
+//! The window is the hard bound on what we send in any second, whatever the catch-up; the
+//! catch-up is still kept short because the game counts arrivals, and a longer one (100 ms was
+//! tried) sent bursts whose arrivals bunched past its capacity (busy refusals, each costing an
+//! AIMD decrease).
 
 use tokio::time::{Duration, Instant};
 

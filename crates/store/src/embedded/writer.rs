@@ -559,7 +559,12 @@ impl<B: Backend> Ledger<B> {
         let mut durability = Durability::Buffered;
         for command in commands {
             batch_len += 1;
-            if !matches!(command, Command::Settle { .. }) {
+            // Leases and the oldest-entry query write nothing; settlements need no fsync of
+            // their own (see `Durability`). Everything else is a promise to its caller.
+            if !matches!(
+                command,
+                Command::Settle { .. } | Command::Lease { .. } | Command::Oldest { .. }
+            ) {
                 durability = Durability::Synced;
             }
             match command {
@@ -905,7 +910,7 @@ impl<B: Backend> Ledger<B> {
             // Missing when deleted by hand; then there is nothing to remove. Not leased, so it
             // may be read ahead: forget those.
             if self.queue_has(slot)? {
-                self.look_ahead[usize::from(game.0)].entries.clear();
+                self.look_ahead[usize::from(game.0)].invalidate_from(ready_at_ms);
                 self.stage_dequeue(slot);
             }
         }

@@ -436,8 +436,11 @@ fn settlements_are_not_fsynced_and_a_crash_that_loses_them_only_requeues() {
     assert_eq!(ledger.backend.last_durability, Some(Durability::Synced));
     let fsyncs = ledger.shared.fsyncs.load(Ordering::Relaxed);
     let entries = leased(Batch::default().lease(0, 10, NOW + 1).run(&mut ledger).remove(0));
+    // The workers' usual batch: a finish and the next lease.
     let answers = Batch::default()
         .settle(&entries[0], SettleAction::Finish(Finish::Delivered), NOW + 2)
+        .lease(0, 10, NOW + 2)
+        .oldest(0)
         .run(&mut ledger);
     assert!(matches!(answers[0], Answered::Settle(Ok(Settled::Applied(_)))));
     assert_eq!(ledger.backend.last_durability, Some(Durability::Buffered));
