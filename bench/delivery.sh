@@ -14,7 +14,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p hongbao --quiet
-bin="$PWD/target/release/hongbao"
+bin="${BIN:-$PWD/target/release/hongbao}"
 
 opened_campaign "$work/campaign.toml"
 "$bin" gen --config "$work/campaign.toml" --users "$users" --out "$work/profiles" >/dev/null
@@ -41,7 +41,7 @@ echo "queued after the fill: $queued"
 
 # 2. Drain: a worker node alone, at the games' full capacity.
 taskset -c 0 "$bin" serve --config "$work/campaign.toml" --admin-addr 127.0.0.1:8081 \
-  --data "$work/data" --role worker >/dev/null 2>&1 &
+  --data "$work/data" --role worker ${HEADROOM:+--pacing-headroom "$HEADROOM"} >/dev/null 2>"$work/worker.log" &
 node=$!; pids+=($node)
 wait_port 8081
 ticks_before=$(awk '{print $14 + $15}' "/proc/$node/stat")
@@ -53,6 +53,9 @@ while :; do
 done
 drain_s=$(echo "$(date +%s.%N) - $drain_started" | bc)
 ticks_after=$(awk '{print $14 + $15}' "/proc/$node/stat")
+# CPU seconds per thread name (the runtime, the store's writer, fjall's workers).
+for t in /proc/$node/task/*; do echo "$(cat $t/comm) $(awk '{print $14 + $15}' $t/stat)"; done \
+  | awk -v hz="$(getconf CLK_TCK)" '{cpu[$1] += $2 / hz} END {for (n in cpu) printf "%s %.1f s; ", n, cpu[n]; print ""}' > "$work/threads.txt"
 kill "$node"; wait "$node" 2>/dev/null || true
 hz=$(getconf CLK_TCK)
 cpu_s=$(echo "scale=3; ($ticks_after - $ticks_before) / $hz" | bc)
@@ -68,5 +71,9 @@ games = json.load(sys.stdin)["games"]
 print("game side: %d applied, %d busy refusals, %d duplicates refused" % tuple(sum(g[k] for g in games.values()) for k in ("applied", "busy", "duplicates")))'
 echo
 python3 bench/pacing.py "$work/game-log.jsonl" "$work/campaign.toml"
+echo
+echo "worker threads (CPU): $(cat "$work/threads.txt")"
+# KEEP=dir keeps the game's log and the worker's log (RUST_LOG applies) for a closer look.
+[ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$work/game-log.jsonl" "$work/worker.log" "$work/campaign.toml" "$KEEP/"; }
 echo
 echo "$(nproc) cores; $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD)"

@@ -4,10 +4,11 @@ use serde::Serialize;
 
 use crate::DispatchError;
 
-/// Default share of a game's capacity the pacer uses. The slack (`1 / 0.985 − 1` ≈ 15 ms per
-/// one-second window) absorbs the pacer's catch-up (8 ms) and jitter between our send clock and
-/// the game's apply clock.
-pub const PACING_HEADROOM_DEFAULT: f64 = 0.985;
+/// Default share of a game's capacity the pacer uses. The pacer's window already bounds what the
+/// game can see arrive in any second whatever the delays (see `pacer`); the slack covers a game
+/// that counts differently from us (a coarser clock, a drifting one, a window closed at both
+/// ends).
+pub const PACING_HEADROOM_DEFAULT: f64 = 0.995;
 /// Default bound on concurrent delivery calls to one game.
 pub const IN_FLIGHT_PER_GAME_MAX_DEFAULT: usize = 64;
 /// Default bound on orders leased in one call (and so held unsent by one worker).

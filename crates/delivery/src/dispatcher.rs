@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Duration, Instant};
 
 use crate::config::DispatcherConfig;
-use crate::pacer::{Pacer, PacerSettings};
+use crate::pacer::{Pacer, PacerSettings, Slot};
 use crate::port::{FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, Retry};
 use crate::status::{DeadOrder, DispatcherStatus, GameStatus};
 
@@ -100,6 +100,7 @@ impl Dispatcher {
                     ),
                     paused: watch::Sender::new(false),
                     wake: Notify::new(),
+                    answer: Notify::new(),
                     permits: Arc::new(Semaphore::new(config.in_flight_per_game_max)),
                     in_flight_max: config.in_flight_per_game_max,
                     control: Mutex::new(Control {
@@ -215,6 +216,8 @@ struct GameShared {
     paused: watch::Sender<bool>,
     /// "Look again": an enqueue, or a hold lifted by a successful call.
     wake: Notify,
+    /// A call got its answer: the pacer's window may have room again.
+    answer: Notify,
     /// In-flight calls to this game, at most `in_flight_per_game_max`.
     permits: Arc<Semaphore>,
     in_flight_max: usize,
@@ -479,7 +482,21 @@ impl<Q: OrderQueue> Worker<Q> {
                     permit.expect("the permits semaphore is never closed")
                 }
             };
-            let slot = self.shared.control().pacer.reserve(Instant::now());
+            let slot = loop {
+                match self.shared.control().pacer.reserve(Instant::now()) {
+                    Slot::At(slot) => break Some(slot),
+                    Slot::AfterAnAnswer => {}
+                }
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop) => break None,
+                    _ = self.shared.answer.notified() => {}
+                }
+            };
+            let Some(slot) = slot else {
+                buffer.push_front(entry);
+                break;
+            };
             // A slot already due is used after a plain yield (the calls and the other games
             // run first). Even a past deadline given to the timer waits for the timer driver's
             // next turn (it compares with the time of its last turn, not the clock), and on a
@@ -491,6 +508,7 @@ impl<Q: OrderQueue> Worker<Q> {
                 tokio::select! {
                     biased;
                     _ = stopped(&mut stop) => {
+                        self.shared.control().pacer.unused();
                         buffer.push_front(entry);
                         break;
                     }
@@ -499,15 +517,18 @@ impl<Q: OrderQueue> Worker<Q> {
             }
             // Paused or held meanwhile: keep the order for later (the slot is simply lost).
             if *paused.borrow() {
+                self.shared.control().pacer.unused();
                 buffer.push_front(entry);
                 continue;
             }
             let now_ms = now_unix_ms();
             if now_ms >= entry.order.deliver_by_ms {
+                self.shared.control().pacer.unused();
                 self.expire(entry, now_ms).await;
                 continue;
             }
             if let Admit::Wait = self.admit(Instant::now()) {
+                self.shared.control().pacer.unused();
                 buffer.push_front(entry);
                 continue;
             }
@@ -601,6 +622,10 @@ impl<Q: OrderQueue> Worker<Q> {
         };
         let answer =
             tokio::time::timeout(self.shared.call_guard, self.client.deliver(&request)).await;
+        // Answered, or given up waiting for: either way it has arrived if it ever will (as far
+        // as we can know), and it leaves the pacer's window a second from now.
+        self.shared.control().pacer.answered(Instant::now());
+        self.shared.answer.notify_one();
         drop(permit);
         let order_id = request.serial;
         self.settle(entry, verdict(answer)).await;

@@ -27,7 +27,7 @@ mod port;
 mod status;
 mod store_queue;
 
-pub use config::DispatcherConfig;
+pub use config::{DispatcherConfig, PACING_HEADROOM_DEFAULT};
 pub use dispatcher::{DispatchError, Dispatcher};
 pub use memory::{MemoryLease, MemoryQueue};
 pub use port::{
