@@ -26,7 +26,7 @@ taskset -c 1 $bin game-sim --config $w/campaign.toml --addr 127.0.0.1:9100 --use
 pids+=($!); wait_port 9100
 rm -rf $w/data
 taskset -c 0 $bin serve --config $w/campaign.toml --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
-    --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} >/dev/null 2>&1 &
+    --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} ${LINGER:+--store-linger-ms $LINGER} >/dev/null 2>&1 &
 node=$!; pids+=($node); wait_port 8080
 taskset -c 1 wrk -t1 -c256 -d${WARM:-15}s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt >/dev/null
 c0=$(cpu $node)

@@ -98,8 +98,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         profiles,
         &args.data,
         NodeRole::All,
-        1.0,
-        hongbao_store::EmbeddedConfig::default(),
+        hongbao_delivery::DispatcherConfig::default(),
+        crate::node::store_config(
+            hongbao_store::embedded::BATCH_MAX_DEFAULT,
+            crate::node::STORE_LINGER_MS_DEFAULT,
+        ),
     )?;
     let api_listener = TcpListener::bind(args.addr)
         .await

@@ -274,8 +274,18 @@ fn main() -> Result<()> {
     }
 }
 
+/// Whether the runtime's workers are idle, for the store writer's group-commit linger
+/// (`hongbao_store::embedded::idle`): one runtime per process, so one record.
+pub(crate) static RUNTIME_IDLE: std::sync::LazyLock<std::sync::Arc<hongbao_store::RuntimeIdle>> =
+    std::sync::LazyLock::new(Default::default);
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(|| RUNTIME_IDLE.parked())
+        .on_thread_unpark(|| RUNTIME_IDLE.unparked())
+        .build()
+        .context("start the runtime")
 }
 
 /// Logs to stderr (stdout is for what a command prints as its result); `RUST_LOG` overrides.

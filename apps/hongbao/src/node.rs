@@ -38,9 +38,30 @@ pub struct ServeArgs {
     /// Multiplies every game's delivery capacity (e.g. 0.1 against a scaled-down game side).
     #[arg(long, default_value_t = 1.0)]
     pub capacity_scale: f64,
+    /// Share of each game's capacity the delivery pacer uses, in (0, 1].
+    #[arg(long, default_value_t = hongbao_delivery::PACING_HEADROOM_DEFAULT)]
+    pub pacing_headroom: f64,
     /// Most store commands committed together with one fsync (group commit).
     #[arg(long, default_value_t = hongbao_store::embedded::BATCH_MAX_DEFAULT)]
     pub store_batch_max: usize,
+    /// Longest wait of the store writer for a busy runtime to go idle before it commits a
+    /// batch, in milliseconds (larger batches, fewer fsyncs under load); 0 never waits.
+    #[arg(long, default_value_t = STORE_LINGER_MS_DEFAULT)]
+    pub store_linger_ms: u64,
+}
+
+/// Default `--store-linger-ms`: under the fsync's own 1–2.5 ms on this class of disk, so a
+/// lingering batch waits at most about one more commit's time.
+pub const STORE_LINGER_MS_DEFAULT: u64 = 2;
+
+/// The store settings of a node: group commit up to `batch_max`, lingering up to `linger_ms`
+/// for the runtime to go idle.
+pub fn store_config(batch_max: usize, linger_ms: u64) -> EmbeddedConfig {
+    let linger = (linger_ms > 0).then(|| hongbao_store::CommitLinger {
+        max: std::time::Duration::from_millis(linger_ms),
+        idle: crate::RUNTIME_IDLE.clone(),
+    });
+    EmbeddedConfig { batch_max, linger, ..EmbeddedConfig::default() }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -121,10 +142,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Some(dir) => synthetic::load_profiles(dir, &campaign)?,
         None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
     };
-    let store_config =
-        EmbeddedConfig { batch_max: args.store_batch_max, ..EmbeddedConfig::default() };
-    let node =
-        Node::open(campaign, profiles, &args.data, args.role, args.capacity_scale, store_config)?;
+    let store_config = store_config(args.store_batch_max, args.store_linger_ms);
+    let delivery = DispatcherConfig {
+        capacity_scale: args.capacity_scale,
+        pacing_headroom: args.pacing_headroom,
+        ..DispatcherConfig::default()
+    };
+    let node = Node::open(campaign, profiles, &args.data, args.role, delivery, store_config)?;
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -158,7 +182,7 @@ impl Node {
         profiles: ProfileTable,
         data: &Path,
         role: NodeRole,
-        capacity_scale: f64,
+        delivery: DispatcherConfig,
         store_config: EmbeddedConfig,
     ) -> Result<Node> {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
@@ -174,8 +198,7 @@ impl Node {
             NodeRole::Api => None,
             NodeRole::All | NodeRole::Worker => {
                 let queue = Arc::new(StoreQueue::new(store.clone(), &campaign));
-                let config = DispatcherConfig { capacity_scale, ..DispatcherConfig::default() };
-                let dispatcher = Dispatcher::start(&campaign, idip, queue, config)
+                let dispatcher = Dispatcher::start(&campaign, idip, queue, delivery)
                     .context("start the delivery workers")?;
                 Some(Arc::new(dispatcher))
             }

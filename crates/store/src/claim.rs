@@ -53,6 +53,8 @@ pub struct CampaignBinding {
     campaign_id: String,
     games: Vec<String>,
     gifts: Vec<(String, GameIndex)>,
+    /// Units of stock over all gifts: no campaign has more orders (sizes in-memory filters).
+    stock_total: u64,
 }
 
 /// Most games a binding may name (the campaign's own limit).
@@ -72,6 +74,7 @@ impl CampaignBinding {
             campaign_id: campaign.id.clone(),
             games: campaign.games.iter().map(|g| g.id.clone()).collect(),
             gifts: campaign.gifts.iter().map(|g| (g.id.clone(), g.game)).collect(),
+            stock_total: campaign.gifts.iter().fold(0u64, |sum, g| sum.saturating_add(g.stock)),
         }
     }
 
@@ -103,7 +106,7 @@ impl CampaignBinding {
                 return bad(format!("gift `{gift}` names game index {}", game.0));
             }
         }
-        Ok(Self { campaign_id, games, gifts })
+        Ok(Self { campaign_id, games, gifts, stock_total: 0 })
     }
 
     pub fn campaign_id(&self) -> &str {
@@ -130,6 +133,16 @@ impl CampaignBinding {
     /// The gift's id and game.
     pub fn gift(&self, gift: GiftIndex) -> Option<(&str, GameIndex)> {
         self.gifts.get(usize::from(gift.0)).map(|(id, game)| (id.as_str(), *game))
+    }
+
+    /// Units of stock over all gifts (0 when built from parts).
+    pub fn stock_total(&self) -> u64 {
+        self.stock_total
+    }
+
+    pub(crate) fn gift_index(&self, gift_id: &str) -> Option<GiftIndex> {
+        let i = self.gifts.iter().position(|(id, _)| id == gift_id)?;
+        Some(GiftIndex(u16::try_from(i).ok()?))
     }
 
     pub(crate) fn gift_ids(&self) -> impl Iterator<Item = &str> {

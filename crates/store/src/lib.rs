@@ -29,7 +29,7 @@ pub use claim::{
     CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS,
     IdempotencyKey, ORDERS_OF_MAX, TARGET_ID_MAX_LEN,
 };
-pub use embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
+pub use embedded::{CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle};
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
 pub use queue::{

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use common::{grant_ok, req};
 use hongbao_store::{
-    Channel, EmbeddedConfig, EmbeddedStore, GrantLedger, GrantOutcome, StoreError,
+    Channel, CommitLinger, EmbeddedConfig, EmbeddedStore, GrantLedger, GrantOutcome, RuntimeIdle,
+    StoreError,
 };
 
 fn open(dir: &std::path::Path) -> EmbeddedStore {
@@ -132,12 +133,12 @@ async fn a_second_open_of_the_same_directory_is_refused() {
 fn zero_or_oversized_bounds_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     for config in [
-        EmbeddedConfig { queue_max: 0, batch_max: 8 },
-        EmbeddedConfig { queue_max: 8, batch_max: 0 },
-        EmbeddedConfig { queue_max: usize::MAX, batch_max: 8 },
-        EmbeddedConfig { queue_max: 8, batch_max: usize::MAX },
+        EmbeddedConfig { queue_max: 0, batch_max: 8, ..EmbeddedConfig::default() },
+        EmbeddedConfig { queue_max: 8, batch_max: 0, ..EmbeddedConfig::default() },
+        EmbeddedConfig { queue_max: usize::MAX, batch_max: 8, ..EmbeddedConfig::default() },
+        EmbeddedConfig { queue_max: 8, batch_max: usize::MAX, ..EmbeddedConfig::default() },
     ] {
-        let opened = EmbeddedStore::open(dir.path(), config);
+        let opened = EmbeddedStore::open(dir.path(), config.clone());
         assert!(matches!(opened, Err(StoreError::InvalidConfig(_))), "{config:?}: {opened:?}");
     }
 }
@@ -146,11 +147,62 @@ fn zero_or_oversized_bounds_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_max_one_is_exact_too() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path(), EmbeddedConfig { queue_max: 4, batch_max: 1 })
-        .expect("open store");
+    let store = EmbeddedStore::open(
+        dir.path(),
+        EmbeddedConfig { queue_max: 4, batch_max: 1, ..EmbeddedConfig::default() },
+    )
+    .expect("open store");
     let store = Arc::new(store);
     let total =
         common::concurrent_grabs_hold_limits_and_budgets_exactly(Arc::clone(&store), 10, 12).await;
     assert!(total > 0);
     assert_eq!(store.stats().batch_len_max, 1);
+}
+
+fn lingering(max: std::time::Duration) -> (EmbeddedConfig, Arc<RuntimeIdle>) {
+    let idle = Arc::new(RuntimeIdle::default());
+    let linger = Some(CommitLinger { max, idle: idle.clone() });
+    (EmbeddedConfig { linger, ..EmbeddedConfig::default() }, idle)
+}
+
+/// While no runtime worker is idle, the writer waits: grants sent meanwhile join the first
+/// one's batch, committed (once) when a worker parks.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lingering_writer_batches_what_a_busy_runtime_sends_until_it_parks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // An hour: only the park can end this wait.
+    let (config, idle) = lingering(std::time::Duration::from_secs(3600));
+    let store = Arc::new(EmbeddedStore::open(dir.path(), config).expect("open"));
+    let before = store.stats();
+    let grants: Vec<_> = (0..5)
+        .map(|user| {
+            let store = store.clone();
+            tokio::spawn(async move { grant_ok(&store, req(user, Channel::Swipe, 1, 100)).await })
+        })
+        .collect();
+    // Each task sends its command on its first poll (the queue has room), then awaits.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // This test's runtime has no park hook: the park is reported by hand, after all five sent.
+    idle.parked();
+    for grant in grants {
+        assert_eq!(grant.await.expect("grant task"), GrantOutcome::Granted { serial: 1 });
+    }
+    let after = store.stats();
+    assert_eq!(after.commands - before.commands, 5);
+    assert_eq!(after.batches - before.batches, 1, "five grants, one batch");
+    assert_eq!(after.fsyncs - before.fsyncs, 1);
+}
+
+/// A runtime that never goes idle delays a commit by the linger at most.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lingering_writer_commits_at_its_deadline_when_the_runtime_stays_busy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, _idle) = lingering(std::time::Duration::from_millis(20));
+    let store = EmbeddedStore::open(dir.path(), config).expect("open");
+    for user in 0..3 {
+        grant_ok(&store, req(user, Channel::Scan, 1, 10)).await;
+    }
+    assert_eq!(store.granted(Channel::Scan), 3);
 }

@@ -52,6 +52,8 @@
 //!
 //! See `layout.rs` for the persisted layout (and its warning).
 
+pub mod idle;
+mod known;
 mod layout;
 mod writer;
 
@@ -74,6 +76,8 @@ use crate::queue::{
     RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
 };
 use crate::{Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError};
+pub use idle::{CommitLinger, RuntimeIdle};
+use known::Known;
 use writer::{Backend, Command, Durability, Ledger, Reply, SettleAction, Shared, Space};
 
 /// Default bound of the writer's queue: about a tenth of a second of the campaign's peak.
@@ -86,17 +90,20 @@ pub const QUEUE_MAX_LIMIT: usize = 1 << 20;
 /// Largest accepted `batch_max`: the batch and its staged writes are held in memory.
 pub const BATCH_MAX_LIMIT: usize = 1 << 16;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
     /// Commands waiting for the writer, at most.
     pub queue_max: usize,
     /// Commands per group commit (one atomic batch, one fsync), at most.
     pub batch_max: usize,
+    /// Whether the writer waits for a busy runtime to go idle before it commits (see
+    /// [`idle`]); `None` commits whatever has queued as soon as the writer runs.
+    pub linger: Option<CommitLinger>,
 }
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
-        Self { queue_max: QUEUE_MAX_DEFAULT, batch_max: BATCH_MAX_DEFAULT }
+        Self { queue_max: QUEUE_MAX_DEFAULT, batch_max: BATCH_MAX_DEFAULT, linger: None }
     }
 }
 
@@ -162,14 +169,17 @@ impl EmbeddedStore {
         let binding = Arc::new(binding);
         let mut backend = FjallBackend::open(dir)?;
         let recovered = writer::recover(&mut backend, &binding)?;
+        let known = Arc::new(writer::known(&mut backend, &binding)?);
         let shared = Arc::new(Shared::new(&recovered));
-        let reader = backend.reader();
-        let ledger = Ledger::new(backend, Arc::clone(&binding), recovered, Arc::clone(&shared));
+        let reader = backend.reader(Arc::clone(&known));
+        let ledger =
+            Ledger::new(backend, Arc::clone(&binding), recovered, Arc::clone(&shared), known);
         let (queue, receiver) = mpsc::channel(config.queue_max);
         let batch_max = config.batch_max;
+        let linger = config.linger;
         let writer = std::thread::Builder::new()
             .name("hongbao-store-writer".into())
-            .spawn(move || writer::run(ledger, receiver, batch_max))
+            .spawn(move || writer::run(ledger, receiver, batch_max, linger))
             .map_err(|e| StoreError::Unavailable(format!("start the store writer: {e}")))?;
         Ok(Self { queue: Some(queue), writer: Some(writer), shared, binding, reader })
     }
@@ -479,6 +489,8 @@ impl LedgerScan for EmbeddedStore {
 /// Read handles for the store handle's direct reads (fjall handles are thread-safe).
 struct Reader {
     db: Database,
+    /// What the store may hold: an order it certainly lacks is not looked up.
+    known: Arc<Known>,
     orders: Keyspace,
     user_orders: Keyspace,
     queue: Keyspace,
@@ -488,6 +500,9 @@ struct Reader {
 
 impl Reader {
     fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        if !self.known.may_hold_order(id) {
+            return Ok(None);
+        }
         match self
             .orders
             .get(layout::order_key(id))
@@ -537,9 +552,10 @@ impl FjallBackend {
         &self.spaces[space as usize]
     }
 
-    fn reader(&self) -> Reader {
+    fn reader(&self, known: Arc<Known>) -> Reader {
         Reader {
             db: self.db.clone(),
+            known,
             orders: self.keyspace(Space::Orders).clone(),
             user_orders: self.keyspace(Space::UserOrders).clone(),
             queue: self.keyspace(Space::Queue).clone(),

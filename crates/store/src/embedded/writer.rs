@@ -21,10 +21,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use hongbao_domain::{GameIndex, GiftIndex, Order, OrderEvent, OrderId, OrderStatus};
 use tokio::sync::{mpsc, oneshot};
 
+use super::idle::CommitLinger;
+use super::known::Known;
 use super::layout::{self, GrantKey, grant_key};
 use crate::claim::{
     self, CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, IdempotencyRecord,
@@ -184,7 +187,8 @@ impl Staged {
     }
 
     /// Writes the batch into `backend`'s open batch, encoded as `layout.rs` says.
-    fn write_to<B: Backend>(&self, binding: &CampaignBinding, backend: &mut B) {
+    /// Every order id and (user, gift) count it writes goes into `known` first (see `known`).
+    fn write_to<B: Backend>(&self, binding: &CampaignBinding, known: &Known, backend: &mut B) {
         for (key, count) in &self.grants {
             backend.put(Space::Grants, key, &layout::encode_count(*count));
         }
@@ -195,12 +199,14 @@ impl Staged {
             }
         }
         for (id, order) in &self.orders {
+            known.insert_order(id);
             backend.put(Space::Orders, &layout::order_key(id), &layout::encode_order(order));
         }
         for (user, id) in &self.user_orders {
             backend.put(Space::UserOrders, &layout::user_order_key(*user, id), &[]);
         }
         for ((user, gift), count) in &self.user_gifts {
+            known.insert_user_gift(*user, *gift);
             let (gift_id, _) = binding.gift(*gift).expect("staged gifts are bound");
             let key = layout::user_gift_key(*user, gift_id);
             backend.put(Space::UserGifts, &key, &layout::encode_count(*count));
@@ -354,6 +360,55 @@ pub(crate) fn recover<B: Backend>(
     );
     backend.commit(Durability::Synced)?;
     Ok(Recovered { granted, stock, games, incarnation })
+}
+
+/// Fills the filter of what the store holds from its order and (user, gift) keys: before the
+/// writer starts, so that its "certainly absent" is true from the first command on.
+pub(crate) fn known<B: Backend>(
+    backend: &mut B,
+    binding: &CampaignBinding,
+) -> Result<Known, StoreError> {
+    let mut orders = 0u64;
+    let mut bad = None;
+    // Counted first so that a store already larger than the campaign's stock (a campaign file
+    // whose stock was lowered) still gets a filter of its size.
+    backend.scan(Space::Orders, &[], &[0xff; 17], &mut |_| {
+        orders += 1;
+        true
+    })?;
+    let known = Known::with_capacity(binding.stock_total().max(orders));
+    backend.scan(
+        Space::Orders,
+        &[],
+        &[0xff; 17],
+        &mut |key| match layout::decode_order_id(key) {
+            Ok(id) => {
+                known.insert_order(&id);
+                true
+            }
+            Err(error) => {
+                bad = Some(error);
+                false
+            }
+        },
+    )?;
+    let end = [0xff; 8 + crate::claim::ID_MAX_LEN + 1];
+    backend.scan(Space::UserGifts, &[], &end, &mut |key| {
+        let Some((user, gift_id)) = key.split_first_chunk::<8>() else {
+            bad = Some(StoreError::Corrupt(format!("a user_gifts key of {} bytes", key.len())));
+            return false;
+        };
+        // A gift the campaign no longer has is never claimed again: nothing to look up.
+        if let Some(gift) = std::str::from_utf8(gift_id).ok().and_then(|id| binding.gift_index(id))
+        {
+            known.insert_user_gift(u64::from_be_bytes(*user), gift);
+        }
+        true
+    })?;
+    match bad {
+        Some(error) => Err(error),
+        None => Ok(known),
+    }
 }
 
 /// Per-game values published to the store handle.
@@ -512,6 +567,8 @@ pub(crate) struct Ledger<B> {
     incarnation: u64,
     next_lease: u64,
     shared: Arc<Shared>,
+    /// The order ids and (user, gift) counts the store may hold (see `known`).
+    known: Arc<Known>,
     /// Set by the first failed commit; from then on every command fails with it.
     failed: Option<StoreError>,
     staged: Staged,
@@ -525,6 +582,7 @@ impl<B: Backend> Ledger<B> {
         binding: Arc<CampaignBinding>,
         recovered: Recovered,
         shared: Arc<Shared>,
+        known: Arc<Known>,
     ) -> Self {
         assert_eq!(recovered.stock.len(), binding.gifts());
         assert_eq!(recovered.games.len(), binding.games());
@@ -542,6 +600,7 @@ impl<B: Backend> Ledger<B> {
             incarnation: recovered.incarnation,
             next_lease: 0,
             shared,
+            known,
             failed: None,
             staged: Staged::default(),
             pending: Vec::new(),
@@ -629,7 +688,7 @@ impl<B: Backend> Ledger<B> {
             if durability == Durability::Synced {
                 self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
-            self.staged.write_to(&self.binding, &mut self.backend);
+            self.staged.write_to(&self.binding, &self.known, &mut self.backend);
             match self.backend.commit(durability) {
                 Ok(()) => self.publish(tentative),
                 Err(error) => {
@@ -689,6 +748,9 @@ impl<B: Backend> Ledger<B> {
         if let Some(order) = self.staged.orders.get(id) {
             return Ok(Some(order.clone()));
         }
+        if !self.known.may_hold_order(id) {
+            return Ok(None);
+        }
         match self.backend.get(Space::Orders, &layout::order_key(id))? {
             Some(bytes) => layout::decode_order(*id, bytes.as_ref()).map(Some),
             None => Ok(None),
@@ -703,6 +765,9 @@ impl<B: Backend> Ledger<B> {
     ) -> Result<u32, StoreError> {
         if let Some(count) = self.staged.user_gifts.get(&(user, gift)) {
             return Ok(*count);
+        }
+        if !self.known.may_hold_user_gift(user, gift) {
+            return Ok(0);
         }
         let key = layout::user_gift_key(user, gift_id);
         match self.backend.get(Space::UserGifts, &key)? {
@@ -1130,15 +1195,25 @@ pub(crate) fn run<B: Backend>(
     mut ledger: Ledger<B>,
     mut queue: mpsc::Receiver<Command>,
     batch_max: usize,
+    linger: Option<CommitLinger>,
 ) {
-    let mut batch = Vec::with_capacity(batch_max);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
+    let take_queued = |queue: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>| {
         while batch.len() < batch_max {
             match queue.try_recv() {
                 Ok(command) => batch.push(command),
                 Err(_) => break,
             }
+        }
+    };
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        take_queued(&mut queue, &mut batch);
+        if let Some(linger) = &linger
+            && batch.len() < batch_max
+        {
+            linger.idle.wait_until_idle(Instant::now() + linger.max);
+            take_queued(&mut queue, &mut batch);
         }
         ledger.run_batch(batch.drain(..));
     }

@@ -121,8 +121,9 @@ fn binding() -> Arc<CampaignBinding> {
 fn ledger_on(mut backend: FakeBackend) -> Ledger<FakeBackend> {
     let binding = binding();
     let recovered = recover(&mut backend, &binding).expect("recover");
+    let known = Arc::new(known(&mut backend, &binding).expect("fill the filter"));
     let shared = Arc::new(Shared::new(&recovered));
-    Ledger::new(backend, binding, recovered, shared)
+    Ledger::new(backend, binding, recovered, shared, known)
 }
 
 fn ledger() -> Ledger<FakeBackend> {
