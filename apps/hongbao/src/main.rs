@@ -169,6 +169,12 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Transparent huge pages off for this process: mimalloc asks for them on its arenas, and with
+    // the kernel's usual `defrag = madvise` a fault on such memory may compact memory on the spot.
+    // Open-loop claims at a fixed rate showed it: p99 14–24 ms with them, 4.5–9 ms in most runs
+    // without (docs/BENCHMARKS.md); Redis gives its users the same advice. Best effort.
+    #[cfg(target_os = "linux")]
+    let thp = rustix::thread::disable_transparent_huge_pages(true);
     match cli.command {
         Command::Demo(args) => {
             init_tracing("warn");
@@ -176,6 +182,10 @@ fn main() -> Result<()> {
         }
         Command::Serve(args) => {
             init_tracing("info");
+            #[cfg(target_os = "linux")]
+            if let Err(error) = thp {
+                tracing::warn!(%error, "transparent huge pages stay on");
+            }
             runtime()?.block_on(node::serve(args))
         }
         Command::GameSim(args) => {
