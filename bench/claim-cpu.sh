@@ -3,6 +3,8 @@
 # the game simulator on core 1), and the server's CPU time per claim from /proc (steadier than
 # requests/s on a noisy machine). BIN=path compares two builds; `perf` as the argument also records
 # a profile of the claim run (PERFARGS overrides perf record's options). Needs wrk, taskset, curl.
+# THINK=ms paces wrk's connections (a think time between answer and next request) to measure latency
+# below the maximum.
 # Usage: bench/claim-cpu.sh [perf]     (reuses the users and claims in $WORK between runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ taskset -c 1 $bin game-sim --config $w/campaign.toml --addr 127.0.0.1:9100 --use
 pids+=($!); wait_port 9100
 rm -rf $w/data
 taskset -c 0 $bin serve --config $w/campaign.toml --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
-    --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} ${LINGER:+--store-linger-ms $LINGER} >/dev/null 2>&1 &
+    --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} ${LINGER:+--store-linger-ms $LINGER} >/dev/null 2>$w/server.log &
 node=$!; pids+=($node); wait_port 8080
 taskset -c 1 wrk -t1 -c256 -d${WARM:-15}s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt >/dev/null
 c0=$(cpu $node)
@@ -37,7 +39,7 @@ if [ "${1:-}" = perf ]; then
   perfpid=$!
 fi
 s0=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
-taskset -c 1 wrk -t1 -c256 -d${DUR:-5}s --latency -s bench/wrk/claim.lua http://127.0.0.1:8080 -- $w/claims.txt > $w/claim.wrk
+taskset -c 1 wrk -t1 -c256 -d${DUR:-5}s --latency -s bench/wrk/claim.lua http://127.0.0.1:8080 -- $w/claims.txt ${THINK:-} > $w/claim.wrk
 c2=$(cpu $node)
 s1=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
 claim=$(awk '/Requests\/sec/ {print $2}' $w/claim.wrk); p99=$(awk '$1=="99%" {print $2}' $w/claim.wrk)

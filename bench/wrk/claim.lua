@@ -1,6 +1,9 @@
 -- POST /v1/claims, each line of the file (from `hongbao bench claims`) used once: a distinct user
 -- and coupon per request. When the lines run out the script wraps around, and repeats answer 200
--- (replays): size the file for the run (requests/s × seconds).
+-- (replays): size the file for the run (requests/s × seconds). An optional second argument is a
+-- think time in milliseconds between a connection's answer and its next request, to hold the
+-- load at a chosen share of the maximum (latency is then still measured from the actual send, so
+-- a server stall shows less than in an open-loop run).
 local lines, i
 
 function init(args)
@@ -13,6 +16,13 @@ function init(args)
   end
   assert(#lines > 0, "no claims in " .. args[1])
   i = 0
+  local think = tonumber(args[2])
+  if think then
+    -- wrk looks for `delay` after `init`.
+    function delay()
+      return think
+    end
+  end
 end
 
 function request()
