@@ -169,7 +169,7 @@ impl EmbeddedStore {
         let binding = Arc::new(binding);
         let mut backend = FjallBackend::open(dir)?;
         let recovered = writer::recover(&mut backend, &binding)?;
-        let known = Arc::new(writer::known(&mut backend, &binding)?);
+        let known = Arc::new(writer::known(&mut backend, &binding, &recovered)?);
         let shared = Arc::new(Shared::new(&recovered));
         let reader = backend.reader(Arc::clone(&known));
         let ledger =
@@ -501,6 +501,12 @@ struct Reader {
 impl Reader {
     fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         if !self.known.may_hold_order(id) {
+            // The filter's promise, checked wherever assertions are on (every test run).
+            #[cfg(debug_assertions)]
+            assert!(
+                self.orders.get(layout::order_key(id)).ok().flatten().is_none(),
+                "the filter called order {id} absent, and it is there"
+            );
             return Ok(None);
         }
         match self

@@ -363,20 +363,17 @@ pub(crate) fn recover<B: Backend>(
 }
 
 /// Fills the filter of what the store holds from its order and (user, gift) keys: before the
-/// writer starts, so that its "certainly absent" is true from the first command on.
+/// writer starts, so that its "certainly absent" is true from the first command on. Sized for
+/// the campaign's stock, or for the orders already held if that is more (a campaign file whose
+/// stock was lowered; every order took one unit, so the stock counters count them).
 pub(crate) fn known<B: Backend>(
     backend: &mut B,
     binding: &CampaignBinding,
+    recovered: &Recovered,
 ) -> Result<Known, StoreError> {
-    let mut orders = 0u64;
+    let held = recovered.stock.iter().fold(0u64, |sum, taken| sum.saturating_add(*taken));
     let mut bad = None;
-    // Counted first so that a store already larger than the campaign's stock (a campaign file
-    // whose stock was lowered) still gets a filter of its size.
-    backend.scan(Space::Orders, &[], &[0xff; 17], &mut |_| {
-        orders += 1;
-        true
-    })?;
-    let known = Known::with_capacity(binding.stock_total().max(orders));
+    let known = Known::with_capacity(binding.stock_total().max(held));
     backend.scan(
         Space::Orders,
         &[],
@@ -749,6 +746,12 @@ impl<B: Backend> Ledger<B> {
             return Ok(Some(order.clone()));
         }
         if !self.known.may_hold_order(id) {
+            // The filter's promise, checked wherever assertions are on (every test run).
+            #[cfg(debug_assertions)]
+            assert!(
+                self.backend.get(Space::Orders, &layout::order_key(id))?.is_none(),
+                "the filter called order {id} absent, and it is there"
+            );
             return Ok(None);
         }
         match self.backend.get(Space::Orders, &layout::order_key(id))? {
@@ -767,6 +770,14 @@ impl<B: Backend> Ledger<B> {
             return Ok(*count);
         }
         if !self.known.may_hold_user_gift(user, gift) {
+            // The filter's promise, checked wherever assertions are on (every test run).
+            #[cfg(debug_assertions)]
+            assert!(
+                self.backend
+                    .get(Space::UserGifts, &layout::user_gift_key(user, gift_id))?
+                    .is_none(),
+                "the filter called user {user}'s count of {gift_id} absent, and it is there"
+            );
             return Ok(0);
         }
         let key = layout::user_gift_key(user, gift_id);

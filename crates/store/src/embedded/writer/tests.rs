@@ -121,7 +121,7 @@ fn binding() -> Arc<CampaignBinding> {
 fn ledger_on(mut backend: FakeBackend) -> Ledger<FakeBackend> {
     let binding = binding();
     let recovered = recover(&mut backend, &binding).expect("recover");
-    let known = Arc::new(known(&mut backend, &binding).expect("fill the filter"));
+    let known = Arc::new(known(&mut backend, &binding, &recovered).expect("fill the filter"));
     let shared = Arc::new(Shared::new(&recovered));
     Ledger::new(backend, binding, recovered, shared, known)
 }
