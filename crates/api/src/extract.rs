@@ -53,3 +53,16 @@ where
         Ok(ApiQuery(value))
     }
 }
+
+/// The request's `Idempotency-Key` header, if any: the one header the claim reads, taken without
+/// copying the whole header map as the `HeaderMap` extractor does on every request.
+#[derive(Debug)]
+pub struct IdempotencyKeyHeader(pub Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKeyHeader(parts.headers.get("idempotency-key").cloned()))
+    }
+}

@@ -12,7 +12,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use hongbao_domain::eligibility::{RoleContext, Subject, check};
 use hongbao_domain::{Ineligible, Order, OrderId, verify_coupon};
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, IdempotencyKeyHeader};
 use crate::state::ApiState;
 
 /// Orders `GET /v1/orders` returns at most.
@@ -65,13 +65,13 @@ impl Claimed {
 async fn claim(
     State(state): State<ApiState>,
     caller: Caller,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(idempotency_header): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<ClaimBody>,
 ) -> Result<(StatusCode, ApiJson<Claimed>), ApiError> {
     let campaign = &state.campaign;
     let now_s = state.clock.now_unix_s();
     let now_ms = u64::try_from(now_s).unwrap_or(0).saturating_mul(1000);
-    let idempotency = idempotency_key(&headers, &body)?;
+    let idempotency = idempotency_key(idempotency_header.as_ref(), &body)?;
     let coupon = verify_coupon(&state.coupon_key, &body.coupon, &campaign.id, now_s)?;
     coupon.check_owner(caller.user)?;
     let gift = campaign.gift_by_id(&body.gift_id).ok_or_else(|| {
@@ -168,10 +168,10 @@ fn replay(order: Order, gift_id: &str) -> Result<(StatusCode, ApiJson<Claimed>),
 
 /// `Idempotency-Key` and the fingerprint of the body it was sent with.
 fn idempotency_key(
-    headers: &HeaderMap,
+    header: Option<&HeaderValue>,
     body: &ClaimBody,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(value) = header else { return Ok(None) };
     let invalid = || {
         ApiError::bad_request(
             "invalid_idempotency_key",
