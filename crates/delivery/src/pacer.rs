@@ -63,9 +63,9 @@ pub(crate) struct Pacer {
     last_decrease: Option<Instant>,
     /// Reserved sends not answered yet (each occupies the window until its answer).
     in_flight: usize,
-    /// Answer instants of the last second, oldest first; each leaves the window one second
-    /// after it. Never more than `ceil(ceiling)` entries (an entry is only added for a
-    /// reservation made while the window had room).
+    /// Answer instants, oldest first; each leaves the window one second after it (dropped at
+    /// the next call after that). Each was a reservation made while the window had room at its
+    /// slot, so they number at most the reservations of about the last second.
     answered: VecDeque<Instant>,
 }
 
@@ -102,9 +102,7 @@ impl Pacer {
     /// credit builds up while the game is idle, held or paused.
     pub(crate) fn reserve(&mut self, now: Instant) -> Slot {
         self.recover(now);
-        while self.answered.front().is_some_and(|&t| t + WINDOW <= now) {
-            self.answered.pop_front();
-        }
+        self.forget_answers_left(now);
         // The window: at most `ceil(rate)` sends occupying it at the slot (see the module doc).
         let allowed = (self.rate_per_s.ceil() as usize).max(1);
         let occupied = self.in_flight + self.answered.len();
@@ -130,12 +128,17 @@ impl Pacer {
     pub(crate) fn answered(&mut self, now: Instant) {
         assert!(self.in_flight > 0, "an answer without a reservation");
         self.in_flight -= 1;
-        while self.answered.front().is_some_and(|&t| t + WINDOW <= now) {
-            self.answered.pop_front();
-        }
+        self.forget_answers_left(now);
         // Kept in order: the window pops from the front.
         let at = self.answered.back().map_or(now, |&last| last.max(now));
         self.answered.push_back(at);
+    }
+
+    /// Drops the answers that have left the window by `now`.
+    fn forget_answers_left(&mut self, now: Instant) {
+        while self.answered.front().is_some_and(|&t| t + WINDOW <= now) {
+            self.answered.pop_front();
+        }
     }
 
     /// A reserved slot was not used: nothing was sent, so nothing can arrive.
