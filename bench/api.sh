@@ -69,6 +69,8 @@ taskset -c 0 "$bin" bench floor --addr 127.0.0.1:8090 >/dev/null 2>&1 &
 floor_pid=$!; pids+=($floor_pid)
 wait_port 8090
 run_wrk floor "http://127.0.0.1:8090/floor"
+# The same stack answering the claim requests without deciding anything: HTTP's part of a claim.
+CLAIM_PATH=/floor/claim run_wrk floor-claim-shaped "http://127.0.0.1:8090" bench/wrk/claim.lua "$work/claims.txt" "$claim_duration"
 kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
 # 2-4. One API node with the users' profiles and the embedded store (fsync on every commit).

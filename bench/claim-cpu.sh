@@ -3,6 +3,8 @@
 # the game simulator on core 1), and the server's CPU time per claim from /proc (steadier than
 # requests/s on a noisy machine). BIN=path compares two builds; `perf` as the argument also records
 # a profile of the claim run (PERFARGS overrides perf record's options). Needs wrk, taskset, curl.
+# The floor also answers the claims themselves at /floor/claim (parsed, answered 202, nothing
+# decided): the HTTP part of a claim's cost.
 # THINK=ms paces wrk's connections (a think time between answer and next request) to measure latency
 # below the maximum.
 # Usage: bench/claim-cpu.sh [perf]     (reuses the users and claims in $WORK between runs)
@@ -14,6 +16,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; }
 trap cleanup EXIT
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+# CPU ticks per thread name (the runtime's workers, the store's writer, fjall's threads), summed.
+threads() { for t in /proc/$1/task/*; do echo "$(cat $t/comm) $(awk '{print $14 + $15}' $t/stat)"; done; }
 if [ ! -f $w/claims.txt ]; then
   opened_campaign $w/campaign.toml
   $bin gen --config $w/campaign.toml --users $users --out $w/profiles >/dev/null
@@ -22,7 +26,12 @@ if [ ! -f $w/claims.txt ]; then
 fi
 taskset -c 0 $bin bench floor --addr 127.0.0.1:8090 >/dev/null 2>&1 &
 fl=$!; pids+=($fl); wait_port 8090
+f0=$(cpu $fl)
 floor=$(taskset -c 1 wrk -t1 -c256 -d5s http://127.0.0.1:8090/floor | awk '/Requests\/sec/ {print $2}')
+f1=$(cpu $fl)
+# The same claims against the floor's claim-shaped route: HTTP's share of a claim.
+fclaim=$(CLAIM_PATH=/floor/claim taskset -c 1 wrk -t1 -c256 -d5s -s bench/wrk/claim.lua http://127.0.0.1:8090 -- $w/claims.txt | awk '/Requests\/sec/ {print $2}')
+f2=$(cpu $fl)
 kill $fl
 taskset -c 1 $bin game-sim --config $w/campaign.toml --addr 127.0.0.1:9100 --users $users --role-latency-ms 1 >/dev/null 2>&1 &
 pids+=($!); wait_port 9100
@@ -39,11 +48,27 @@ if [ "${1:-}" = perf ]; then
   perfpid=$!
 fi
 s0=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
+threads $node > $w/threads-before
 taskset -c 1 wrk -t1 -c256 -d${DUR:-5}s --latency -s bench/wrk/claim.lua http://127.0.0.1:8080 -- $w/claims.txt ${THINK:-} > $w/claim.wrk
 c2=$(cpu $node)
+threads $node > $w/threads-after
 s1=$(curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
 claim=$(awk '/Requests\/sec/ {print $2}' $w/claim.wrk); p99=$(awk '$1=="99%" {print $2}' $w/claim.wrk)
 python3 -c "
-f,l,c=$floor,$list,$claim
+f,fc,l,c=$floor,$fclaim,$list,$claim
+print(f'floor {f:.0f} cpu/req {($f1-$f0)*1e4/(f*5):.1f}us; claim-shaped floor {fc:.0f} ({fc/f:.2f}x) cpu/req {($f2-$f1)*1e4/(fc*5):.1f}us')
 print(f'floor {f:.0f} list {l:.0f} ({l/f:.2f}x) claim {c:.0f} ({c/f:.2f}x) p99 $p99; list cpu/req {($c1-$c0)*1e4/(l*5):.1f}us; claim cpu/claim {($c2-$c1)*1e4/max($s1-$s0,1):.1f}us ({$s1-$s0} commands)')"
+# Where a claim's CPU goes, by thread: the runtime (HTTP, verification) against the store's writer.
+python3 - $w/threads-before $w/threads-after $((s1 - s0)) <<'PY'
+import collections, sys
+def load(path):
+    ticks = collections.Counter()
+    for line in open(path):
+        name, value = line.rsplit(" ", 1)
+        ticks[name] += int(value)
+    return ticks
+before, after, claims = load(sys.argv[1]), load(sys.argv[2]), max(int(sys.argv[3]), 1)
+parts = sorted(((after[n] - before[n]) * 1e4 / claims, n) for n in after if after[n] > before[n])
+print("claim cpu by thread: " + ", ".join(f"{n} {us:.1f}us" for us, n in reversed(parts)))
+PY
 [ -n "${perfpid:-}" ] && wait $perfpid || true

@@ -3,8 +3,10 @@
 -- (replays): size the file for the run (requests/s × seconds). An optional second argument is a
 -- think time in milliseconds between a connection's answer and its next request, to hold the
 -- load at a chosen share of the maximum (latency is then still measured from the actual send, so
--- a server stall shows less than in an open-loop run).
+-- a server stall shows less than in an open-loop run). CLAIM_PATH in the environment sends the
+-- same requests elsewhere (the floor's claim-shaped route, /floor/claim).
 local lines, i
+local path = os.getenv("CLAIM_PATH") or "/v1/claims"
 
 function init(args)
   lines = {}
@@ -28,7 +30,7 @@ end
 function request()
   i = i % #lines + 1
   local l = lines[i]
-  return wrk.format("POST", "/v1/claims", {
+  return wrk.format("POST", path, {
     ["Authorization"] = l.auth,
     ["Content-Type"] = "application/json",
   }, l.body)

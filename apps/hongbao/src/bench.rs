@@ -7,10 +7,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::routing::get;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use hongbao_domain::synth::FIRST_USER_ID;
 use hongbao_domain::{Campaign, Channel, Coupon, sign_coupon, sign_ticket};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::node::shutdown_signal;
@@ -21,15 +23,58 @@ struct FloorBody {
     gifts: [&'static str; 3],
 }
 
+/// A claim's body as the floor's claim-shaped route reads it (the API's own shape).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read only to be parsed: the route measures the parse, not a use
+struct FloorClaimBody {
+    coupon: String,
+    gift_id: String,
+    zone_id: u16,
+    role_id: u64,
+}
+
+/// The answer of the floor's claim-shaped route: a claim's 202 body.
+#[derive(Serialize)]
+struct FloorClaimed {
+    order_id: String,
+    status: &'static str,
+    deliver_by: u64,
+}
+
 /// The floor: the cheapest JSON answer this stack (tokio, hyper, axum, serde) can give. Every
 /// benchmark reports its requests/s as a ratio to this one, measured in the same run.
+/// `POST /floor/claim` is the same stack's cheapest answer to a claim-shaped request (its headers
+/// and body parsed, a 202 body written, nothing decided): how much of a claim's cost is HTTP.
 pub async fn floor(addr: SocketAddr) -> Result<()> {
-    let app = Router::new().route(
-        "/floor",
-        get(|| async {
-            axum::Json(FloorBody { status: "ok", gifts: ["lh-starter", "ck-lucky", "sa-starter"] })
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/floor",
+            get(|| async {
+                axum::Json(FloorBody {
+                    status: "ok",
+                    gifts: ["lh-starter", "ck-lucky", "sa-starter"],
+                })
+            }),
+        )
+        .route(
+            "/floor/claim",
+            post(|headers: HeaderMap, axum::Json(body): axum::Json<FloorClaimBody>| async move {
+                let authorized = headers.get(AUTHORIZATION).is_some_and(|v| v.len() > 7);
+                let status =
+                    if authorized { StatusCode::ACCEPTED } else { StatusCode::UNAUTHORIZED };
+                let order_id =
+                    format!("{:032x}", u128::from(body.role_id) << 16 | u128::from(body.zone_id));
+                (
+                    status,
+                    axum::Json(FloorClaimed {
+                        order_id,
+                        status: "queued",
+                        deliver_by: 1_790_000_000_000,
+                    }),
+                )
+            }),
+        );
     let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
     println!("floor listening on http://{}/floor", listener.local_addr()?);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serve")
