@@ -7,8 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use hongbao_domain::synth::FIRST_USER_ID;
 use hongbao_domain::{Campaign, Channel, Coupon, sign_coupon, sign_ticket};
@@ -32,6 +34,20 @@ struct FloorClaimBody {
     gift_id: String,
     zone_id: u16,
     role_id: u64,
+}
+
+/// Whether the request carries a bearer token: read in place, as the API's `Caller` reads the
+/// ticket (the `HeaderMap` extractor would copy every header, which no API route does).
+struct Bearer(bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let token =
+            parts.headers.get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        Ok(Bearer(token.is_some_and(|t| !t.is_empty())))
+    }
 }
 
 /// The answer of the floor's claim-shaped route: a claim's 202 body.
@@ -59,8 +75,7 @@ pub async fn floor(addr: SocketAddr) -> Result<()> {
         )
         .route(
             "/floor/claim",
-            post(|headers: HeaderMap, axum::Json(body): axum::Json<FloorClaimBody>| async move {
-                let authorized = headers.get(AUTHORIZATION).is_some_and(|v| v.len() > 7);
+            post(|Bearer(authorized): Bearer, axum::Json(body): axum::Json<FloorClaimBody>| async move {
                 let status =
                     if authorized { StatusCode::ACCEPTED } else { StatusCode::UNAUTHORIZED };
                 let order_id =
