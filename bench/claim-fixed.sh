@@ -22,7 +22,7 @@ for run in $(seq "$runs"); do
     rm -rf "$w/fixed-data"
     taskset -c 0 "$bin" serve --config "$w/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
       --profiles "$w/profiles" --data "$w/fixed-data" --role api >/dev/null 2>&1 &
-    node=$!; wait_port 8080
+    node=$!; pids+=($node); wait_port 8080
     # Warm the role cache (not measured).
     taskset -c 1 wrk -t1 -c256 -d10s -s bench/wrk/list.lua http://127.0.0.1:8080 -- "$w/tokens.txt" >/dev/null
     taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$w/campaign.toml" --scenario replay \
@@ -30,6 +30,16 @@ for run in $(seq "$runs"); do
       --no-progress --json "$w/fixed.json" >/dev/null 2>&1
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "run", sys.argv[3], "achieved %.0f/s p50 %s p90 %s p99 %s max %s ms" % (r["achieved_rps"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"]))' \
       "$w/fixed.json" "$bin" "$run"
+    # The server's side of the tail: how long its synced commits (journal, memtables, fsync) took.
+    curl -s http://127.0.0.1:8081/admin/v1/store | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+bounds = s.get("synced_commit_bounds_ms")
+if bounds:
+    labels = [f"<={b}ms" for b in bounds] + [f">{bounds[-1]}ms"]
+    counts = " ".join(f"{l} {c}" for l, c in zip(labels, s["synced_commits_by_ms"]) if c)
+    fsyncs, longest_ms = s["fsyncs"], s["synced_commit_max_us"] / 1000
+    print(f"  store: {fsyncs} synced commits ({counts}), longest {longest_ms:.1f} ms")'
     kill "$node"; wait "$node" 2>/dev/null || true
   done
 done

@@ -32,7 +32,9 @@ pub fn router(state: AdminState) -> Router {
     hongbao_api::with_common_layers(routes).with_state(state)
 }
 
-/// The embedded store's writer: commands, batches, fsyncs (group commit at work).
+/// The embedded store's writer: commands, batches, fsyncs (group commit at work), and how long
+/// its synced commits took: `synced_commits_by_ms[i]` took at most `synced_commit_bounds_ms[i]`
+/// ms, the last entry longer than the last bound.
 #[derive(Serialize)]
 struct StoreStats {
     commands: u64,
@@ -40,6 +42,9 @@ struct StoreStats {
     fsyncs: u64,
     commit_failures: u64,
     batch_len_max: u64,
+    synced_commit_bounds_ms: [u64; 6],
+    synced_commits_by_ms: [u64; 7],
+    synced_commit_max_us: u64,
 }
 
 async fn store_stats(State(state): State<AdminState>) -> ApiJson<StoreStats> {
@@ -50,6 +55,9 @@ async fn store_stats(State(state): State<AdminState>) -> ApiJson<StoreStats> {
         fsyncs: s.fsyncs,
         commit_failures: s.commit_failures,
         batch_len_max: s.batch_len_max,
+        synced_commit_bounds_ms: hongbao_store::SYNCED_COMMIT_BOUNDS_MS,
+        synced_commits_by_ms: s.synced_commits_by_ms,
+        synced_commit_max_us: s.synced_commit_max_us,
     })
 }
 

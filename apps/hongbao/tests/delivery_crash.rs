@@ -172,6 +172,14 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
         assert!(Instant::now() < deadline, "not drained: {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The writer's figures on the admin address: every synced commit timed into one bucket (this
+    // node only settled deliveries, which need no fsync of their own, so there may be none).
+    let store = get_json(&client, &format!("{admin}/admin/v1/store")).await;
+    let fsyncs = store["fsyncs"].as_u64().unwrap();
+    assert!(store["commands"].as_u64().unwrap() > 0, "{store}");
+    let buckets = store["synced_commits_by_ms"].as_array().unwrap();
+    assert_eq!(buckets.len(), store["synced_commit_bounds_ms"].as_array().unwrap().len() + 1);
+    assert_eq!(buckets.iter().map(|b| b.as_u64().unwrap()).sum::<u64>(), fsyncs, "{store}");
     assert!(last.terminate().success());
 
     // Ours: every order delivered.

@@ -29,7 +29,10 @@ pub use claim::{
     CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS,
     IdempotencyKey, ORDERS_OF_MAX, TARGET_ID_MAX_LEN,
 };
-pub use embedded::{CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle};
+pub use embedded::{
+    CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle,
+    SYNCED_COMMIT_BOUNDS_MS,
+};
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
 pub use queue::{

@@ -193,6 +193,8 @@ async fn a_lingering_writer_batches_what_a_busy_runtime_sends_until_it_parks() {
     assert_eq!(after.commands - before.commands, 5);
     assert_eq!(after.batches - before.batches, 1, "five grants, one batch");
     assert_eq!(after.fsyncs - before.fsyncs, 1);
+    let timed = |s: &hongbao_store::EmbeddedStats| s.synced_commits_by_ms.iter().sum::<u64>();
+    assert_eq!(timed(&after) - timed(&before), 1, "the one commit is timed once");
 }
 
 /// A runtime that never goes idle delays a commit by the linger at most.

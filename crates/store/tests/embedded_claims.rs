@@ -134,6 +134,9 @@ async fn concurrent_claims_share_fsyncs() {
     assert_eq!(stats.commit_failures, 0);
     assert!(stats.fsyncs < accepted.len() as u64, "{stats:?} for {} claims", accepted.len());
     assert!(stats.batch_len_max > 1, "{stats:?}");
+    // Every synced commit is timed into exactly one bucket, and a real fsync takes some time.
+    assert_eq!(stats.synced_commits_by_ms.iter().sum::<u64>(), stats.fsyncs, "{stats:?}");
+    assert!(stats.synced_commit_max_us > 0, "{stats:?}");
 }
 
 /// Expired idempotency keys are dropped by compaction; live ones stay and still conflict.

@@ -107,6 +107,12 @@ impl Default for EmbeddedConfig {
     }
 }
 
+/// Upper bounds, in milliseconds, of the synced-commit duration buckets in [`EmbeddedStats`]; one
+/// more bucket counts the commits longer than the last bound.
+pub const SYNCED_COMMIT_BOUNDS_MS: [u64; 6] = [1, 2, 5, 10, 20, 50];
+/// Buckets of [`EmbeddedStats::synced_commits_by_ms`].
+pub const SYNCED_COMMIT_BUCKETS: usize = SYNCED_COMMIT_BOUNDS_MS.len() + 1;
+
 /// What the writer has done since open; counters only grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmbeddedStats {
@@ -120,6 +126,12 @@ pub struct EmbeddedStats {
     pub commit_failures: u64,
     /// Largest batch so far.
     pub batch_len_max: u64,
+    /// Synced commits (the ones callers wait for) by duration — journal write, memtable inserts
+    /// and fsync: entry `i` counts those that took at most [`SYNCED_COMMIT_BOUNDS_MS`]`[i]` ms and
+    /// more than the bound before it; the last entry, those over 50 ms. Sums to `fsyncs`.
+    pub synced_commits_by_ms: [u64; SYNCED_COMMIT_BUCKETS],
+    /// The longest synced commit so far, in microseconds.
+    pub synced_commit_max_us: u64,
 }
 
 /// Durable store of every port on fjall. Dropping it (or [`EmbeddedStore::close`]) stops taking
@@ -192,6 +204,10 @@ impl EmbeddedStore {
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             commit_failures: s.commit_failures.load(Ordering::Relaxed),
             batch_len_max: s.batch_len_max.load(Ordering::Relaxed),
+            synced_commits_by_ms: std::array::from_fn(|i| {
+                s.synced_commits_by_ms[i].load(Ordering::Relaxed)
+            }),
+            synced_commit_max_us: s.synced_commit_max_us.load(Ordering::Relaxed),
         }
     }
 

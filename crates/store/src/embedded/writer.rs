@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hongbao_domain::{GameIndex, GiftIndex, Order, OrderEvent, OrderId, OrderStatus};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::idle::CommitLinger;
 use super::known::Known;
 use super::layout::{self, GrantKey, grant_key};
+use super::{SYNCED_COMMIT_BOUNDS_MS, SYNCED_COMMIT_BUCKETS};
 use crate::claim::{
     self, CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, IdempotencyRecord,
     KeyCheck, Prepared, RecordedKind,
@@ -428,6 +429,9 @@ pub(crate) struct Shared {
     pub fsyncs: AtomicU64,
     pub commit_failures: AtomicU64,
     pub batch_len_max: AtomicU64,
+    /// Synced commits by how long they took, bucketed by [`SYNCED_COMMIT_BOUNDS_MS`].
+    pub synced_commits_by_ms: [AtomicU64; SYNCED_COMMIT_BUCKETS],
+    pub synced_commit_max_us: AtomicU64,
 }
 
 impl Shared {
@@ -445,6 +449,17 @@ impl Shared {
             slot.store(value, Ordering::Relaxed);
         }
         shared
+    }
+
+    /// Counts one synced commit that took `elapsed`.
+    fn record_synced_commit(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = SYNCED_COMMIT_BOUNDS_MS
+            .iter()
+            .position(|bound_ms| us <= bound_ms * 1000)
+            .unwrap_or(SYNCED_COMMIT_BOUNDS_MS.len());
+        self.synced_commits_by_ms[bucket].fetch_add(1, Ordering::Relaxed);
+        self.synced_commit_max_us.fetch_max(us, Ordering::Relaxed);
     }
 
     pub fn granted(&self, channel: Channel) -> u64 {
@@ -685,8 +700,15 @@ impl<B: Backend> Ledger<B> {
             if durability == Durability::Synced {
                 self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
+            let started = Instant::now();
             self.staged.write_to(&self.binding, &self.known, &mut self.backend);
-            match self.backend.commit(durability) {
+            let committed = self.backend.commit(durability);
+            if durability == Durability::Synced {
+                // What this batch's callers waited for, past their batch's turn: observability
+                // only (`/admin/v1/store`), never a decision.
+                self.shared.record_synced_commit(started.elapsed());
+            }
+            match committed {
                 Ok(()) => self.publish(tentative),
                 Err(error) => {
                     tracing::error!(

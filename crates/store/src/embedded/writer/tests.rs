@@ -794,3 +794,17 @@ proptest! {
         }
     }
 }
+
+/// Synced commits land in the bucket whose bound is the first at or above their duration; the
+/// last bucket takes everything over 50 ms, and the maximum is kept in microseconds.
+#[test]
+fn synced_commit_durations_fill_their_buckets_at_the_bounds() {
+    let shared = Shared::default();
+    for us in [0, 1_000, 1_001, 5_000, 50_000, 50_001, 3_600_000_000] {
+        shared.record_synced_commit(Duration::from_micros(us));
+    }
+    let counts: Vec<u64> =
+        shared.synced_commits_by_ms.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(counts, [2, 1, 1, 0, 0, 1, 2]);
+    assert_eq!(shared.synced_commit_max_us.load(Ordering::Relaxed), 3_600_000_000);
+}
