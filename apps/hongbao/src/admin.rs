@@ -42,8 +42,8 @@ struct StoreStats {
     fsyncs: u64,
     commit_failures: u64,
     batch_len_max: u64,
-    synced_commit_bounds_ms: [u64; 6],
-    synced_commits_by_ms: [u64; 7],
+    synced_commit_bounds_ms: [u64; hongbao_store::SYNCED_COMMIT_BOUNDS_MS.len()],
+    synced_commits_by_ms: [u64; hongbao_store::SYNCED_COMMIT_BUCKETS],
     synced_commit_max_us: u64,
 }
 

@@ -31,7 +31,7 @@ pub use claim::{
 };
 pub use embedded::{
     CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle,
-    SYNCED_COMMIT_BOUNDS_MS,
+    SYNCED_COMMIT_BOUNDS_MS, SYNCED_COMMIT_BUCKETS,
 };
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
