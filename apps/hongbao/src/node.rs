@@ -41,14 +41,22 @@ pub struct ServeArgs {
     /// Share of each game's capacity the delivery pacer uses, in (0, 1].
     #[arg(long, default_value_t = hongbao_delivery::PACING_HEADROOM_DEFAULT)]
     pub pacing_headroom: f64,
-    /// Most store commands committed together with one fsync (group commit).
-    #[arg(long, default_value_t = hongbao_store::embedded::BATCH_MAX_DEFAULT)]
+    /// Most store commands committed together with one fsync (group commit), 1 to 65536.
+    #[arg(long, default_value_t = hongbao_store::embedded::BATCH_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1..=hongbao_store::embedded::BATCH_MAX_LIMIT as u64))]
     pub store_batch_max: usize,
     /// Longest wait of the store writer for a busy runtime to go idle before it commits a
-    /// batch, in milliseconds (larger batches, fewer fsyncs under load); 0 never waits.
-    #[arg(long, default_value_t = STORE_LINGER_MS_DEFAULT)]
+    /// batch, in milliseconds (larger batches, fewer fsyncs under load); 0 never waits, at most
+    /// 1000.
+    #[arg(long, default_value_t = STORE_LINGER_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=STORE_LINGER_MS_MAX))]
     pub store_linger_ms: u64,
 }
+
+/// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
+/// fsync, so more than a second is a mistake, not a setting.
+pub const STORE_LINGER_MS_MAX: u64 = 1000;
 
 /// Default `--store-linger-ms`: under the fsync's own 1–2.5 ms on this class of disk, so a
 /// lingering batch waits at most about one more commit's time.
@@ -148,6 +156,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         pacing_headroom: args.pacing_headroom,
         ..DispatcherConfig::default()
     };
+    // Before anything is opened: a bad flag must not create the data directory or bump the
+    // store's incarnation. (The dispatcher checks again when it starts.)
+    delivery.validate().context("check the delivery settings")?;
     let node = Node::open(campaign, profiles, &args.data, args.role, delivery, store_config)?;
     let api = match args.role {
         NodeRole::Worker => None,

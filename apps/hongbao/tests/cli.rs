@@ -144,6 +144,31 @@ fn bad_campaign_file_is_refused_with_file_field_and_reason() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
 }
 
+/// Out-of-range node settings are refused with the flag and its range, before any data is made.
+#[test]
+fn serve_refuses_out_of_range_settings_before_touching_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = campaign_path();
+    for (flag, value, says) in [
+        ("--store-linger-ms", "1001", "0..=1000"),
+        ("--store-batch-max", "0", "1..=65536"),
+        ("--pacing-headroom", "1.5", "pacing_headroom"),
+        ("--capacity-scale", "0", "capacity_scale"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap(), "--data"])
+            .arg(&data)
+            .args(["--addr", "127.0.0.1:0", "--role", "worker", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+    assert!(!data.exists(), "a refused setting created the data directory");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_health_and_catalog_with_no_files() {
     let data = tempfile::tempdir().unwrap();

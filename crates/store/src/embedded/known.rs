@@ -2,8 +2,8 @@
 //! counts, so that the reads a new claim makes find "absent" without a lookup.
 //!
 //! A new claim asks three times whether something exists: the API asks for the order (a
-//! replay is answered before anything else), the writer asks again under its lock, and the
-//! writer reads the user's count of that gift. For a new claim all three are absent, and a
+//! replay is answered before anything else), the writer asks again when it decides the claim,
+//! and the writer reads the user's count of that gift. For a new claim all three are absent, and a
 //! miss still walks the memtable's skip list of every tree it may be in: profiles put those
 //! look-ups at about a fifth of a claim's CPU. The filter answers "certainly absent" for ~97 %
 //! of them; "maybe" falls through to the real read, so a false positive costs only the read
