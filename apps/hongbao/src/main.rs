@@ -110,6 +110,18 @@ enum BenchCommand {
         #[arg(long, default_value = "127.0.0.1:8090", value_parser = parse_addr)]
         addr: SocketAddr,
     },
+    /// The real API router over the in-memory store: grabs and claims decided as `serve` decides
+    /// them, but nothing written to disk. Not durable, never for a campaign: it measures what a
+    /// claim costs with the durable write taken away (the ceiling any store could reach).
+    InMemory {
+        #[arg(long)]
+        config: PathBuf,
+        /// Directory holding `profiles.bin` from `hongbao gen`.
+        #[arg(long)]
+        profiles: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+        addr: SocketAddr,
+    },
     /// `ticket<TAB>claim body` lines for the claim wrk script: one distinct coupon per line.
     Claims {
         #[arg(long)]
@@ -217,6 +229,11 @@ fn main() -> Result<()> {
         }
         Command::Bench { command: BenchCommand::Floor { addr } } => {
             runtime()?.block_on(bench::floor(addr))
+        }
+        Command::Bench { command: BenchCommand::InMemory { config, profiles, addr } } => {
+            init_tracing("warn");
+            let campaign = load_campaign(&config)?;
+            runtime()?.block_on(bench::in_memory(campaign, &profiles, addr))
         }
         Command::Bench {
             command: BenchCommand::Claims { config, users, seed, balance_s, out },

@@ -206,3 +206,55 @@ async fn demo_serves_health_and_catalog_with_no_files() {
     let status = demo.terminate();
     assert!(status.success(), "demo exited with {status}");
 }
+
+/// `bench in-memory` (the benchmarks' claim path without its durable write) decides claims as
+/// `serve` does: a new claim 202, the same claim again 200 with the same order, the coupon with
+/// another gift 409. Otherwise its figures would not say what a claim costs without the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_in_memory_decides_claims_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = "500";
+    let (_sim, sim_url) = spawn_sim(42, 500, &[]);
+    let (config, campaign) = support::open_campaign_file(dir.path(), &sim_url, |text| text);
+    let profiles = dir.path().join("profiles");
+    let profiles = profiles.to_str().unwrap();
+    run_ok(&["gen", "--config", &config, "--users", users, "--out", profiles, "--seed", "42"]);
+    let claims = dir.path().join("claims.txt");
+    let claims = claims.to_str().unwrap();
+    run_ok(&["bench", "claims", "--config", &config, "--users", users, "--out", claims]);
+    let mut api = Running::spawn(&[
+        "bench",
+        "in-memory",
+        "--config",
+        &config,
+        "--profiles",
+        profiles,
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    let url = api.wait_for_url("listening");
+
+    let text = std::fs::read_to_string(claims).unwrap();
+    let (ticket, body) = text.lines().next().unwrap().split_once('\t').unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client.post(format!("{url}/v1/claims")).bearer_auth(ticket).json(&body).send()
+    };
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = post(body.clone()).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], first["order_id"]);
+
+    let mut other = body.clone();
+    other["gift_id"] = serde_json::json!(
+        campaign.gifts.iter().map(|g| &g.id).find(|id| body["gift_id"] != id.as_str()).unwrap()
+    );
+    let conflict = post(other).await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    let conflict: serde_json::Value = conflict.json().await.unwrap();
+    assert_eq!(conflict["error"]["code"], "coupon_already_redeemed");
+}
