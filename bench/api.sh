@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The API suite in one run: the floor (a minimal axum handler), gift list (warm caches), grab and
+# The API suite in one run: the floor (a minimal axum handler), claims over the in-memory store
+# (nothing written: the claim without its durable write), gift list (warm caches), grab and
 # claim with wrk (server pinned to core 0; wrk and the game simulator to core 1), then the
 # group-commit table (claims at several store batch sizes: fsyncs/s and p99). Prints markdown and,
 # with --write, replaces the tables between the bench:api markers in docs/BENCHMARKS.md.
@@ -60,7 +61,7 @@ start_node() { # data-dir batch-max
   node_pid=$!; pids+=($node_pid)
   wait_port 8080
   # Warm the role cache: every user's list at least twice (not measured).
-  taskset -c 1 wrk -t1 -c"$conns" -d15s -s bench/wrk/list.lua http://127.0.0.1:8080 -- "$work/tokens.txt" >/dev/null
+  warm_roles http://127.0.0.1:8080 "$work/tokens.txt" "$users" "$conns"
 }
 stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
 
@@ -73,11 +74,24 @@ run_wrk floor "http://127.0.0.1:8090/floor"
 CLAIM_PATH=/floor/claim run_wrk floor-claim-shaped "http://127.0.0.1:8090" bench/wrk/claim.lua "$work/claims.txt" "$claim_duration"
 kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
+# The same API over the in-memory store (`hongbao bench in-memory`: every decision made, nothing
+# written): a claim without its durable write, the most any store could give. Its claims are
+# forgotten when it stops, so the node below still sees them as new.
+taskset -c 0 "$bin" bench in-memory --config "$work/campaign.toml" --addr 127.0.0.1:8080 \
+  --profiles "$work/profiles" >/dev/null 2>&1 &
+memory_pid=$!; pids+=($memory_pid)
+wait_port 8080
+warm_roles http://127.0.0.1:8080 "$work/tokens.txt" "$users" "$conns"
+run_wrk claim-in-memory "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt" "$claim_duration"
+kill "$memory_pid"; wait "$memory_pid" 2>/dev/null || true
+
 # 2-4. One API node with the users' profiles and the embedded store (fsync on every commit).
 start_node "$work/data" 1024
+# Claims first: they need the warmed roles, whose cache entries expire 60 s after the warm-up
+# loaded them (on a slow day the warm-up alone takes half of that).
+run_wrk claim "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt" "$claim_duration"
 run_wrk list "http://127.0.0.1:8080" bench/wrk/list.lua "$work/tokens.txt"
 run_wrk grab "http://127.0.0.1:8080" bench/wrk/grab.lua "$work/tokens.txt"
-run_wrk claim "http://127.0.0.1:8080" bench/wrk/claim.lua "$work/claims.txt" "$claim_duration"
 
 # Latency at fixed rates (open loop, from intended send times), on a fresh node (the grab run
 # above may have spent the channels' budgets, which the list scenario's grabs need): claims at
@@ -144,13 +158,16 @@ floor_rps=$(awk '$1=="floor" {print $2}' "$work/results")
   echo
   echo "Latency at fixed rates (\`hongbao load\`, open loop, latency from intended send times):"
   echo
-  echo "| endpoint | offered/s | achieved/s | p50 ms | p99 ms |"
-  echo "| --- | ---: | ---: | ---: | ---: |"
+  echo "| endpoint | offered/s | achieved/s | p50 ms | p99 ms | valid |"
+  echo "| --- | ---: | ---: | ---: | ---: | --- |"
+  # Below 95 % of the offered rate the generator (or the server) fell behind its schedule, and
+  # latency from intended send times then measures that queue, not a claim: say so in the row.
+  valid() { awk -v a="$1" -v o="$2" 'BEGIN {print (a >= 0.95 * o) ? "yes" : "no: achieved < 95 % of offered"}'; }
   while read -r name rate achieved p50 p99; do
-    echo "| $name | $rate | $achieved | $p50 | $p99 |"
+    echo "| $name | $rate | $(printf '%.0f' "$achieved") | $p50 | $p99 | $(valid "$achieved" "$rate") |"
   done < "$work/fixed"
   read -r j_rps j_p50 j_p99 j_ttd50 j_ttd99 <<< "$journey"
-  echo "| journey (claim step; node with workers) | 100 | $j_rps | $j_p50 | $j_p99 |"
+  echo "| journey (claim step; node with workers) | 100 | $(printf '%.0f' "$j_rps") | $j_p50 | $j_p99 | $(valid "$j_rps" 100) |"
   echo
   echo "Journey time from claim to delivered: p50 $j_ttd50 ms, p99 $j_ttd99 ms."
   echo

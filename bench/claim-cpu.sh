@@ -47,7 +47,7 @@ else
       --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} ${LINGER:+--store-linger-ms $LINGER} >/dev/null 2>$w/server.log &
 fi
 node=$!; pids+=($node); wait_port 8080
-taskset -c 1 wrk -t1 -c256 -d${WARM:-15}s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt >/dev/null
+warm_roles http://127.0.0.1:8080 $w/tokens.txt $users
 c0=$(cpu $node)
 list=$(taskset -c 1 wrk -t1 -c256 -d5s -s bench/wrk/list.lua http://127.0.0.1:8080 -- $w/tokens.txt | awk '/Requests\/sec/ {print $2}')
 c1=$(cpu $node)

@@ -24,7 +24,7 @@ for run in $(seq "$runs"); do
       --profiles "$w/profiles" --data "$w/fixed-data" --role api >/dev/null 2>&1 &
     node=$!; pids+=($node); wait_port 8080
     # Warm the role cache (not measured).
-    taskset -c 1 wrk -t1 -c256 -d10s -s bench/wrk/list.lua http://127.0.0.1:8080 -- "$w/tokens.txt" >/dev/null
+    warm_roles http://127.0.0.1:8080 "$w/tokens.txt" "$users"
     taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$w/campaign.toml" --scenario replay \
       --requests "$w/claims.txt" --rate "${RATE:-15000}" --duration "${DUR:-5}s" --connections 256 \
       --no-progress --json "$w/fixed.json" >/dev/null 2>&1

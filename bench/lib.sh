@@ -12,3 +12,16 @@ opened_campaign() {
   start="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S+00:00)"
   sed "s/^starts_at = .*/starts_at = \"$start\"/" config/spring-festival.toml > "$1"
 }
+
+# Warms a node's role cache with gift lists (not measured) until every user of TOKENS has been
+# listed at least twice. A fixed duration is not enough on a slow day, and each wrk run starts
+# at the file's first user, so the runs go on from where the last one stopped. Bounded: at most
+# 40 runs of 5 s. Usage: warm_roles URL TOKENS USERS [CONNECTIONS]
+warm_roles() {
+  local url=$1 tokens=$2 users=$3 conns=${4:-256} served=0 offset=0 n runs=0
+  while [ "$served" -lt $((2 * users)) ] && [ "$runs" -lt 40 ]; do
+    n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s -s bench/wrk/list.lua "$url" -- "$tokens" "$offset" | awk '/requests in/ {print $1}')
+    served=$((served + ${n:-0})); offset=$(( (offset + ${n:-0}) % users )); runs=$((runs + 1))
+  done
+  [ "$served" -ge $((2 * users)) ] || echo "warning: role cache warm-up served only $served lists for $users users" >&2
+}

@@ -1,11 +1,12 @@
--- GET /v1/coupons/{coupon}/gifts for many distinct users.
+-- GET /v1/coupons/{coupon}/gifts for many distinct users, round-robin from the first user or from
+-- the index given as the second argument (warm-ups go on where the last run stopped).
 package.path = package.path .. ";bench/wrk/?.lua"
 local tokens = require("tokens")
 local users, i
 
 function init(args)
   users = tokens.load(args[1])
-  i = 0
+  i = (tonumber(args[2]) or 0) % #users
 end
 
 function request()
