@@ -96,14 +96,15 @@ run_wrk grab "http://127.0.0.1:8080" bench/wrk/grab.lua "$work/tokens.txt"
 # Latency at fixed rates (open loop, from intended send times), on a fresh node (the grab run
 # above may have spent the channels' budgets, which the list scenario's grabs need): claims at
 # 80 % of wrk's maximum and the gift list at 50 %, each at most what `hongbao load` sustains on
-# its one core without becoming the bottleneck itself (reqwest: ~15,000 claims/s, ~10,000
-# lists/s; above that it measures its own queue). The offered column says which applied.
+# its one core without becoming the bottleneck itself (claims replayed on its own connections:
+# 20,000/s sustained on the slow 2026-12-02 machine, `bench/load-max.sh`; lists through reqwest:
+# ~10,000/s; above that it measures its own queue). The offered column says which applied.
 load_json() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["achieved_rps"], r["p50_ms"], r["p99_ms"])' "$1"; }
 stop_node
 start_node "$work/data-fixed" 1024
 claim_max=$(awk '$1=="claim" {print $2}' "$work/results")
 list_max=$(awk '$1=="list" {print $2}' "$work/results")
-claim_rate=$(awk -v r="$claim_max" 'BEGIN {x = r * 0.8; if (x > 15000) x = 15000; printf "%d", x}')
+claim_rate=$(awk -v r="$claim_max" 'BEGIN {x = r * 0.8; if (x > 20000) x = 20000; printf "%d", x}')
 list_rate=$(awk -v r="$list_max" 'BEGIN {x = r * 0.5; if (x > 10000) x = 10000; printf "%d", x}')
 taskset -c 1 "$bin" load --target http://127.0.0.1:8080 --config "$work/campaign.toml" --scenario replay \
   --requests "$work/claims-fixed.txt" --rate "$claim_rate" --duration "${claim_duration}s" --connections "$conns" \

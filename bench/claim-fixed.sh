@@ -3,7 +3,7 @@
 # simulator and `hongbao load` on core 1, latency from intended send times. RUNS runs per build,
 # builds alternating (BINS="a b" compares binaries); reuses bench/claim-cpu.sh's users and claims
 # (run that once first). RATE (default 15,000/s) must stay within what the generator sustains
-# on its one core (~22,000 claims/s). Usage: bench/claim-fixed.sh        needs: wrk, taskset
+# on its one core (`bench/load-max.sh`: 20,000 claims/s on the slow 2026-12-02 machine). Usage: bench/claim-fixed.sh        needs: wrk, taskset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh

@@ -19,6 +19,7 @@
 //!   per scheduled request in file order, each used once. When the file runs out the run stops
 //!   scheduling and the report says how many requests were not sent.
 
+mod conns;
 pub mod replay;
 mod scenario;
 pub mod schedule;
@@ -272,6 +273,13 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
                 .drain_timeout
                 .saturating_sub(config.request_timeout.min(config.drain_timeout / 2)),
         ticket_ttl_s,
+        // Replays to a plain http:// target skip reqwest (see `conns`).
+        conns: replay.as_ref().and_then(|_| {
+            conns::TargetConns::for_target(
+                config.target.trim_end_matches('/'),
+                config.request_timeout,
+            )
+        }),
         replay: replay.clone(),
     });
 

@@ -20,6 +20,7 @@ use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder};
 
@@ -171,15 +172,8 @@ impl ReplayRequests {
         url.push_str(target);
         url.push_str(path);
         let mut request = client.request(METHODS[usize::from(line.method)].clone(), url);
-        if !line.ticket.is_empty() {
-            let ticket = &self.buf[line.ticket.range()];
-            let mut value = Vec::with_capacity(BEARER.len() + ticket.len());
-            value.extend_from_slice(BEARER);
-            value.extend_from_slice(ticket);
-            // Checked to be visible ASCII when loaded: always a valid header value.
-            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
-                request = request.header(AUTHORIZATION, value);
-            }
+        if let Some(value) = self.authorization(line) {
+            request = request.header(AUTHORIZATION, value);
         }
         if !line.body.is_empty() {
             request = request
@@ -187,6 +181,41 @@ impl ReplayRequests {
                 .body(self.buf.slice(line.body.range()));
         }
         request
+    }
+
+    /// Request `index` as a plain HTTP/1.1 request with the path as its URI (the connection
+    /// adds `Host`), for [`crate::conns::TargetConns`]. `None` when the path is not a valid
+    /// request target as it stands (reqwest's URL parser would percent-encode it instead).
+    pub(crate) fn plain_request(&self, index: usize) -> Option<http::Request<Full<Bytes>>> {
+        let line = &self.lines[index];
+        let uri = http::Uri::from_maybe_shared(Bytes::copy_from_slice(self.path(line).as_bytes()))
+            .ok()?;
+        let mut request = http::Request::builder()
+            .method(METHODS[usize::from(line.method)].clone())
+            .uri(uri)
+            .body(Full::new(self.buf.slice(line.body.range())))
+            .ok()?;
+        let headers = request.headers_mut();
+        if let Some(value) = self.authorization(line) {
+            headers.insert(AUTHORIZATION, value);
+        }
+        if !line.body.is_empty() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Some(request)
+    }
+
+    /// `Bearer <ticket>` of a line that has a ticket.
+    fn authorization(&self, line: &Line) -> Option<HeaderValue> {
+        if line.ticket.is_empty() {
+            return None;
+        }
+        let ticket = &self.buf[line.ticket.range()];
+        let mut value = Vec::with_capacity(BEARER.len() + ticket.len());
+        value.extend_from_slice(BEARER);
+        value.extend_from_slice(ticket);
+        // Checked to be visible ASCII when loaded: always a valid header value.
+        HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
     }
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::Scenario;
+use crate::conns::{SendError, TargetConns};
 use crate::replay::ReplayRequests;
 use crate::stats::{Answer, Endpoint, Recorder};
 use crate::users::UserStates;
@@ -41,6 +42,8 @@ pub(crate) struct Ctx {
     pub ticket_ttl_s: u64,
     /// The replay scenario's requests.
     pub replay: Option<Arc<ReplayRequests>>,
+    /// The replay scenario's connections to a plain `http://` target (else reqwest's).
+    pub conns: Option<TargetConns>,
 }
 
 pub(crate) struct Iteration {
@@ -87,9 +90,15 @@ pub(crate) async fn run_iteration(ctx: &Ctx, it: Iteration) {
 /// Sends line `index` of the replay file: one request, counted as `replay`.
 pub(crate) async fn run_replay(ctx: &Ctx, index: usize, intended: Instant, record: bool) {
     let Some(requests) = &ctx.replay else { return };
-    let request = requests.request(&ctx.client, &ctx.target, index);
-    let (outcome, latency) = match ctx.call(Endpoint::Replay, record, intended, request, true).await
-    {
+    let plain = ctx.conns.as_ref().and_then(|c| Some((c, requests.plain_request(index)?)));
+    let answer = match plain {
+        Some((conns, request)) => ctx.call_plain(conns, record, intended, request).await,
+        None => {
+            let request = requests.request(&ctx.client, &ctx.target, index);
+            ctx.call(Endpoint::Replay, record, intended, request, true).await
+        }
+    };
+    let (outcome, latency) = match answer {
         Ok((status, _)) if status.is_success() => ("ok", Some(intended.elapsed())),
         Ok(_) => (failed(Endpoint::Replay), None),
         Err(o) => (o, None),
@@ -263,6 +272,39 @@ impl Ctx {
             Ok::<_, reqwest::Error>((status, body))
         }
         .await;
+        let result = result.map_err(|e| {
+            if e.is_timeout() {
+                SendError::Timeout
+            } else if e.is_connect() {
+                SendError::Connect
+            } else {
+                SendError::Io
+            }
+        });
+        self.answered(endpoint, record, intended, result)
+    }
+
+    /// [`Ctx::call`] for a replay request on the run's own connections to the target.
+    async fn call_plain(
+        &self,
+        conns: &TargetConns,
+        record: bool,
+        intended: Instant,
+        request: http::Request<http_body_util::Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), Outcome> {
+        let Ok(_permit) = self.connections.acquire().await else { return Err("run_ended") };
+        let result = conns.send(request).await;
+        self.answered(Endpoint::Replay, record, intended, result)
+    }
+
+    /// Counts a request's answer (or why there was none), timed from `intended`.
+    fn answered(
+        &self,
+        endpoint: Endpoint,
+        record: bool,
+        intended: Instant,
+        result: Result<(StatusCode, Bytes), SendError>,
+    ) -> Result<(StatusCode, Bytes), Outcome> {
         let latency = intended.elapsed();
         match result {
             Ok((status, body)) => {
@@ -272,12 +314,10 @@ impl Ctx {
                 Ok((status, body))
             }
             Err(e) => {
-                let (answer, latency) = if e.is_timeout() {
-                    (Answer::Timeout, Some(latency))
-                } else if e.is_connect() {
-                    (Answer::ConnectError, None)
-                } else {
-                    (Answer::IoError, None)
+                let (answer, latency) = match e {
+                    SendError::Timeout => (Answer::Timeout, Some(latency)),
+                    SendError::Connect => (Answer::ConnectError, None),
+                    SendError::Io => (Answer::IoError, None),
                 };
                 self.recorder.request(endpoint, record, answer, latency);
                 Err(failed(endpoint))

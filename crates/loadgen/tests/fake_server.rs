@@ -626,3 +626,32 @@ async fn live_target_smoke() {
     eprintln!("{}", report.table());
     assert_eq!(statuses_sum(&report), report.requests);
 }
+
+/// Replays to a plain `http://` target go over the generator's own connections (not reqwest's):
+/// a refused connection and an answer later than the request timeout are still counted, each
+/// request once, and the run still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_failures_on_its_own_connections_are_counted() {
+    let (url, fake) = start(Fake { delay: Duration::from_millis(400), ..Fake::default() }).await;
+    let text: String =
+        (0..4).map(|i| format!("{}\t{{\"coupon\":\"c{i}\"}}\n", ticket(&fake, 1000 + i))).collect();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let requests = ReplayRequests::parse("refused.tsv", text.clone()).expect("parse");
+    let report = run(replay_config(&closed, &fake, requests, 20.0, 200)).await.expect("run");
+    assert_eq!(count(&report.statuses, "connect_error"), 4, "{:?}", report.statuses);
+    assert_eq!(statuses_sum(&report), 4);
+    assert_eq!(count(&report.outcomes, "replay_failed"), 4);
+
+    let requests = ReplayRequests::parse("slow.tsv", text).expect("parse");
+    let mut c = replay_config(&url, &fake, requests, 20.0, 200);
+    c.connections = 4;
+    c.request_timeout = Duration::from_millis(100);
+    let report = run(c).await.expect("run");
+    assert_eq!(count(&report.statuses, "timeout"), 4, "{:?}", report.statuses);
+    assert_eq!(statuses_sum(&report), 4);
+    assert_eq!(report.endpoints["replay"].latency.count, 4, "timeouts are timed");
+    assert_eq!(count(&report.outcomes, "replay_failed"), 4);
+}
