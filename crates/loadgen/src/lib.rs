@@ -17,7 +17,8 @@
 //!   limit, measuring time to delivered;
 //! - `replay`: the requests of a file ([`replay`]), loaded into memory before the run, one line
 //!   per scheduled request in file order, each used once. When the file runs out the run stops
-//!   scheduling and the report says how many requests were not sent.
+//!   scheduling and the report says how many requests were not sent. To an `http://` target
+//!   they go over the generator's own kept-alive connections (module `conns`), not reqwest.
 
 mod conns;
 pub mod replay;
