@@ -44,29 +44,39 @@ pub(crate) struct TargetConns {
 }
 
 impl TargetConns {
-    /// Connections for `target` (`http://host[:port]`, no path); `None` for anything else, which
-    /// then goes through reqwest.
+    /// Connections for `target` (`http://host[:port]`, nothing after it); `None` for anything
+    /// else (https, a path prefix, credentials), which then goes through reqwest.
     pub(crate) fn for_target(target: &str, timeout: Duration) -> Option<TargetConns> {
-        let authority = target.strip_prefix("http://")?;
-        let plain =
-            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
-        if authority.is_empty() || !authority.bytes().all(plain) {
+        let url = reqwest::Url::parse(target).ok()?;
+        let bare = url.scheme() == "http"
+            && url.path() == "/"
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !bare {
             return None;
         }
-        // A bare host or an IPv6 literal without a port gets the default port.
-        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
-            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
-        }) && !authority.ends_with(']');
-        let addr = if has_port { authority.to_string() } else { format!("{authority}:80") };
+        // `host_str` keeps an IPv6 literal's brackets, as both the address and `Host` need.
+        let host = url.host_str()?;
+        let addr = format!("{host}:{}", url.port_or_known_default()?);
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
         Some(TargetConns {
             addr,
-            host: HeaderValue::from_str(authority).ok()?,
+            host: HeaderValue::from_str(&authority).ok()?,
             idle: Mutex::new(Vec::new()),
             timeout,
         })
     }
 
     /// Sends `request` (its URI a path, e.g. `/v1/claims`) and reads the whole answer.
+    ///
+    /// A kept-alive connection the server has closed is dropped when it is taken, so the
+    /// request goes on a new one. Should the server close it in the moment between that check
+    /// and the write, the request fails and is counted as an I/O error; it is never sent twice.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
@@ -87,7 +97,6 @@ impl TargetConns {
             Err(_) => Err(SendError::Timeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok((sender, status, body))) => {
-                // A connection the server is closing is dropped, not reused.
                 if !sender.is_closed() {
                     self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sender);
                 }
@@ -127,13 +136,18 @@ mod tests {
     #[test]
     fn plain_http_targets_only() {
         let t = Duration::from_secs(1);
-        let of = |target: &str| TargetConns::for_target(target, t).map(|c| c.addr);
-        assert_eq!(of("http://127.0.0.1:8080").as_deref(), Some("127.0.0.1:8080"));
-        assert_eq!(of("http://localhost").as_deref(), Some("localhost:80"));
-        assert_eq!(of("http://[::1]:9000").as_deref(), Some("[::1]:9000"));
-        assert_eq!(of("http://[::1]").as_deref(), Some("[::1]:80"));
+        let of = |target: &str| {
+            TargetConns::for_target(target, t)
+                .map(|c| (c.addr, c.host.to_str().expect("ASCII").to_string()))
+        };
+        let both = |addr: &str, host: &str| Some((addr.to_string(), host.to_string()));
+        assert_eq!(of("http://127.0.0.1:8080"), both("127.0.0.1:8080", "127.0.0.1:8080"));
+        assert_eq!(of("http://localhost"), both("localhost:80", "localhost"));
+        assert_eq!(of("http://[::1]:9000"), both("[::1]:9000", "[::1]:9000"));
+        assert_eq!(of("http://[::1]"), both("[::1]:80", "[::1]"));
         assert_eq!(of("https://127.0.0.1:8443"), None);
         assert_eq!(of("http://user@host:80"), None);
+        assert_eq!(of("http://host/prefix"), None);
         assert_eq!(of("http://"), None);
     }
 }

@@ -188,8 +188,12 @@ impl ReplayRequests {
     /// request target as it stands (reqwest's URL parser would percent-encode it instead).
     pub(crate) fn plain_request(&self, index: usize) -> Option<http::Request<Full<Bytes>>> {
         let line = &self.lines[index];
-        let uri = http::Uri::from_maybe_shared(Bytes::copy_from_slice(self.path(line).as_bytes()))
-            .ok()?;
+        // The path as a slice of the loaded file (no copy per request), or the claim path.
+        let uri = if line.path.is_empty() {
+            http::Uri::from_static(CLAIM_PATH)
+        } else {
+            http::Uri::from_maybe_shared(self.buf.slice(line.path.range())).ok()?
+        };
         let mut request = http::Request::builder()
             .method(METHODS[usize::from(line.method)].clone())
             .uri(uri)

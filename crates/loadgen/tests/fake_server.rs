@@ -655,3 +655,59 @@ async fn replay_failures_on_its_own_connections_are_counted() {
     assert_eq!(report.endpoints["replay"].latency.count, 4, "timeouts are timed");
     assert_eq!(count(&report.outcomes, "replay_failed"), 4);
 }
+
+/// A server that closes every connection after its answer, without saying so (no
+/// `Connection: close`): each replayed line still gets exactly one answer, on a new connection
+/// when the old one is gone, and none reaches the server twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_over_connections_the_server_closes_sends_each_line_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let server_seen = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = server_seen.clone();
+            tokio::spawn(async move {
+                // One request (head and a Content-Length body), one answer, then close.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_string)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + length {
+                        continue;
+                    }
+                    seen.lock().expect("lock").push(text[end + 4..end + 4 + length].to_string());
+                    break;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let (_, fake) = start(Fake::default()).await;
+    let bodies: Vec<String> = (0..20).map(|i| format!("{{\"coupon\":\"c{i}\"}}")).collect();
+    let text: String = bodies.iter().map(|b| format!("{}\t{b}\n", ticket(&fake, 1000))).collect();
+    let requests = ReplayRequests::parse("closing.tsv", text).expect("parse");
+    let report = run(replay_config(&url, &fake, requests, 200.0, 100)).await.expect("run");
+
+    assert_eq!(count(&report.statuses, "200"), 20, "{:?}", report.statuses);
+    assert_eq!(count(&report.outcomes, "ok"), 20);
+    assert_eq!(*seen.lock().expect("lock"), bodies, "each line once, in order");
+}
