@@ -95,24 +95,16 @@ pub async fn floor(addr: SocketAddr) -> Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serve")
 }
 
-/// The API as `serve --role api` builds it (profiles, role cache over the campaign's game side)
-/// but with [`ApiState::new`]'s in-memory store for grants and claims: every decision the same,
-/// no journal, no memtable, no fsync. `bench/claim-cpu.sh` with `IN_MEMORY=1` measures it, to
-/// tell what share of a claim's cost the durable write is and what is left without it.
-///
-/// [`ApiState::new`]: hongbao_api::ApiState::new
+/// The API as `serve --role api` builds it ([`crate::node::api_state`]: profiles, role cache over
+/// the campaign's game side) but left on its in-memory store for grants and claims: every
+/// decision the same, no journal, no memtable, no fsync. `bench/claim-cpu.sh` with `IN_MEMORY=1`
+/// measures it, to tell what share of a claim's cost the durable write is and what is left
+/// without it.
 pub async fn in_memory(campaign: Campaign, profiles: &Path, addr: SocketAddr) -> Result<()> {
     let campaign = std::sync::Arc::new(campaign);
     let profiles = crate::synthetic::load_profiles(profiles, &campaign)?;
     let idip = hongbao_gateway::IdipClient::new(&campaign).context("build the game-side client")?;
-    let roles = std::sync::Arc::new(hongbao_gateway::RoleCache::new(
-        std::sync::Arc::new(idip),
-        None,
-        hongbao_gateway::RoleCacheConfig::default(),
-    ));
-    let state = hongbao_api::ApiState::new(campaign)
-        .with_profiles(std::sync::Arc::new(profiles))
-        .with_roles(roles);
+    let state = crate::node::api_state(campaign, profiles, idip);
     state.set_ready(true);
     let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
     println!("in-memory api (NOT durable) listening on http://{}", listener.local_addr()?);

@@ -177,6 +177,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     node.run(api, admin, shutdown_signal()).await
 }
 
+/// The API's state as a node builds it, but for its store: the users' profiles and the role
+/// cache over the game side. The store (grants and claims) is [`ApiState::new`]'s in-memory one
+/// until the caller replaces it (`bench in-memory` keeps it).
+pub fn api_state(campaign: Arc<Campaign>, profiles: ProfileTable, idip: IdipClient) -> ApiState {
+    let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
+    ApiState::new(campaign).with_profiles(Arc::new(profiles)).with_roles(roles)
+}
+
 /// A node's parts, opened once: the API state, the store it owns and, when it delivers, the
 /// delivery workers.
 pub struct Node {
@@ -203,20 +211,16 @@ impl Node {
                 .with_context(|| format!("open the store in {}", store_dir.display()))?,
         );
         let idip = IdipClient::new(&campaign).context("build the game-side client")?;
-        let roles =
-            Arc::new(RoleCache::new(Arc::new(idip.clone()), None, RoleCacheConfig::default()));
         let dispatcher = match role {
             NodeRole::Api => None,
             NodeRole::All | NodeRole::Worker => {
                 let queue = Arc::new(StoreQueue::new(store.clone(), &campaign));
-                let dispatcher = Dispatcher::start(&campaign, idip, queue, delivery)
+                let dispatcher = Dispatcher::start(&campaign, idip.clone(), queue, delivery)
                     .context("start the delivery workers")?;
                 Some(Arc::new(dispatcher))
             }
         };
-        let state = ApiState::new(campaign)
-            .with_profiles(Arc::new(profiles))
-            .with_roles(roles)
+        let state = api_state(campaign, profiles, idip)
             .with_grants(store.clone())
             .with_claims(store.clone());
         Ok(Node { state, store, dispatcher })
