@@ -12,7 +12,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hongbao_api::ApiError;
-use hongbao_domain::{Campaign, Channel, Coupon};
+use hongbao_domain::{Campaign, Channel, Coupon, RoleId, ZoneId};
 use hongbao_reconcile::{Options, ReconcileError, Summary};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, EmbeddedConfig,
@@ -440,7 +440,7 @@ async fn claim_range(
         }
         let gift = &campaign.gifts[(n % campaign.gifts.len() as u64) as usize];
         let (_, coupon) = seed_coupon(campaign, n);
-        let mut req = ClaimRequest::new(campaign, gift, coupon, "1", (n + 1).to_string(), now_ms());
+        let mut req = ClaimRequest::new(campaign, gift, coupon, ZoneId(1), RoleId(n + 1), now_ms());
         // Benchmark data, not a campaign: no stock or per-user limit gets in the way.
         req.stock = u64::MAX;
         req.per_user_limit = u32::MAX;

@@ -66,9 +66,9 @@ pub fn generate(campaign: &Campaign, users: u64, seed: u64, out: &Path) -> Resul
             for role in model.roles_given(user, game.index, profile.registered) {
                 user_roles.push(StoredRole {
                     game: game.index,
-                    zone_id: u8::try_from(role.zone_id)?,
+                    zone_id: u8::try_from(role.zone_id.0)?,
                     level: u8::try_from(role.level)?,
-                    role_id: role.role_id,
+                    role_id: role.role_id.0,
                 });
             }
         }

@@ -96,7 +96,7 @@ async fn every_accepted_claim_survives_kill_9() {
     let game = campaign.game_by_id("cloud-kingdom").unwrap().index;
     let model = SynthModel::new(SEED, USERS, campaign.games.len());
     let users: Vec<(u64, u16, u64)> = (FIRST_USER_ID..FIRST_USER_ID + USERS)
-        .filter_map(|u| model.roles(u, game).first().map(|r| (u, r.zone_id, r.role_id)))
+        .filter_map(|u| model.roles(u, game).first().map(|r| (u, r.zone_id.0, r.role_id.0)))
         .collect();
     assert!(users.len() > 1000);
 

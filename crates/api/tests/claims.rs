@@ -167,7 +167,7 @@ async fn refusals_are_typed_and_change_nothing() {
     let (user, role) = user_with_role(&h, "cloud-kingdom", 4);
     let c = coupon(&h, user).await;
 
-    let wrong_role = Role { role_id: role.role_id ^ 1, ..role.clone() };
+    let wrong_role = Role { role_id: hongbao_domain::RoleId(role.role_id.0 ^ 1), ..role.clone() };
     let (status, e) = claim(&h, user, body(&c, "ck-lucky", &wrong_role), None).await;
     assert_eq!((status.as_u16(), code(&e)), (422, "role_not_found"));
 

@@ -23,8 +23,8 @@ use tokio::time::{Duration, Instant};
 
 use crate::config::DispatcherConfig;
 use crate::pacer::{Pacer, PacerSettings, Slot};
-use crate::port::{FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, Retry};
 use crate::status::{DeadOrder, DispatcherStatus, GameStatus};
+use hongbao_queue::{DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, Retry};
 
 /// Why the dispatcher could not start or refused an operator's request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +58,7 @@ impl Dispatcher {
     /// same campaign: it carries each game's URL and `idip_timeout_ms`) from `queue`.
     ///
     /// Spawns tasks: call it inside a Tokio runtime.
-    pub fn start<Q: OrderQueue>(
+    pub fn start<Q: DeliveryQueue>(
         campaign: &Campaign,
         client: IdipClient,
         queue: Arc<Q>,
@@ -196,7 +196,7 @@ trait DepthProbe: Send + Sync {
 
 struct Probe<Q>(Arc<Q>);
 
-impl<Q: OrderQueue> DepthProbe for Probe<Q> {
+impl<Q: DeliveryQueue> DepthProbe for Probe<Q> {
     fn depth(
         &self,
         game: GameIndex,
@@ -391,7 +391,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// One game's worker.
-struct Worker<Q: OrderQueue> {
+struct Worker<Q: DeliveryQueue> {
     shared: Arc<GameShared>,
     queue: Arc<Q>,
     client: IdipClient,
@@ -405,7 +405,7 @@ enum Admit {
     Wait,
 }
 
-impl<Q: OrderQueue> Worker<Q> {
+impl<Q: DeliveryQueue> Worker<Q> {
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let _running = RunningGuard(self.shared.clone());
         let mut paused = self.shared.paused.subscribe();

@@ -15,23 +15,17 @@
 //!   growing while, then one probe call, so an outage does not burn every order's attempts.
 //! - A new dispatcher waits `start_quiet_ms` (one window) before its first send to a game, so
 //!   a crashed predecessor's last second of sends and ours never share the game's window.
-//! - [`OrderQueue`] is the one port (consumer-owned); [`MemoryQueue`] implements it for tests.
-//!   The app adapts the durable queues to it.
+//! - The queue is `hongbao_queue::DeliveryQueue`, the one port every backend implements.
 //! - Operators: [`Dispatcher::pause`], [`Dispatcher::resume`], [`Dispatcher::status`].
 
 pub mod config;
 mod dispatcher;
-mod memory;
 mod pacer;
-mod port;
 mod status;
 mod store_queue;
 
 pub use config::{DispatcherConfig, PACING_HEADROOM_DEFAULT};
 pub use dispatcher::{DispatchError, Dispatcher};
-pub use memory::{MemoryLease, MemoryQueue};
-pub use port::{
-    FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, QueuedOrder, Retry,
-};
+
 pub use status::{DeadOrder, DispatcherStatus, GameStatus};
 pub use store_queue::StoreQueue;

@@ -1,5 +1,5 @@
 //! The adapter from the store's durable per-game queues ([`hongbao_store::DeliveryQueue`]) to the
-//! port the workers use ([`OrderQueue`]). Nearly one to one: the store's lease is the lease, a
+//! port the workers use ([`DeliveryQueue`]). Nearly one to one: the store's lease is the lease, a
 //! lease the store no longer knows (`Settled::NotLeased`) is `LeaseLost`, and the gift's items —
 //! which orders do not copy — come from the campaign.
 
@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use hongbao_domain::campaign::Item;
 use hongbao_domain::{Campaign, GameIndex};
-use hongbao_store::{DeliveryQueue, QueueEntry, Settled, StoreError};
+use hongbao_store::{DeliveryQueue as StoreDeliveryQueue, QueueEntry, Settled, StoreError};
 
-use crate::port::{
-    FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, QueuedOrder, Retry,
+use hongbao_queue::{
+    DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, QueuedOrder, Retry,
 };
 
 /// The store's queues, seen by the delivery workers.
@@ -21,7 +21,7 @@ pub struct StoreQueue<S> {
     items: HashMap<String, Vec<Item>>,
 }
 
-impl<S: DeliveryQueue> StoreQueue<S> {
+impl<S: StoreDeliveryQueue> StoreQueue<S> {
     pub fn new(store: Arc<S>, campaign: &Campaign) -> StoreQueue<S> {
         let items = campaign.gifts.iter().map(|g| (g.id.clone(), g.items.clone())).collect();
         StoreQueue { store, items }
@@ -30,14 +30,7 @@ impl<S: DeliveryQueue> StoreQueue<S> {
     /// What a delivery needs, or why the order can never be delivered.
     fn view(&self, entry: &QueueEntry) -> Result<QueuedOrder, String> {
         let order = &entry.order;
-        let zone_id = order
-            .zone_id
-            .parse::<u16>()
-            .map_err(|_| format!("zone id `{}` is not a zone", order.zone_id))?;
-        let role_id = order
-            .role_id
-            .parse::<u64>()
-            .map_err(|_| format!("role id `{}` is not a role", order.role_id))?;
+        let (zone_id, role_id) = (order.zone_id, order.role_id);
         let items = self
             .items
             .get(&order.gift_id)
@@ -67,7 +60,7 @@ fn settled(result: Result<Settled, StoreError>, order_id: &str) -> Result<(), Qu
     }
 }
 
-impl<S: DeliveryQueue> OrderQueue for StoreQueue<S> {
+impl<S: StoreDeliveryQueue> DeliveryQueue for StoreQueue<S> {
     type Lease = QueueEntry;
 
     async fn lease(

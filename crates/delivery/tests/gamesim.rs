@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hongbao_delivery::{Dispatcher, DispatcherConfig, FinalState, MemoryQueue, QueuedOrder};
+use hongbao_delivery::{Dispatcher, DispatcherConfig};
 use hongbao_domain::campaign::Item;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, GameIndex};
 use hongbao_gamesim::{GameSim, Outage, SimConfig, StatsBody};
 use hongbao_gateway::IdipClient;
+use hongbao_queue::{FinalState, MemoryQueue, QueuedOrder};
 
 const SEED: u64 = 7;
 const USERS: u64 = 5_000;
@@ -307,7 +308,7 @@ async fn a_permanent_refusal_is_dead_with_the_games_reason() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
     let mut wrong = orders(&sim.campaign, 1.0).swap_remove(0);
-    wrong.role_id ^= 1; // no such role
+    wrong.role_id.0 ^= 1; // no such role
     enqueue(&queue, std::slice::from_ref(&wrong));
 
     let dispatcher = sim.dispatcher(&queue);

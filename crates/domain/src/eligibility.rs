@@ -21,7 +21,7 @@
 use crate::campaign::{Audience, Campaign, GameIndex, Gift, GiftIndex, RegistrationClass};
 use crate::profile::{GameSet, Profile};
 use crate::release;
-use crate::synth::Role;
+use crate::role::Role;
 
 /// What is known about the user's roles in the gift's game.
 #[derive(Clone, Copy, Debug)]
@@ -271,6 +271,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::role::{RoleId, ZoneId};
 
     const EXAMPLE: &str = include_str!("../../../config/spring-festival.toml");
 
@@ -279,7 +280,7 @@ mod tests {
     }
 
     fn role(level: u32, region: &str) -> Role {
-        Role { zone_id: 1, region: region.to_string(), role_id: 99, level }
+        Role { zone_id: ZoneId(1), region: region.to_string(), role_id: RoleId(99), level }
     }
 
     /// Roles as a table row holds them; borrowed into a [`RoleContext`] per row.

@@ -8,6 +8,7 @@ pub mod order;
 pub mod profile;
 pub mod ranking;
 pub mod release;
+pub mod role;
 pub mod synth;
 pub mod ticket;
 
@@ -19,5 +20,5 @@ pub use eligibility::{Ineligible, RoleContext, Subject};
 pub use order::{InvalidOrderId, Order, OrderEvent, OrderId, OrderStatus, transition};
 pub use profile::{GameSet, Profile, ProfileTable};
 pub use ranking::{GiftList, gift_list};
-pub use synth::Role;
+pub use role::{Role, RoleId, ZoneId};
 pub use ticket::{Ticket, TicketError, sign_ticket, verify_ticket};

@@ -28,6 +28,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::role::{RoleId, ZoneId};
+
 /// Domain-separation label of order ids: a hash computed for anything else never collides with
 /// an order id by construction. WARNING: changing it (or [`OrderId::derive`]'s encoding) gives
 /// every resent claim a new id, i.e. a second order and a second delivery.
@@ -262,8 +264,8 @@ pub struct Order {
     pub coupon_id: String,
     pub gift_id: String,
     pub game_id: String,
-    pub zone_id: String,
-    pub role_id: String,
+    pub zone_id: ZoneId,
+    pub role_id: RoleId,
     pub status: OrderStatus,
     pub created_at_ms: u64,
     /// Undelivered at this time, the order expires.
@@ -352,8 +354,8 @@ mod tests {
             coupon_id: "swipe-1".into(),
             gift_id: "g1".into(),
             game_id: "game1".into(),
-            zone_id: "z1".into(),
-            role_id: "r1".into(),
+            zone_id: ZoneId(1),
+            role_id: RoleId(7),
             status,
             created_at_ms: 1_000,
             deliver_by_ms: 1_000_000,

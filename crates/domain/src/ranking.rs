@@ -105,7 +105,8 @@ mod tests {
     use crate::eligibility::check;
     use crate::profile::GameSet;
     use crate::release::wave_of;
-    use crate::synth::{REGIONS, Role};
+    use crate::role::{Role, RoleId, ZoneId};
+    use crate::synth::REGIONS;
 
     const EXAMPLE: &str = include_str!("../../../config/spring-festival.toml");
 
@@ -148,7 +149,12 @@ mod tests {
     }
 
     fn veteran() -> Vec<Role> {
-        vec![Role { zone_id: 2, region: "cn-south".to_string(), role_id: 1, level: 60 }]
+        vec![Role {
+            zone_id: ZoneId(2),
+            region: "cn-south".to_string(),
+            role_id: RoleId(1),
+            level: 60,
+        }]
     }
 
     #[test]
@@ -286,9 +292,9 @@ mod tests {
 
     fn role_strategy() -> impl Strategy<Value = Role> {
         (1u16..=8, 1u32..=60, 0usize..REGIONS.len()).prop_map(|(zone_id, level, r)| Role {
-            zone_id,
+            zone_id: ZoneId(zone_id),
             region: REGIONS[r].to_string(),
-            role_id: u64::from(zone_id),
+            role_id: RoleId(u64::from(zone_id)),
             level,
         })
     }

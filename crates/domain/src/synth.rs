@@ -9,6 +9,7 @@
 
 use crate::campaign::{GameIndex, MAX_GAMES};
 use crate::profile::{GameSet, Profile};
+use crate::role::{Role, RoleId, ZoneId};
 
 /// First synthetic user id: QQ numbers start at five digits.
 pub const FIRST_USER_ID: u64 = 10_000;
@@ -22,15 +23,6 @@ pub const MAX_LEVEL: u32 = 60;
 pub const MAX_ROLES_PER_GAME: usize = 3;
 /// Role ids stay below 2^53 so that JavaScript clients read them exactly.
 pub const ROLE_ID_MASK: u64 = (1 << 53) - 1;
-
-/// One role of a user in one game.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Role {
-    pub zone_id: u16,
-    pub region: String,
-    pub role_id: u64,
-    pub level: u32,
-}
 
 /// The region a zone belongs to; zones outside `1..=ZONES_PER_GAME` have none.
 pub fn region_of_zone(zone_id: u16) -> Option<&'static str> {
@@ -159,9 +151,9 @@ impl SynthModel {
                 // Many low levels, a long tail of veterans: about 30 % reach level 30.
                 let level = 1 + (f64::from(MAX_LEVEL - 1) * u * u) as u32;
                 Role {
-                    zone_id,
+                    zone_id: ZoneId(zone_id),
                     region: region_of_zone(zone_id).unwrap_or(REGIONS[0]).to_string(),
-                    role_id: rng.next_u64() & ROLE_ID_MASK,
+                    role_id: RoleId(rng.next_u64() & ROLE_ID_MASK),
                     level,
                 }
             })
@@ -225,10 +217,10 @@ mod tests {
                 let roles = m.roles(u, GameIndex(g));
                 assert_eq!(!roles.is_empty(), p.registered.contains(GameIndex(g)));
                 for r in roles {
-                    assert!((1..=ZONES_PER_GAME).contains(&r.zone_id));
-                    assert_eq!(Some(r.region.as_str()), region_of_zone(r.zone_id));
+                    assert!((1..=ZONES_PER_GAME).contains(&r.zone_id.0));
+                    assert_eq!(Some(r.region.as_str()), region_of_zone(r.zone_id.0));
                     assert!((1..=MAX_LEVEL).contains(&r.level));
-                    assert!(r.role_id <= ROLE_ID_MASK);
+                    assert!(r.role_id.0 <= ROLE_ID_MASK);
                 }
             }
         }

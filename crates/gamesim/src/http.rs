@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::routing::post;
-use hongbao_domain::synth::{Role, ZONES_PER_GAME};
+use hongbao_domain::Role;
+use hongbao_domain::synth::ZONES_PER_GAME;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -13,7 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hongbao_domain::Campaign;
 use hongbao_domain::campaign::GameIndex;
-use hongbao_domain::synth::{Role, SynthModel, region_of_zone};
+use hongbao_domain::synth::{SynthModel, region_of_zone};
+use hongbao_domain::{Role, RoleId, ZoneId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -416,15 +417,15 @@ impl GameSim {
             .map_err(|_| CreateRoleError::StoreFull)?;
         let mut created = lock(&g.created);
         let roles = created.entry(user).or_default();
-        let in_zone = roles.iter().filter(|r| r.zone_id == zone_id).count();
+        let in_zone = roles.iter().filter(|r| r.zone_id == ZoneId(zone_id)).count();
         if in_zone >= CREATED_ROLES_PER_USER_ZONE_MAX {
             self.created_roles.fetch_sub(1, Ordering::AcqRel);
             return Err(CreateRoleError::TooManyForUser);
         }
         let role = Role {
-            zone_id,
+            zone_id: ZoneId(zone_id),
             region: region.to_string(),
-            role_id: self.model.created_role_id(user, g.index, zone_id, in_zone as u64),
+            role_id: RoleId(self.model.created_role_id(user, g.index, zone_id, in_zone as u64)),
             level: 1,
         };
         roles.push(role.clone());
@@ -433,7 +434,7 @@ impl GameSim {
 
     fn role_exists(&self, user: u64, game: usize, zone_id: u16, role_id: u64) -> bool {
         let g = &self.games[game];
-        let matches = |r: &Role| r.zone_id == zone_id && r.role_id == role_id;
+        let matches = |r: &Role| r.zone_id == ZoneId(zone_id) && r.role_id == RoleId(role_id);
         self.model.roles(user, g.index).iter().any(matches)
             || lock(&g.created).get(&user).is_some_and(|roles| roles.iter().any(matches))
     }

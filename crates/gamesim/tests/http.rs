@@ -234,9 +234,9 @@ async fn a_role_that_does_not_exist_is_a_permanent_error() {
     let app = sim.router();
     let (user, role) = user_with_role(2, 0);
     let mut wrong_id = role.clone();
-    wrong_id.role_id ^= 1;
+    wrong_id.role_id.0 ^= 1;
     let mut wrong_zone = role.clone();
-    wrong_zone.zone_id = role.zone_id % 8 + 1;
+    wrong_zone.zone_id.0 = role.zone_id.0 % 8 + 1;
     let not_registered = FIRST_USER_ID + USERS + 1;
     for (serial, user, role) in
         [("a", user, &wrong_id), ("b", user, &wrong_zone), ("c", not_registered, &role)]
@@ -452,7 +452,7 @@ async fn the_log_survives_a_restart_and_turns_repeats_into_duplicates() {
     let r = &records[0];
     assert_eq!(
         (r.serial.as_str(), r.game.as_str(), r.user, r.zone_id, r.role_id),
-        ("order-a", "sky-castle", user, role.zone_id, role.role_id)
+        ("order-a", "sky-castle", user, role.zone_id.0, role.role_id.0)
     );
     assert_eq!(serde_json::to_value(&r.items).unwrap(), first["items"]);
     assert!(r.applied_at_ms > 1_700_000_000_000, "{}", r.applied_at_ms);
@@ -474,8 +474,8 @@ async fn replay_drops_a_torn_last_line_and_refuses_a_corrupt_middle() {
         serial: "kept".into(),
         game: "moon-rabbit-run".into(),
         user,
-        zone_id: role.zone_id,
-        role_id: role.role_id,
+        zone_id: role.zone_id.0,
+        role_id: role.role_id.0,
         items: vec![hongbao_gamesim::DeliveryItem { item: "gem".into(), count: 55 }],
         applied_at_ms: 1_800_000_000_000,
     };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hongbao_domain::campaign::Item;
-use hongbao_domain::{Campaign, GameIndex, Role};
+use hongbao_domain::{Campaign, GameIndex, Role, RoleId, ZoneId};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -58,8 +58,8 @@ pub struct DeliveryRequest {
     pub serial: String,
     pub user: u64,
     pub game: GameIndex,
-    pub zone_id: u16,
-    pub role_id: u64,
+    pub zone_id: ZoneId,
+    pub role_id: RoleId,
     pub items: Vec<Item>,
 }
 
@@ -138,7 +138,7 @@ impl IdipClient {
         &self,
         user: u64,
         game: GameIndex,
-        zone_id: u16,
+        zone_id: ZoneId,
     ) -> Result<Role, GatewayError> {
         let ep = self.endpoint(game)?;
         let request =
@@ -318,7 +318,7 @@ struct RolesBody {
 struct CreateRoleBody<'a> {
     user: u64,
     game: &'a str,
-    zone_id: u16,
+    zone_id: ZoneId,
 }
 
 #[derive(Serialize)]
@@ -326,8 +326,8 @@ struct DeliverBody<'a> {
     serial: &'a str,
     user: u64,
     game: &'a str,
-    zone_id: u16,
-    role_id: u64,
+    zone_id: ZoneId,
+    role_id: RoleId,
     items: Vec<WireItem<'a>>,
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hongbao_domain::campaign::Item;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
-use hongbao_domain::{Campaign, GameIndex};
+use hongbao_domain::{Campaign, GameIndex, ZoneId};
 use hongbao_gamesim::{GameSim, SimConfig};
 use hongbao_gateway::{
     DeliveryOutcome, DeliveryRequest, GatewayError, IdipClient, RoleCache, RoleCacheConfig,
@@ -112,14 +112,14 @@ async fn a_created_role_is_seen_after_invalidation() {
     let cache = RoleCache::new(Arc::new(client.clone()), None, RoleCacheConfig::default());
 
     assert!(cache.roles(user, game).await.expect("roles").is_empty());
-    let created = client.create_role(user, game, 3).await.expect("create");
-    assert_eq!((created.zone_id, created.level), (3, 1));
+    let created = client.create_role(user, game, ZoneId(3)).await.expect("create");
+    assert_eq!((created.zone_id, created.level), (ZoneId(3), 1));
     assert!(cache.roles(user, game).await.expect("roles").is_empty(), "still the cached answer");
     cache.invalidate(user, game).await.expect("invalidate");
     assert_eq!(&*cache.roles(user, game).await.expect("roles"), &[created]);
     assert_eq!(sim.sim.stats().role_queries, 2);
 
-    let err = client.create_role(user, game, 99).await.expect_err("zone 99 does not exist");
+    let err = client.create_role(user, game, ZoneId(99)).await.expect_err("zone 99 does not exist");
     assert!(
         matches!(&err, GatewayError::Rejected { status: 400, reason, .. } if reason.contains("invalid_zone")),
         "{err}"
@@ -147,7 +147,7 @@ async fn deliveries_are_applied_once_and_unknown_roles_are_permanent_errors() {
     assert_eq!(client.deliver(&request).await.expect("deliver"), DeliveryOutcome::Duplicate);
     let wrong_role = DeliveryRequest {
         serial: "order-2".to_string(),
-        role_id: role.role_id ^ 1,
+        role_id: hongbao_domain::RoleId(role.role_id.0 ^ 1),
         ..request.clone()
     };
     assert_eq!(

@@ -427,8 +427,8 @@ impl Ctx {
             .json(&ClaimBody {
                 coupon,
                 gift_id: &gift.id,
-                zone_id: role.zone_id,
-                role_id: role.role_id,
+                zone_id: role.zone_id.0,
+                role_id: role.role_id.0,
             });
         let claimed: Claimed =
             self.call_json(Endpoint::Claim, it.record, Instant::now(), request, true).await?;

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use hongbao_domain::Order;
+use hongbao_domain::{Order, RoleId, ZoneId};
 use serde::Serialize;
 
 use crate::classify::{Action, Class, Quiet};
@@ -41,9 +41,9 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gift: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
+    pub zone: Option<ZoneId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<RoleId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,8 +80,8 @@ impl Row {
             user: Some(order.user),
             game: Some(order.game_id.clone()),
             gift: Some(order.gift_id.clone()),
-            zone: Some(order.zone_id.clone()),
-            role: Some(order.role_id.clone()),
+            zone: Some(order.zone_id),
+            role: Some(order.role_id),
             status: Some(order.status.as_str().to_string()),
             created_at_ms: Some(order.created_at_ms),
             ready_at_ms: order.ready_at_ms,
@@ -96,8 +96,8 @@ impl Row {
             self.user.map(|u| u.to_string()).unwrap_or_default(),
             self.game.clone().unwrap_or_default(),
             self.gift.clone().unwrap_or_default(),
-            self.zone.clone().unwrap_or_default(),
-            self.role.clone().unwrap_or_default(),
+            self.zone.map(|z| z.to_string()).unwrap_or_default(),
+            self.role.map(|r| r.to_string()).unwrap_or_default(),
             self.why.map(|c| c.as_str().to_string()).unwrap_or_default(),
             self.status.clone().unwrap_or_default(),
             self.outcome.clone().unwrap_or_default(),

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hongbao_delivery::{Dispatcher, DispatcherConfig, StoreQueue};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
-use hongbao_domain::{Campaign, Channel, Coupon, Order, OrderId};
+use hongbao_domain::{Campaign, Channel, Coupon, Order, OrderId, RoleId, ZoneId};
 use hongbao_gamesim::{FaultsUpdate, GameSim, SimConfig};
 use hongbao_gateway::{DeliveryOutcome, DeliveryRequest, IdipClient};
 use hongbao_reconcile::{Class, Options, Quiet, Summary, reconcile};
@@ -50,7 +50,7 @@ struct Rig {
     store_dir: PathBuf,
     log: PathBuf,
     /// (user, zone, role) per game index, users with a role in that game.
-    players: Vec<Vec<(u64, u16, u64)>>,
+    players: Vec<Vec<(u64, ZoneId, RoleId)>>,
 }
 
 impl Rig {
@@ -122,14 +122,7 @@ impl Rig {
             serial: u32::try_from(game + 1).expect("small"),
             expires_at_unix_s: i64::MAX,
         };
-        let mut req = ClaimRequest::new(
-            &self.campaign,
-            gift,
-            coupon,
-            zone.to_string(),
-            role.to_string(),
-            now_ms(),
-        );
+        let mut req = ClaimRequest::new(&self.campaign, gift, coupon, zone, role, now_ms());
         req.stock = u64::MAX;
         match store.claim(req).await.expect("claim") {
             ClaimOutcome::Accepted(order) => *order,
@@ -247,8 +240,8 @@ async fn reconciliation_finds_exactly_the_faults_and_apply_makes_it_clean() {
             serial: order.id.to_string(),
             user: order.user,
             game: rig.campaign.games[game].index,
-            zone_id: order.zone_id.parse().expect("zone"),
-            role_id: order.role_id.parse().expect("role"),
+            zone_id: order.zone_id,
+            role_id: order.role_id,
             items: gift.items.clone(),
         };
         assert_eq!(client.deliver(&request).await.expect("deliver"), DeliveryOutcome::Applied);

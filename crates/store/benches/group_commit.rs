@@ -162,7 +162,14 @@ fn group_commit(c: &mut Criterion) {
                             serial: 1,
                             expires_at_unix_s: campaign.ends_at_unix_s,
                         };
-                        let req = ClaimRequest::new(&campaign, gift, coupon, "3", "4242", now_ms);
+                        let req = ClaimRequest::new(
+                            &campaign,
+                            gift,
+                            coupon,
+                            hongbao_domain::ZoneId(3),
+                            hongbao_domain::RoleId(4242),
+                            now_ms,
+                        );
                         let outcome = store.claim(req).await.expect("store available");
                         assert!(matches!(black_box(outcome), ClaimOutcome::Accepted(_)));
                     }

@@ -28,7 +28,9 @@
 //! batch; there is none.
 
 use hongbao_domain::campaign::MAX_GIFTS;
-use hongbao_domain::{Campaign, Coupon, GameIndex, Gift, GiftIndex, Order, OrderId};
+use hongbao_domain::{
+    Campaign, Coupon, GameIndex, Gift, GiftIndex, Order, OrderId, RoleId, ZoneId,
+};
 
 use crate::StoreError;
 
@@ -36,8 +38,6 @@ use crate::StoreError;
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// Longest idempotency key accepted (Stripe's limit).
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
-/// Longest zone or role id accepted into an order (they come from the game side via the client).
-pub const TARGET_ID_MAX_LEN: usize = 128;
 /// Most orders [`ClaimLedger::orders_of`] returns.
 pub const ORDERS_OF_MAX: usize = 1_000;
 
@@ -185,8 +185,8 @@ pub struct ClaimRequest {
     /// Names campaign, user and the coupon (channel, serial).
     pub coupon: Coupon,
     pub gift: GiftIndex,
-    pub zone_id: String,
-    pub role_id: String,
+    pub zone_id: ZoneId,
+    pub role_id: RoleId,
     /// `Gift.stock`: units the gift may give in the whole campaign.
     pub stock: u64,
     /// `Gift.per_user`.
@@ -203,15 +203,15 @@ impl ClaimRequest {
         campaign: &Campaign,
         gift: &Gift,
         coupon: Coupon,
-        zone_id: impl Into<String>,
-        role_id: impl Into<String>,
+        zone_id: ZoneId,
+        role_id: RoleId,
         now_ms: u64,
     ) -> Self {
         Self {
             coupon,
             gift: gift.index,
-            zone_id: zone_id.into(),
-            role_id: role_id.into(),
+            zone_id,
+            role_id,
             stock: gift.stock,
             per_user_limit: gift.per_user,
             now_ms,
@@ -287,13 +287,6 @@ pub(crate) fn prepare(
         StoreError::InvalidConfig(format!("gift index {} is not bound", req.gift.0))
     })?;
     let game_id = binding.game_id(game).unwrap_or_default().to_string();
-    for (what, id) in [("zone_id", &req.zone_id), ("role_id", &req.role_id)] {
-        if !(1..=TARGET_ID_MAX_LEN).contains(&id.len()) {
-            return Err(StoreError::InvalidRequest(format!(
-                "{what} must be 1..={TARGET_ID_MAX_LEN} bytes"
-            )));
-        }
-    }
     Ok(Prepared {
         order_id: req.order_id(),
         gift_id: gift_id.to_string(),
@@ -312,8 +305,8 @@ pub(crate) fn new_order(req: &ClaimRequest, p: &Prepared) -> Order {
         coupon_id: p.coupon_id.clone(),
         gift_id: p.gift_id.clone(),
         game_id: p.game_id.clone(),
-        zone_id: req.zone_id.clone(),
-        role_id: req.role_id.clone(),
+        zone_id: req.zone_id,
+        role_id: req.role_id,
         status: hongbao_domain::OrderStatus::Queued,
         created_at_ms: req.now_ms,
         deliver_by_ms: req.deliver_by_ms,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub use claim::{
     CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS,
-    IdempotencyKey, ORDERS_OF_MAX, TARGET_ID_MAX_LEN,
+    IdempotencyKey, ORDERS_OF_MAX,
 };
 pub use embedded::{
     CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle,

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use hongbao_domain::eligibility::{RoleContext, Subject, check};
-use hongbao_domain::{Ineligible, Order, OrderId, verify_coupon};
+use hongbao_domain::{Ineligible, Order, OrderId, RoleId, ZoneId, verify_coupon};
 use hongbao_store::{ClaimOutcome, ClaimRequest, IdempotencyKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -40,8 +40,8 @@ pub fn routes() -> Router<ApiState> {
 pub struct ClaimBody {
     pub coupon: String,
     pub gift_id: String,
-    pub zone_id: u16,
-    pub role_id: u64,
+    pub zone_id: ZoneId,
+    pub role_id: RoleId,
 }
 
 #[derive(Serialize)]
@@ -122,14 +122,7 @@ async fn claim(
     check(campaign, gift, &subject, RoleContext::Chosen(&role), false, now_s)
         .map_err(ineligible)?;
 
-    let mut request = ClaimRequest::new(
-        campaign,
-        gift,
-        coupon,
-        body.zone_id.to_string(),
-        body.role_id.to_string(),
-        now_ms,
-    );
+    let mut request = ClaimRequest::new(campaign, gift, coupon, body.zone_id, body.role_id, now_ms);
     if let Some(key) = idempotency {
         request = request.with_idempotency(key);
     }
@@ -184,8 +177,8 @@ fn idempotency_key(
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part);
     }
-    hash.update(body.zone_id.to_le_bytes());
-    hash.update(body.role_id.to_le_bytes());
+    hash.update(body.zone_id.0.to_le_bytes());
+    hash.update(body.role_id.0.to_le_bytes());
     IdempotencyKey::new(key, hash.finalize().into()).map(Some).ok_or_else(invalid)
 }
 
@@ -217,8 +210,9 @@ pub struct OrderView<'a> {
     pub status: &'static str,
     pub gift_id: &'a str,
     pub game_id: &'a str,
-    pub zone_id: &'a str,
-    pub role_id: &'a str,
+    /// Text, as orders have always been shown (role ids may pass 2^53 in other games).
+    pub zone_id: String,
+    pub role_id: String,
     pub created_at: u64,
     pub updated_at: u64,
     pub deliver_by: u64,
@@ -236,8 +230,8 @@ impl<'a> OrderView<'a> {
             status: order.status.as_str(),
             gift_id: &order.gift_id,
             game_id: &order.game_id,
-            zone_id: &order.zone_id,
-            role_id: &order.role_id,
+            zone_id: order.zone_id.to_string(),
+            role_id: order.role_id.to_string(),
             created_at: order.created_at_ms,
             updated_at: order.updated_at_ms,
             deliver_by: order.deliver_by_ms,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hongbao_domain::{GameIndex, Role};
+use hongbao_domain::{GameIndex, Role, RoleId, ZoneId};
 
 use super::*;
 use crate::memory::{MemoryRoleSource, MemoryRoleStore};
@@ -15,7 +15,7 @@ const KEY: RoleKey = RoleKey { user: USER, game: GAME };
 const LONG: Duration = Duration::from_secs(3600);
 
 fn role(role_id: u64) -> Role {
-    Role { zone_id: 2, region: "cn-south".to_string(), role_id, level: 30 }
+    Role { zone_id: ZoneId(2), region: "cn-south".to_string(), role_id: RoleId(role_id), level: 30 }
 }
 
 fn config() -> RoleCacheConfig {

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hongbao_domain::campaign::Item;
-use hongbao_domain::{Campaign, GameIndex, Role};
+use hongbao_domain::{Campaign, GameIndex, Role, RoleId, ZoneId};
 use serde_json::{Value, json};
 
 use super::*;
@@ -59,7 +59,12 @@ async fn client_for(router: Router, timeout_ms: u64) -> (IdipClient, TestServer)
 }
 
 fn role(zone_id: u16, role_id: u64) -> Role {
-    Role { zone_id, region: "cn-north".to_string(), role_id, level: 12 }
+    Role {
+        zone_id: ZoneId(zone_id),
+        region: "cn-north".to_string(),
+        role_id: RoleId(role_id),
+        level: 12,
+    }
 }
 
 fn delivery(serial: &str) -> DeliveryRequest {
@@ -67,8 +72,8 @@ fn delivery(serial: &str) -> DeliveryRequest {
         serial: serial.to_string(),
         user: 10_001,
         game: GameIndex(1),
-        zone_id: 3,
-        role_id: 77,
+        zone_id: ZoneId(3),
+        role_id: RoleId(77),
         items: vec![Item { item: "gold".to_string(), count: 100 }],
     }
 }
@@ -134,7 +139,7 @@ async fn a_slow_game_side_is_a_timeout() {
         timeout_ms: TIMEOUT_MS,
     };
     assert_eq!(client.query_roles(10_001, GameIndex(0)).await.unwrap_err(), expected(0));
-    assert_eq!(client.create_role(10_001, GameIndex(0), 1).await.unwrap_err(), expected(0));
+    assert_eq!(client.create_role(10_001, GameIndex(0), ZoneId(1)).await.unwrap_err(), expected(0));
     assert_eq!(client.deliver(&delivery("s-1")).await.unwrap_err(), expected(1));
 }
 
@@ -151,7 +156,7 @@ async fn a_503_is_unavailable() {
     let err = client.query_roles(10_001, GameIndex(0)).await.unwrap_err();
     assert!(matches!(&err, GatewayError::Unavailable { reason, .. } if reason.contains("503")));
     assert!(err.is_transient());
-    let err = client.create_role(10_001, GameIndex(0), 1).await.unwrap_err();
+    let err = client.create_role(10_001, GameIndex(0), ZoneId(1)).await.unwrap_err();
     assert!(matches!(err, GatewayError::Unavailable { .. }), "{err}");
     let err = client.deliver(&delivery("s-1")).await.unwrap_err();
     assert!(matches!(err, GatewayError::Unavailable { .. }), "{err}");
@@ -184,7 +189,7 @@ async fn bodies_outside_the_contract_are_protocol_errors() {
     let err = client.query_roles(10_001, GameIndex(0)).await.unwrap_err();
     assert!(matches!(err, GatewayError::Protocol { .. }), "{err}");
     assert!(!err.is_transient());
-    let err = client.create_role(10_001, GameIndex(0), 1).await.unwrap_err();
+    let err = client.create_role(10_001, GameIndex(0), ZoneId(1)).await.unwrap_err();
     assert!(matches!(err, GatewayError::Protocol { .. }), "{err}");
     let err = client.deliver(&delivery("s-1")).await.unwrap_err();
     assert!(matches!(err, GatewayError::Protocol { .. }), "{err}");
@@ -223,9 +228,12 @@ async fn create_role_returns_the_role_or_the_games_reason() {
     );
     let (client, _server) = client_for(router, 1_000).await;
 
-    let created = client.create_role(10_001, GameIndex(0), 4).await.unwrap();
-    assert_eq!(created, Role { zone_id: 4, region: "cn-north".into(), role_id: 42, level: 1 });
-    let err = client.create_role(10_001, GameIndex(0), 9).await.unwrap_err();
+    let created = client.create_role(10_001, GameIndex(0), ZoneId(4)).await.unwrap();
+    assert_eq!(
+        created,
+        Role { zone_id: ZoneId(4), region: "cn-north".into(), role_id: RoleId(42), level: 1 }
+    );
+    let err = client.create_role(10_001, GameIndex(0), ZoneId(9)).await.unwrap_err();
     assert_eq!(
         err,
         GatewayError::Rejected {

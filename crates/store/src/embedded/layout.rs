@@ -44,7 +44,7 @@
 //! compaction filter drops them when their table is compacted, so the keyspace holds about one
 //! day of keys plus what compaction has not reached yet.
 
-use hongbao_domain::{Order, OrderId, OrderStatus};
+use hongbao_domain::{Order, OrderId, OrderStatus, RoleId, ZoneId};
 
 use crate::claim::{IdempotencyRecord, RecordedKind};
 use hongbao_domain::Channel;
@@ -62,7 +62,9 @@ pub(crate) const IDEMPOTENCY_KEYSPACE: &str = "idempotency";
 pub(crate) const INCARNATION_KEY: &str = "incarnation";
 
 /// Version byte of order values.
+/// Orders written before zone and role ids were typed: both as decimal text. Still read.
 const ORDER_V1: u8 = 1;
+const ORDER_V2: u8 = 2;
 /// Version byte of idempotency values.
 const IDEMPOTENCY_V1: u8 = 1;
 pub(crate) const IDEMPOTENCY_VALUE_LEN: usize = 1 + 8 + 32 + 1 + 16;
@@ -298,35 +300,31 @@ const HAS_DELIVERED_AT: u8 = 1;
 const HAS_READY_AT: u8 = 2;
 const HAS_LAST_ERROR: u8 = 4;
 
-/// Order value, version 1 (the id is the key):
+/// Order value, version 2 (the id is the key):
 ///
 /// ```text
-/// version u8 = 1 ‖ status u8 ‖ flags u8 (1 delivered_at, 2 ready_at, 4 last_error)
+/// version u8 = 2 ‖ status u8 ‖ flags u8 (1 delivered_at, 2 ready_at, 4 last_error)
 /// ‖ user u64 ‖ created_at_ms u64 ‖ deliver_by_ms u64 ‖ updated_at_ms u64 ‖ attempts u32
-/// ‖ [delivered_at_ms u64] ‖ [ready_at_ms u64]
-/// ‖ campaign_id, coupon_id, gift_id, game_id, zone_id, role_id: each length u8 ‖ UTF-8
+/// ‖ [delivered_at_ms u64] ‖ [ready_at_ms u64] ‖ zone_id u16 ‖ role_id u64
+/// ‖ campaign_id, coupon_id, gift_id, game_id: each length u8 ‖ UTF-8
 /// ‖ [last_error: length u16 ‖ UTF-8]
 /// ```
+///
+/// Version 1 had no zone and role fields and instead a fifth and sixth string after `game_id`:
+/// the zone and role ids as decimal text. Decoding still accepts it.
 ///
 /// Panics on an order no claim produces (inconsistent, or an id longer than 255 bytes): the
 /// callers validated it, so that is a bug, and it must not reach the disk.
 pub(crate) fn encode_order(order: &Order) -> Vec<u8> {
     assert!(order.is_consistent(), "refusing to persist an inconsistent order: {order:?}");
-    let strings = [
-        &order.campaign_id,
-        &order.coupon_id,
-        &order.gift_id,
-        &order.game_id,
-        &order.zone_id,
-        &order.role_id,
-    ];
+    let strings = [&order.campaign_id, &order.coupon_id, &order.gift_id, &order.game_id];
     let mut out = Vec::with_capacity(
-        3 + 36 + 16 + strings.iter().map(|s| 1 + s.len()).sum::<usize>() + 2 + 64,
+        3 + 36 + 16 + 10 + strings.iter().map(|s| 1 + s.len()).sum::<usize>() + 2 + 64,
     );
     let flags = if order.delivered_at_ms.is_some() { HAS_DELIVERED_AT } else { 0 }
         | if order.ready_at_ms.is_some() { HAS_READY_AT } else { 0 }
         | if order.last_error.is_some() { HAS_LAST_ERROR } else { 0 };
-    out.extend_from_slice(&[ORDER_V1, status_code(order.status), flags]);
+    out.extend_from_slice(&[ORDER_V2, status_code(order.status), flags]);
     for value in [order.user, order.created_at_ms, order.deliver_by_ms, order.updated_at_ms] {
         out.extend_from_slice(&value.to_le_bytes());
     }
@@ -334,6 +332,8 @@ pub(crate) fn encode_order(order: &Order) -> Vec<u8> {
     for value in [order.delivered_at_ms, order.ready_at_ms].into_iter().flatten() {
         out.extend_from_slice(&value.to_le_bytes());
     }
+    out.extend_from_slice(&order.zone_id.0.to_le_bytes());
+    out.extend_from_slice(&order.role_id.0.to_le_bytes());
     for text in strings {
         let len = u8::try_from(text.len()).expect("order ids and targets are at most 255 bytes");
         out.push(len);
@@ -395,7 +395,8 @@ pub(crate) fn decode_order(id: OrderId, bytes: &[u8]) -> Result<Order, StoreErro
 
 fn decode_order_fields(id: OrderId, bytes: &[u8]) -> Option<Order> {
     let mut c = Cursor { bytes, at: 0 };
-    if c.u8()? != ORDER_V1 {
+    let version = c.u8()?;
+    if version != ORDER_V1 && version != ORDER_V2 {
         return None;
     }
     let status = status_of_code(c.u8()?)?;
@@ -408,8 +409,14 @@ fn decode_order_fields(id: OrderId, bytes: &[u8]) -> Option<Order> {
     let attempts = c.u32()?;
     let delivered_at_ms = if flags & HAS_DELIVERED_AT != 0 { Some(c.u64()?) } else { None };
     let ready_at_ms = if flags & HAS_READY_AT != 0 { Some(c.u64()?) } else { None };
+    let typed = if version == ORDER_V2 { Some((c.u16()?, c.u64()?)) } else { None };
     let (campaign_id, coupon_id, gift_id) = (c.text8()?, c.text8()?, c.text8()?);
-    let (game_id, zone_id, role_id) = (c.text8()?, c.text8()?, c.text8()?);
+    let game_id = c.text8()?;
+    let (zone_id, role_id) = match typed {
+        Some(ids) => ids,
+        None => (c.text8()?.parse().ok()?, c.text8()?.parse().ok()?),
+    };
+    let (zone_id, role_id) = (ZoneId(zone_id), RoleId(role_id));
     let last_error = if flags & HAS_LAST_ERROR != 0 {
         let len = usize::from(c.u16()?);
         Some(c.text(len)?)
@@ -476,8 +483,8 @@ mod tests {
             coupon_id: "swipe-1".into(),
             gift_id: "g".into(),
             game_id: "gm".into(),
-            zone_id: "z".into(),
-            role_id: "r".into(),
+            zone_id: ZoneId(3),
+            role_id: RoleId(1 << 40),
             status: OrderStatus::Retrying,
             created_at_ms: 1,
             deliver_by_ms: 2,
@@ -511,20 +518,36 @@ mod tests {
         queue.extend_from_slice(&[0xab; 16]);
         assert_eq!(queue_key("gm", 256, &id), queue);
         assert_eq!(sent_key(&id, 1)[16..], [0, 0, 0, 0, 0, 0, 0, 1]);
-        let mut encoded = vec![1, 3, 2 | 4];
-        encoded.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
-        for v in [1u64, 2, 3] {
-            encoded.extend_from_slice(&v.to_le_bytes());
-        }
-        encoded.extend_from_slice(&4u32.to_le_bytes());
-        encoded.extend_from_slice(&5u64.to_le_bytes());
-        for text in ["c", "swipe-1", "g", "gm", "z", "r"] {
-            encoded.push(text.len() as u8);
-            encoded.extend_from_slice(text.as_bytes());
-        }
-        encoded.extend_from_slice(&[4, 0]);
-        encoded.extend_from_slice(b"busy");
-        assert_eq!(encode_order(&order()), encoded);
+        let head = |version: u8| {
+            let mut encoded = vec![version, 3, 2 | 4];
+            encoded.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+            for v in [1u64, 2, 3] {
+                encoded.extend_from_slice(&v.to_le_bytes());
+            }
+            encoded.extend_from_slice(&4u32.to_le_bytes());
+            encoded.extend_from_slice(&5u64.to_le_bytes());
+            encoded
+        };
+        let texts = |encoded: &mut Vec<u8>, texts: &[&str]| {
+            for text in texts {
+                encoded.push(text.len() as u8);
+                encoded.extend_from_slice(text.as_bytes());
+            }
+            encoded.extend_from_slice(&[4, 0]);
+            encoded.extend_from_slice(b"busy");
+        };
+        let mut v2 = head(2);
+        v2.extend_from_slice(&3u16.to_le_bytes());
+        v2.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        texts(&mut v2, &["c", "swipe-1", "g", "gm"]);
+        assert_eq!(encode_order(&order()), v2);
+        // Version 1, with the zone and role as decimal text, still reads as the same order.
+        let mut v1 = head(1);
+        texts(&mut v1, &["c", "swipe-1", "g", "gm", "3", &(1u64 << 40).to_string()]);
+        assert_eq!(decode_order(order().id, &v1), Ok(order()));
+        let mut v1_bad_zone = head(1);
+        texts(&mut v1_bad_zone, &["c", "swipe-1", "g", "gm", "z", "1"]);
+        assert!(decode_order(order().id, &v1_bad_zone).is_err());
         let record = IdempotencyRecord {
             expires_at_ms: 7,
             fingerprint: [9; 32],
@@ -558,7 +581,7 @@ mod tests {
         longer.push(0);
         for bad in [
             longer,
-            [&[2u8][..], &bytes[1..]].concat(),
+            [&[3u8][..], &bytes[1..]].concat(),
             [&bytes[..1], &[9u8], &bytes[2..]].concat(),
         ] {
             assert!(matches!(decode_order(order.id, &bad), Err(StoreError::Corrupt(_))));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hongbao_domain::{Coupon, OrderStatus};
+use hongbao_domain::{Coupon, OrderStatus, RoleId, ZoneId};
 use proptest::prelude::*;
 
 use super::*;
@@ -235,8 +235,8 @@ fn claim_req(
             expires_at_unix_s: i64::MAX,
         },
         gift: GiftIndex(gift),
-        zone_id: "z1".into(),
-        role_id: format!("r{user}"),
+        zone_id: ZoneId(1),
+        role_id: RoleId(user),
         stock,
         per_user_limit: per_user,
         now_ms,

@@ -1,4 +1,4 @@
-//! An in-memory [`OrderQueue`] for tests (here and in the crates above). It keeps what a durable
+//! An in-memory [`DeliveryQueue`] for tests (here and in the crates above). It keeps what a durable
 //! queue would (entries, final states, the actual-send log) and can "crash": [`MemoryQueue::crash`]
 //! forgets every lease, as a restarted store does, so the orders a dead worker held come back.
 
@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hongbao_domain::GameIndex;
 
-use crate::port::{
-    FinalState, Finish, Leased, OrderQueue, QueueDepth, QueueError, QueuedOrder, Retry,
+use crate::{
+    DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, QueuedOrder, Retry,
 };
 
 /// The in-memory queue's lease handle: the entry's order id and the lease's unique number.
@@ -148,7 +148,7 @@ impl MemoryQueue {
     }
 }
 
-impl OrderQueue for MemoryQueue {
+impl DeliveryQueue for MemoryQueue {
     type Lease = MemoryLease;
 
     async fn lease(
@@ -233,14 +233,15 @@ impl OrderQueue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hongbao_domain::{RoleId, ZoneId};
 
     fn order(id: &str, game: u8) -> QueuedOrder {
         QueuedOrder {
             order_id: id.to_string(),
             user: 1,
             game: GameIndex(game),
-            zone_id: 1,
-            role_id: 1,
+            zone_id: ZoneId(1),
+            role_id: RoleId(1),
             items: Vec::new(),
             deliver_by_ms: u64::MAX,
             attempts: 0,

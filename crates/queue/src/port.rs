@@ -1,14 +1,9 @@
-//! The one port the delivery workers need: a durable per-game queue of orders to deliver.
-//!
-//! Consumer-owned and narrow on purpose: the workers lease ready orders, and end each lease with
-//! exactly one of [`OrderQueue::finish`] (delivered, dead or expired) or [`OrderQueue::retry`].
-//! The embedded store's queue and the JetStream consumer are adapted to it in the app;
-//! [`crate::MemoryQueue`] implements it for tests.
+//! The port itself: what the workers lease, how a lease ends, and the queue's contract.
 
 use std::future::Future;
 
-use hongbao_domain::GameIndex;
 use hongbao_domain::campaign::Item;
+use hongbao_domain::{GameIndex, RoleId, ZoneId};
 use serde::Serialize;
 
 /// What one delivery needs to know about an order, as the queue hands it out.
@@ -18,13 +13,13 @@ pub struct QueuedOrder {
     pub order_id: String,
     pub user: u64,
     pub game: GameIndex,
-    pub zone_id: u16,
-    pub role_id: u64,
+    pub zone_id: ZoneId,
+    pub role_id: RoleId,
     /// The gift pack's items (the adapter resolves them from the order's gift).
     pub items: Vec<Item>,
     /// Unix milliseconds after which the order must not be delivered: it becomes `expired`.
     pub deliver_by_ms: u64,
-    /// Failed attempts so far (each [`OrderQueue::retry`] counts one; busy refusals, which the
+    /// Failed attempts so far (each [`DeliveryQueue::retry`] counts one; busy refusals, which the
     /// game makes before doing any work, are released instead and not counted).
     pub attempts: u32,
 }
@@ -100,20 +95,20 @@ pub enum QueueError {
 /// A durable per-game queue of orders to deliver.
 ///
 /// Contract the workers rely on:
-/// - [`lease`](OrderQueue::lease) returns only orders still to deliver (never one already
+/// - [`lease`](DeliveryQueue::lease) returns only orders still to deliver (never one already
 ///   delivered, dead or expired: finishing removes the entry), each to one holder at a time,
 ///   until the holder finishes or retries it or the lease is lost (expiry, restart). A lost
 ///   lease makes the order leasable again: this is how a crashed worker's orders come back.
-/// - [`finish`](OrderQueue::finish) with `Delivered` appends to the actual-send log, marks the
+/// - [`finish`](DeliveryQueue::finish) with `Delivered` appends to the actual-send log, marks the
 ///   order delivered and removes the entry, atomically or in that order, so a crash at any
 ///   point leaves at worst an entry whose redelivery the game answers `duplicate`.
-/// - [`retry`](OrderQueue::retry) counts one attempt (`attempts + 1`, `last_error`, state
-///   `retrying`); [`release`](OrderQueue::release) ends a lease that made no attempt (a busy
+/// - [`retry`](DeliveryQueue::retry) counts one attempt (`attempts + 1`, `last_error`, state
+///   `retrying`); [`release`](DeliveryQueue::release) ends a lease that made no attempt (a busy
 ///   refusal, pause, shutdown) and writes nothing: the entry keeps its place.
 /// - Ending a lost lease returns [`QueueError::LeaseLost`] and changes nothing.
 ///
 /// The futures are `Send` so each game's worker runs as its own task.
-pub trait OrderQueue: Send + Sync + 'static {
+pub trait DeliveryQueue: Send + Sync + 'static {
     /// The adapter's handle on a leased entry.
     type Lease: Send + Sync + 'static;
 
