@@ -171,7 +171,12 @@ enum ProfilesCommand {
 
 /// Loads a campaign file, resolving `secret_env` names from the process environment.
 pub fn load_campaign(path: &Path) -> Result<Campaign> {
-    Ok(Campaign::load(path, &|name| std::env::var(name).ok())?)
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| hongbao_domain::CampaignError::Io {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Campaign::parse(&text, &file, &|name| std::env::var(name).ok())?)
 }
 
 /// Parses a listen address, naming the flag on failure.

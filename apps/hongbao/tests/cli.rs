@@ -47,7 +47,10 @@ async fn gen_files_agree_with_the_simulator_for_the_same_seed() {
 
     let (_sim, base) = spawn_sim(7, users, &[]);
     let client = reqwest::Client::new();
-    let campaign = hongbao_domain::Campaign::load(&campaign_path(), &|_| None).unwrap();
+    let path = campaign_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let campaign =
+        hongbao_domain::Campaign::parse(&text, &path.display().to_string(), &|_| None).unwrap();
     let mut compared_roles = 0;
     // Every 7th user over the whole range and every game: registered or not, both sides agree.
     for user in (10_000..10_000 + users).step_by(7) {

@@ -110,7 +110,10 @@ fn seeded_faults_are_found_applied_once_and_a_running_node_is_refused() {
     assert_eq!(std::fs::read_dir(data.join("reconcile")).unwrap().count(), 1);
 
     // A running node holds the store's lock: the CLI says to use the admin endpoint.
-    let campaign = hongbao_domain::Campaign::load(&campaign_path(), &|_| None).unwrap();
+    let path = campaign_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let campaign =
+        hongbao_domain::Campaign::parse(&text, &path.display().to_string(), &|_| None).unwrap();
     let store = EmbeddedStore::open_with(
         &data.join("store"),
         EmbeddedConfig::default(),

@@ -616,7 +616,8 @@ async fn live_target_smoke() {
         _ => Scenario::Grab,
     };
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/spring-festival.toml");
-    let campaign = Campaign::load(std::path::Path::new(path), &|_| None).expect("campaign");
+    let text = std::fs::read_to_string(path).expect("campaign file");
+    let campaign = Campaign::parse(&text, path, &|_| None).expect("campaign");
     let rate =
         std::env::var("HONGBAO_LOAD_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(200.0);
     let mut c = LoadConfig::new(target, Arc::new(campaign), scenario, rate, Duration::from_secs(2));
