@@ -7,9 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hongbao_domain::Campaign;
-use hongbao_store::{
-    CampaignBinding, ClaimLedger, DeliveryQueue, EmbeddedConfig, EmbeddedStore, LedgerScan,
-};
+use hongbao_store::{CampaignBinding, ClaimLedger, EmbeddedConfig, EmbeddedStore, LedgerScan};
 use serde::Serialize;
 
 #[derive(Serialize, Default)]
@@ -34,7 +32,7 @@ pub async fn inspect(campaign: &Campaign, data: &Path) -> Result<Inspection> {
         out.stock_taken.insert(gift.id.clone(), store.stock_taken(gift.index));
     }
     for game in &campaign.games {
-        out.queue_depth.insert(game.id.clone(), store.depth(game.index));
+        out.queue_depth.insert(game.id.clone(), store.queue_depth(game.index));
     }
     let mut after = None;
     loop {

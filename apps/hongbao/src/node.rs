@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hongbao_api::ApiState;
-use hongbao_delivery::{Dispatcher, DispatcherConfig, StoreQueue};
+use hongbao_delivery::{Dispatcher, DispatcherConfig};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
@@ -214,8 +214,10 @@ impl Node {
         let dispatcher = match role {
             NodeRole::Api => None,
             NodeRole::All | NodeRole::Worker => {
-                let queue = Arc::new(StoreQueue::new(store.clone(), &campaign));
-                let dispatcher = Dispatcher::start(&campaign, idip.clone(), queue, delivery)
+                // The store's queues are the delivery-queue port; its binding carries the items.
+                let queue = Arc::clone(&store);
+                let clock = hongbao_clock::SystemClock::shared();
+                let dispatcher = Dispatcher::start(&campaign, idip.clone(), queue, delivery, clock)
                     .context("start the delivery workers")?;
                 Some(Arc::new(dispatcher))
             }

@@ -13,10 +13,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hongbao_api::ApiError;
 use hongbao_domain::{Campaign, Channel, Coupon, RoleId, ZoneId};
+use hongbao_queue::{DeliveryQueue, FinalState, Finish, QueueError};
 use hongbao_reconcile::{Options, ReconcileError, Summary};
 use hongbao_store::{
-    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, EmbeddedConfig,
-    EmbeddedStore, Finish, LEASE_BATCH_MAX, Settled, StoreError,
+    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, EmbeddedConfig, EmbeddedStore,
+    LEASE_BATCH_MAX, StoreError,
 };
 use serde::Deserialize;
 
@@ -346,15 +347,18 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
             let entries = store.lease(game.index, LEASE_BATCH_MAX, now).await?;
             leased_any |= !entries.is_empty();
             let store = &store;
+            let delivered =
+                || Finish { state: FinalState::Delivered { duplicate: false }, at_ms: now };
             let mut finishing: FuturesUnordered<_> = entries
-                .iter()
-                .map(|e| async move { (e, store.finish(e, Finish::Delivered, now).await) })
+                .into_iter()
+                .map(|e| async move { (e.lease.order.clone(), store.finish(e, delivered()).await) })
                 .collect();
-            while let Some((entry, settled)) = finishing.next().await {
-                let order = match settled? {
-                    Settled::Applied(order) => order,
-                    Settled::NotLeased => bail!("a fresh lease of {} was lost", entry.order.id),
-                };
+            while let Some((order, finished)) = finishing.next().await {
+                match finished {
+                    Ok(()) => {}
+                    Err(QueueError::LeaseLost(id)) => bail!("a fresh lease of {id} was lost"),
+                    Err(error) => return Err(error).context("finish a seeded delivery"),
+                }
                 stats.delivered += 1;
                 let n = order.user - SEED_FIRST_USER;
                 if draw(n, 2) < args.lost_share {

@@ -1,16 +1,18 @@
-//! The one clock every part that decides reads: wall time as Unix milliseconds, and a way to wait
-//! until a given time.
+//! The one clock every part that decides reads: wall time as Unix milliseconds, a monotonic
+//! reading in microseconds for pacing and intervals, and a way to wait until a given time on
+//! either.
 //!
 //! Production injects [`SystemClock`]. Tests and simulations inject [`ManualClock`], which moves
 //! only when told to, so a pacer, a deadline or a lease expiry can be driven step by step on
-//! virtual time instead of by sleeping. Nothing that decides reads `SystemTime` itself.
+//! virtual time instead of by sleeping. Nothing that decides reads `SystemTime` or `Instant`
+//! itself.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -33,6 +35,22 @@ pub trait Clock: Send + Sync + Debug + 'static {
     /// Resolves `ms` milliseconds from now.
     fn sleep_ms(&self, ms: u64) -> Sleep<'_> {
         self.sleep_until(self.now_ms().saturating_add(ms))
+    }
+
+    /// Microseconds on a scale that never goes backwards, from an origin of the clock's own
+    /// choosing: for rates and intervals (a pacer's schedule, a hold), which a wall clock
+    /// stepped by NTP must not squeeze or stretch. Finer than milliseconds because a pacer at
+    /// ~900 sends/s spaces them ~1.1 ms apart.
+    ///
+    /// The default is the wall clock's reading, which is right for a clock whose wall time
+    /// never goes backwards (a manual one).
+    fn monotonic_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
+
+    /// Resolves once [`Clock::monotonic_us`] is at least `at_us` (at once if it already is).
+    fn sleep_until_monotonic_us(&self, at_us: u64) -> Sleep<'_> {
+        self.sleep_until(at_us.div_ceil(1000))
     }
 }
 
@@ -62,10 +80,32 @@ impl Clock for SystemClock {
         let wait_ms = at_ms.saturating_sub(self.now_ms());
         Box::pin(tokio::time::sleep(Duration::from_millis(wait_ms)))
     }
+
+    fn monotonic_us(&self) -> u64 {
+        u64::try_from(monotonic_origin().elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn sleep_until_monotonic_us(&self, at_us: u64) -> Sleep<'_> {
+        let wait_us = at_us.saturating_sub(self.monotonic_us());
+        Box::pin(tokio::time::sleep(Duration::from_micros(wait_us)))
+    }
+}
+
+/// The origin of [`SystemClock::monotonic_us`]: the first reading in the process, so every
+/// system clock shares one scale.
+fn monotonic_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// A clock that moves only when told to: [`ManualClock::advance_ms`] or [`ManualClock::set_ms`].
 /// Sleepers wake when the time they wait for is reached; time never goes backwards.
+///
+/// Its monotonic reading is its wall time in microseconds, so it moves in whole milliseconds.
+/// A test that moves it and then asserts needs to know when every task has done all it can at
+/// the new time: run it on a paused tokio runtime (`#[tokio::test(start_paused = true)]`),
+/// whose own clock moves only when every task is parked, and await a short tokio sleep after
+/// each move (as `crates/delivery/tests/virtual_time.rs` does).
 #[derive(Debug)]
 pub struct ManualClock {
     now_ms: AtomicU64,
@@ -143,11 +183,29 @@ mod tests {
         ManualClock::new(10).set_ms(5);
     }
 
+    #[tokio::test]
+    async fn manual_monotonic_time_is_the_wall_time_in_microseconds() {
+        let clock = ManualClock::new(2_000);
+        assert_eq!(clock.monotonic_us(), 2_000_000);
+        // A sleep to a fraction of a millisecond wakes at the next whole one.
+        let sleeper = tokio::spawn({
+            let clock = Arc::clone(&clock);
+            async move { clock.sleep_until_monotonic_us(2_000_001).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        clock.advance_ms(1);
+        sleeper.await.expect("the sleeper wakes");
+        assert_eq!(clock.monotonic_us(), 2_001_000);
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn system_sleep_waits_for_the_wall_time() {
+    async fn system_sleeps_wait_for_the_wall_and_the_monotonic_time() {
         let clock = SystemClock;
-        let before = clock.now_ms();
-        clock.sleep_until(before).await;
-        assert!(clock.now_ms() >= before);
+        let (before_ms, before_us) = (clock.now_ms(), clock.monotonic_us());
+        clock.sleep_until(before_ms).await;
+        clock.sleep_until_monotonic_us(before_us).await;
+        assert!(clock.now_ms() >= before_ms);
+        assert!(clock.monotonic_us() >= before_us);
     }
 }

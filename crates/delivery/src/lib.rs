@@ -1,5 +1,5 @@
 //! Delivery workers: drain each game's queue at that game's capacity, exactly once, within the
-//! deadline (issue 6; DESIGN.md §1 "delivery workers").
+//! deadline (DESIGN.md §1 "delivery workers").
 //!
 //! - [`Dispatcher`]: one worker task per game. Its pacer ([`config::DispatcherConfig`]'s
 //!   capacity × headroom, GCRA with a burst of one) keeps every one-second window under the
@@ -15,17 +15,27 @@
 //!   growing while, then one probe call, so an outage does not burn every order's attempts.
 //! - A new dispatcher waits `start_quiet_ms` (one window) before its first send to a game, so
 //!   a crashed predecessor's last second of sends and ours never share the game's window.
-//! - The queue is `hongbao_queue::DeliveryQueue`, the one port every backend implements.
+//! - Ports, so the workers can run against fakes on virtual time: the queue is
+//!   [`hongbao_queue::DeliveryQueue`], which every backend implements (the stores themselves,
+//!   [`hongbao_queue::MemoryQueue`] in tests); the game side is [`GameClient`] (the IDIP client
+//!   in production); time is an injected [`hongbao_clock::Clock`].
 //! - Operators: [`Dispatcher::pause`], [`Dispatcher::resume`], [`Dispatcher::status`].
+//!
+//! Rooms: `dispatcher` (start, operators, shutdown), `worker` (the per-game loop), `call` (one
+//! call and its outcome), `slot` (a pacer slot as a guard), `pacer`, `game` (per-game state
+//! and status).
 
+mod call;
 pub mod config;
 mod dispatcher;
+mod game;
+mod game_client;
 mod pacer;
+mod slot;
 mod status;
-mod store_queue;
+mod worker;
 
 pub use config::{DispatcherConfig, PACING_HEADROOM_DEFAULT};
 pub use dispatcher::{DispatchError, Dispatcher};
-
+pub use game_client::GameClient;
 pub use status::{DeadOrder, DispatcherStatus, GameStatus};
-pub use store_queue::StoreQueue;

@@ -4,16 +4,20 @@
 //!
 //! No assertion depends on timing except the simulator's own `max_applied_in_1s` ≤ capacity.
 //! (The simulator enforces its capacity by refusing `busy`, so that bound holds by construction;
-//! the pacing's real evidence is the `busy` count, printed by every test.)
+//! the pacing's real evidence is the `busy` count, printed by every test.) The simulator's
+//! window runs on real time, so the dispatcher does too (`SystemClock`); its virtual-time tests
+//! are in `virtual_time.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use hongbao_delivery::{Dispatcher, DispatcherConfig};
+use hongbao_clock::{Clock, SystemClock};
+use hongbao_delivery::{Dispatcher, DispatcherConfig, DispatcherStatus};
 use hongbao_domain::campaign::Item;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, GameIndex};
+use hongbao_gamesim::testing::RunningSim;
 use hongbao_gamesim::{GameSim, Outage, SimConfig, StatsBody};
 use hongbao_gateway::IdipClient;
 use hongbao_queue::{FinalState, MemoryQueue, QueuedOrder};
@@ -29,15 +33,12 @@ const LIVENESS_LIMIT: Duration = Duration::from_secs(90);
 const USERS_PER_GAME: usize = 20;
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+    SystemClock.now_ms()
 }
 
 /// A running simulator and the campaign pointed at it.
 struct Sim {
-    sim: Arc<GameSim>,
-    campaign: Campaign,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: RunningSim,
 }
 
 impl Sim {
@@ -45,6 +46,9 @@ impl Sim {
         let text = include_str!("../../../config/spring-festival.toml");
         let mut campaign =
             Campaign::parse(text, "config/spring-festival.toml", &|_| None).expect("campaign");
+        for game in &mut campaign.games {
+            game.idip_timeout_ms = idip_timeout_ms;
+        }
         let config = SimConfig {
             seed: SEED,
             users: USERS,
@@ -53,28 +57,40 @@ impl Sim {
             deliver_latency_ms: 1,
             ..config
         };
-        let sim = GameSim::new(&campaign, config).expect("simulator");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        for game in &mut campaign.games {
-            game.idip_url = url.clone();
-            game.idip_timeout_ms = idip_timeout_ms;
-        }
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hongbao_gamesim::serve(listener, sim.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Sim { sim, campaign, stop, task }
+        Sim { running: RunningSim::start(campaign, config).await.expect("simulator") }
+    }
+
+    fn sim(&self) -> &GameSim {
+        self.running.sim()
+    }
+
+    fn campaign(&self) -> &Campaign {
+        self.running.campaign()
     }
 
     fn dispatcher(&self, queue: &Arc<MemoryQueue>) -> Dispatcher {
-        let client = IdipClient::new(&self.campaign).expect("client");
-        Dispatcher::start(&self.campaign, client, queue.clone(), test_config()).expect("start")
+        let client = IdipClient::new(self.campaign()).expect("client");
+        let clock = SystemClock::shared();
+        Dispatcher::start(self.campaign(), client, queue.clone(), test_config(), clock)
+            .expect("start")
+    }
+
+    /// Runs a dispatcher until `finished` orders of `queue` are finished; its status then,
+    /// taken before it shuts down cleanly.
+    async fn run_until_finished(
+        &self,
+        queue: &Arc<MemoryQueue>,
+        finished: usize,
+    ) -> DispatcherStatus {
+        let dispatcher = self.dispatcher(queue);
+        wait_until("the orders are finished", || queue.finished_count() == finished).await;
+        let status = dispatcher.status().await;
+        dispatcher.shutdown().await;
+        status
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("server task").expect("server stopped cleanly");
+        self.running.stop().await.expect("the simulator stops cleanly");
     }
 }
 
@@ -165,8 +181,8 @@ fn assert_all_delivered_once(queue: &MemoryQueue, orders: &[QueuedOrder], sim: &
     assert_eq!(log.len(), orders.len());
     assert_eq!(log.iter().collect::<HashSet<_>>().len(), orders.len(), "each once in the log");
 
-    let stats = sim.sim.stats();
-    let expected = per_game(orders, &sim.campaign);
+    let stats = sim.sim().stats();
+    let expected = per_game(orders, sim.campaign());
     for (game, s) in &stats.games {
         eprintln!(
             "{game}: applied {} duplicates {} busy {} errors {} max/s {} capacity/s {}",
@@ -183,14 +199,11 @@ fn assert_all_delivered_once(queue: &MemoryQueue, orders: &[QueuedOrder], sim: &
 async fn a_backlog_over_ten_games_is_delivered_once_within_capacity() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let orders = orders(&sim.campaign, 4.0);
+    let orders = orders(sim.campaign(), 4.0);
     assert_eq!(orders.len(), 2_000);
     enqueue(&queue, &orders);
 
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("all delivered", || queue.finished_count() == orders.len()).await;
-    let status = dispatcher.status().await;
-    dispatcher.shutdown().await;
+    let status = sim.run_until_finished(&queue, orders.len()).await;
 
     let stats = assert_all_delivered_once(&queue, &orders, &sim);
     for (game, s) in &stats.games {
@@ -199,7 +212,7 @@ async fn a_backlog_over_ten_games_is_delivered_once_within_capacity() {
     for g in &status.games {
         assert!(g.running && !g.paused && !g.held, "{g:?}");
         assert_eq!((g.queue_depth, g.in_flight, g.dead, g.expired), (0, 0, 0, 0), "{g:?}");
-        assert_eq!(g.delivered, per_game(&orders, &sim.campaign)[&g.game]);
+        assert_eq!(g.delivered, per_game(&orders, sim.campaign())[&g.game]);
     }
     sim.stop().await;
 }
@@ -215,13 +228,10 @@ async fn transient_errors_and_timeouts_are_retried_and_nothing_is_applied_twice(
     };
     let sim = Sim::start(faults, 100).await;
     let queue = Arc::new(MemoryQueue::new());
-    let orders = orders(&sim.campaign, 3.0);
+    let orders = orders(sim.campaign(), 3.0);
     enqueue(&queue, &orders);
 
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("all delivered", || queue.finished_count() == orders.len()).await;
-    let status = dispatcher.status().await;
-    dispatcher.shutdown().await;
+    let status = sim.run_until_finished(&queue, orders.len()).await;
 
     let stats = assert_all_delivered_once(&queue, &orders, &sim);
     let errors: u64 = stats.games.values().map(|s| s.errors).sum();
@@ -235,22 +245,23 @@ async fn transient_errors_and_timeouts_are_retried_and_nothing_is_applied_twice(
 async fn crashed_dispatchers_lose_nothing_and_deliver_nothing_twice() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let orders = orders(&sim.campaign, 3.0);
+    let orders = orders(sim.campaign(), 3.0);
     enqueue(&queue, &orders);
 
     for _ in 0..3 {
         let dispatcher = sim.dispatcher(&queue);
-        // Past the quiet start (`start_quiet_ms`, 1 s), into the sending.
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        // Well into the sending (past the quiet start): a tenth of the orders delivered by
+        // this dispatcher, more calls in flight.
+        let before = queue.finished_count();
+        let crash_after = orders.len() / 10;
+        wait_until("sending", || queue.finished_count() >= before + crash_after).await;
         // A crash: every task and call aborted mid-flight, then the queue restarts and forgets
         // the leases (the orders the dead dispatcher held come back).
         drop(dispatcher);
         queue.crash();
         eprintln!("crash: {} of {} finished", queue.finished_count(), orders.len());
     }
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("all delivered", || queue.finished_count() == orders.len()).await;
-    dispatcher.shutdown().await;
+    sim.run_until_finished(&queue, orders.len()).await;
 
     assert_all_delivered_once(&queue, &orders, &sim);
     sim.stop().await;
@@ -261,13 +272,10 @@ async fn a_game_in_outage_catches_up_and_the_others_are_unaffected() {
     let outage = Outage { game: "lantern-heroes".to_string(), start_s: 0, duration_s: 2 };
     let sim = Sim::start(SimConfig { outages: vec![outage], ..SimConfig::default() }, 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let orders = orders(&sim.campaign, 2.0);
+    let orders = orders(sim.campaign(), 2.0);
     enqueue(&queue, &orders);
 
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("all delivered", || queue.finished_count() == orders.len()).await;
-    let status = dispatcher.status().await;
-    dispatcher.shutdown().await;
+    let status = sim.run_until_finished(&queue, orders.len()).await;
 
     let stats = assert_all_delivered_once(&queue, &orders, &sim);
     for g in &status.games {
@@ -285,21 +293,18 @@ async fn a_game_in_outage_catches_up_and_the_others_are_unaffected() {
 async fn an_order_past_its_deadline_is_expired_and_listed_never_sent() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let mut late = orders(&sim.campaign, 1.0).swap_remove(0);
+    let mut late = orders(sim.campaign(), 1.0).swap_remove(0);
     late.deliver_by_ms = now_ms() - 1;
     enqueue(&queue, std::slice::from_ref(&late));
 
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("finished", || queue.finished_count() == 1).await;
-    let status = dispatcher.status().await;
-    dispatcher.shutdown().await;
+    let status = sim.run_until_finished(&queue, 1).await;
 
     assert_eq!(queue.finished()[&late.order_id].state, FinalState::Expired);
     assert!(queue.send_log().is_empty());
     let g = &status.games[usize::from(late.game.0)];
     assert_eq!((g.expired, g.delivered), (1, 0));
     assert_eq!(g.recent_expired, [late.order_id.clone()]);
-    assert_eq!(sim.sim.stats().games[&g.game].applied, 0, "never sent");
+    assert_eq!(sim.sim().stats().games[&g.game].applied, 0, "never sent");
     sim.stop().await;
 }
 
@@ -307,14 +312,11 @@ async fn an_order_past_its_deadline_is_expired_and_listed_never_sent() {
 async fn a_permanent_refusal_is_dead_with_the_games_reason() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let mut wrong = orders(&sim.campaign, 1.0).swap_remove(0);
+    let mut wrong = orders(sim.campaign(), 1.0).swap_remove(0);
     wrong.role_id.0 ^= 1; // no such role
     enqueue(&queue, std::slice::from_ref(&wrong));
 
-    let dispatcher = sim.dispatcher(&queue);
-    wait_until("finished", || queue.finished_count() == 1).await;
-    let status = dispatcher.status().await;
-    dispatcher.shutdown().await;
+    let status = sim.run_until_finished(&queue, 1).await;
 
     let finish = &queue.finished()[&wrong.order_id];
     assert_eq!(finish.state, FinalState::Dead { reason: "role_not_found".to_string() });
@@ -328,7 +330,7 @@ async fn a_permanent_refusal_is_dead_with_the_games_reason() {
 async fn a_paused_game_is_left_alone_until_resumed() {
     let sim = Sim::start(SimConfig::default(), 2_000).await;
     let queue = Arc::new(MemoryQueue::new());
-    let all = orders(&sim.campaign, 0.5);
+    let all = orders(sim.campaign(), 0.5);
     let (paused_game, other) = (GameIndex(1), GameIndex(0));
     let orders: Vec<_> =
         all.into_iter().filter(|o| o.game == paused_game || o.game == other).collect();
@@ -347,7 +349,7 @@ async fn a_paused_game_is_left_alone_until_resumed() {
     assert!(g.paused);
     assert_eq!((g.queue_depth, g.delivered, g.in_flight), (paused_count as u64, 0, 0));
     assert!(g.oldest_queued_age_ms.is_some());
-    assert_eq!(sim.sim.stats().games[&g.game].applied, 0, "nothing sent while paused");
+    assert_eq!(sim.sim().stats().games[&g.game].applied, 0, "nothing sent while paused");
     let json = serde_json::to_value(&status).expect("status serializes");
     assert_eq!(json["games"][1]["paused"], true);
 

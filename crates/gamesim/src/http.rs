@@ -77,7 +77,7 @@ impl From<SimError> for ApiError {
             SimError::InvalidConfig { .. } | SimError::InvalidOutage { .. } => {
                 ApiError::bad_request("invalid_faults", e.to_string())
             }
-            SimError::LogIo { .. } | SimError::LogCorrupt { .. } => {
+            SimError::LogIo { .. } | SimError::LogCorrupt { .. } | SimError::Bind(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
         }

@@ -8,10 +8,12 @@
 //!
 //! Roles come from [`hongbao_domain::synth::SynthModel`] with the same seed `hongbao gen` uses,
 //! so the two agree by construction. The HTTP contract is in DESIGN.md §4 and in [`GameSim::router`].
+//! Other crates' integration tests run it on a loopback port with [`testing::RunningSim`].
 
 mod http;
 mod log;
 mod sim;
+pub mod testing;
 mod window;
 
 use std::future::Future;
@@ -120,6 +122,9 @@ pub enum SimError {
     },
     #[error("delivery log {}: line {line}: {reason}", path.display())]
     LogCorrupt { path: PathBuf, line: u64, reason: String },
+    /// [`testing::RunningSim`] could not bind its loopback port.
+    #[error("bind the simulator's loopback port: {0}")]
+    Bind(#[source] std::io::Error),
 }
 
 /// Serves the simulator on `listener` until `shutdown` completes, then waits for requests in

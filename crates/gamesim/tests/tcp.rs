@@ -1,10 +1,11 @@
-//! The simulator over a real socket: `serve` with reqwest, and a graceful shutdown that leaves
-//! the delivery log complete.
+//! The simulator over a real socket (`serve`, as `RunningSim` runs it for other crates' tests)
+//! with reqwest, and a graceful shutdown that leaves the delivery log complete.
 
 mod common;
 
 use common::*;
-use hongbao_gamesim::{GameSim, LogRecord, SimConfig, StatsBody, serve};
+use hongbao_gamesim::testing::RunningSim;
+use hongbao_gamesim::{LogRecord, SimConfig, StatsBody};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -12,13 +13,9 @@ async fn serves_the_contract_over_tcp_and_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("game.jsonl");
     let config = SimConfig { log_path: Some(log_path.clone()), ..config() };
-    let sim = GameSim::new(&campaign(), config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, sim.clone(), async {
-        let _ = stopped.await;
-    }));
+    let sim = RunningSim::start(campaign(), config).await.unwrap();
+    let base = sim.base_url().to_string();
+    assert!(sim.campaign().games.iter().all(|g| g.idip_url == base), "the games point at it");
 
     let client = reqwest::Client::new();
     let (user, role) = user_with_role(0, 1);
@@ -49,8 +46,7 @@ async fn serves_the_contract_over_tcp_and_shuts_down_gracefully() {
     let lh = &stats.games["lantern-heroes"];
     assert_eq!((lh.applied, lh.duplicates, lh.role_queries), (1, 1, 1));
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    sim.stop().await.unwrap();
     let text = std::fs::read_to_string(&log_path).unwrap();
     let record: LogRecord = serde_json::from_str(text.trim_end()).unwrap();
     assert_eq!((record.serial.as_str(), record.user), ("tcp-1", user));

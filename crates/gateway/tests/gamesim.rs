@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hongbao_domain::campaign::Item;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, GameIndex, ZoneId};
+use hongbao_gamesim::testing::RunningSim;
 use hongbao_gamesim::{GameSim, SimConfig};
 use hongbao_gateway::{
     DeliveryOutcome, DeliveryRequest, GatewayError, IdipClient, RoleCache, RoleCacheConfig,
@@ -25,30 +26,28 @@ fn example_campaign() -> Campaign {
 
 /// A running simulator, its campaign pointed at it, stopped on [`Sim::stop`].
 struct Sim {
-    sim: Arc<GameSim>,
-    campaign: Campaign,
+    running: RunningSim,
     model: SynthModel,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Sim {
     async fn start(role_latency_ms: u64) -> Sim {
         let mut campaign = example_campaign();
-        let config = SimConfig { seed: SEED, users: USERS, role_latency_ms, ..Default::default() };
-        let sim = GameSim::new(&campaign, config).expect("simulator");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
         for game in &mut campaign.games {
-            game.idip_url = url.clone();
             game.idip_timeout_ms = IDIP_TIMEOUT_MS;
         }
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hongbao_gamesim::serve(listener, sim.clone(), async move {
-            let _ = stopped.await;
-        }));
-        let model = SynthModel::new(SEED, USERS, campaign.games.len());
-        Sim { sim, campaign, model, stop, task }
+        let config = SimConfig { seed: SEED, users: USERS, role_latency_ms, ..Default::default() };
+        let running = RunningSim::start(campaign, config).await.expect("simulator");
+        let model = SynthModel::new(SEED, USERS, running.campaign().games.len());
+        Sim { running, model }
+    }
+
+    fn sim(&self) -> &GameSim {
+        self.running.sim()
+    }
+
+    fn campaign(&self) -> &Campaign {
+        self.running.campaign()
     }
 
     /// The first synthetic user with at least one role in `game`.
@@ -65,8 +64,7 @@ impl Sim {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("server task").expect("server stopped cleanly");
+        self.running.stop().await.expect("the simulator stops cleanly");
     }
 }
 
@@ -75,7 +73,7 @@ async fn a_thousand_concurrent_lookups_of_a_cold_key_make_one_simulator_call() {
     let sim = Sim::start(ROLE_LATENCY_MS).await;
     let game = GameIndex(2);
     let user = sim.user_with_roles(game);
-    let client = IdipClient::new(&sim.campaign).expect("client");
+    let client = IdipClient::new(sim.campaign()).expect("client");
     let cache = Arc::new(RoleCache::new(Arc::new(client), None, RoleCacheConfig::default()));
 
     let tasks: Vec<_> = (0..CONCURRENT_REQUESTS)
@@ -92,9 +90,9 @@ async fn a_thousand_concurrent_lookups_of_a_cold_key_make_one_simulator_call() {
     let expected = sim.model.roles(user, game);
     assert!(!expected.is_empty());
     assert!(answers.iter().all(|a| **a == *expected), "every answer is the model's roles");
-    let stats = sim.sim.stats();
+    let stats = sim.sim().stats();
     assert_eq!(stats.role_queries, 1, "one call to the simulator in total");
-    let game_id = &sim.campaign.games[usize::from(game.0)].id;
+    let game_id = &sim.campaign().games[usize::from(game.0)].id;
     assert_eq!(stats.games[game_id].role_queries, 1);
     let c = cache.stats().snapshot();
     assert_eq!(c.misses, 1);
@@ -108,7 +106,7 @@ async fn a_created_role_is_seen_after_invalidation() {
     let sim = Sim::start(0).await;
     let game = GameIndex(0);
     let user = sim.user_without_roles(game);
-    let client = IdipClient::new(&sim.campaign).expect("client");
+    let client = IdipClient::new(sim.campaign()).expect("client");
     let cache = RoleCache::new(Arc::new(client.clone()), None, RoleCacheConfig::default());
 
     assert!(cache.roles(user, game).await.expect("roles").is_empty());
@@ -117,7 +115,7 @@ async fn a_created_role_is_seen_after_invalidation() {
     assert!(cache.roles(user, game).await.expect("roles").is_empty(), "still the cached answer");
     cache.invalidate(user, game).await.expect("invalidate");
     assert_eq!(&*cache.roles(user, game).await.expect("roles"), &[created]);
-    assert_eq!(sim.sim.stats().role_queries, 2);
+    assert_eq!(sim.sim().stats().role_queries, 2);
 
     let err = client.create_role(user, game, ZoneId(99)).await.expect_err("zone 99 does not exist");
     assert!(
@@ -133,7 +131,7 @@ async fn deliveries_are_applied_once_and_unknown_roles_are_permanent_errors() {
     let game = GameIndex(1);
     let user = sim.user_with_roles(game);
     let role = sim.model.roles(user, game).remove(0);
-    let client = IdipClient::new(&sim.campaign).expect("client");
+    let client = IdipClient::new(sim.campaign()).expect("client");
     let request = DeliveryRequest {
         serial: "order-1".to_string(),
         user,
@@ -160,8 +158,8 @@ async fn deliveries_are_applied_once_and_unknown_roles_are_permanent_errors() {
         DeliveryOutcome::Error { permanent: true, .. }
     ));
 
-    let game_id = &sim.campaign.games[usize::from(game.0)].id;
-    let stats = &sim.sim.stats().games[game_id];
+    let game_id = &sim.campaign().games[usize::from(game.0)].id;
+    let stats = &sim.sim().stats().games[game_id];
     assert_eq!((stats.applied, stats.duplicates), (1, 1));
     sim.stop().await;
 }

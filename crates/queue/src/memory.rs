@@ -141,6 +141,13 @@ impl MemoryQueue {
         self.locked().games.iter().map(|q| q.entries.len()).sum()
     }
 
+    /// When an outstanding order is ready to lease (leased now: when it was): for a retried
+    /// order, the end of its backoff.
+    pub fn ready_at_ms(&self, game: GameIndex, order_id: &str) -> Option<u64> {
+        let mut inner = self.locked();
+        inner.game(game).entries.get(order_id).map(|e| e.ready_at_ms)
+    }
+
     /// The last error recorded for an outstanding order.
     pub fn last_error(&self, game: GameIndex, order_id: &str) -> Option<String> {
         let mut inner = self.locked();
@@ -302,6 +309,7 @@ mod tests {
             QueueDepth { entries: 1, leased: 0, retrying: Some(1), oldest_ready_ms: Some(50) }
         );
         assert_eq!(q.last_error(GameIndex(0), "b").as_deref(), Some("timeout"));
+        assert_eq!(q.ready_at_ms(GameIndex(0), "b"), Some(50));
         let b = q.lease(GameIndex(0), 10, 50).await.unwrap().pop().unwrap();
         assert_eq!(b.order.attempts, 1);
         let expired = Finish { state: FinalState::Expired, at_ms: 60 };

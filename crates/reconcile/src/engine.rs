@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hongbao_domain::{GameIndex, Order, OrderId, OrderStatus};
 use hongbao_store::{
-    ClaimLedger, DeliveryQueue, LedgerRepair, LedgerScan, QueuedRef, RecordOutcome, RequeueOutcome,
-    SCAN_PAGE_MAX, SentRecord, StoreError,
+    ClaimLedger, LedgerRepair, LedgerScan, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX,
+    SentRecord, StoreError,
 };
 
 use crate::classify::{
@@ -29,8 +29,8 @@ pub const PAGE_LEN_DEFAULT: usize = 4_096;
 pub const APPLY_IN_FLIGHT_MAX: usize = 256;
 
 /// Every port a pass needs, in one bound.
-pub trait Ledger: ClaimLedger + DeliveryQueue + LedgerScan + LedgerRepair {}
-impl<T: ClaimLedger + DeliveryQueue + LedgerScan + LedgerRepair> Ledger for T {}
+pub trait Ledger: ClaimLedger + LedgerScan + LedgerRepair {}
+impl<T: ClaimLedger + LedgerScan + LedgerRepair> Ledger for T {}
 
 /// How to run a pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -552,7 +552,7 @@ fn tally_repair(tally: &mut ApplyTally, repair: &Repair) -> &'static str {
 /// path, [`APPLY_IN_FLIGHT_MAX`] at a time. Idempotent: orders already queued answer
 /// `unchanged`; applying the same list twice queues nothing the second time (unless an order
 /// was delivered in between, which is then resent again — review before applying twice).
-pub async fn requeue_list<S: DeliveryQueue>(
+pub async fn requeue_list<S: LedgerRepair>(
     store: &S,
     ids: impl IntoIterator<Item = OrderId>,
     now_ms: u64,

@@ -15,7 +15,7 @@
 //! finding is re-checked with point reads before it is reported, because pages are not one
 //! snapshot: a pass over a running node sees orders move under it, and reports such an order as
 //! `changed_during_scan` (quiet) instead of guessing. Then, with `apply`, the repairs go
-//! through the store's normal paths: [`DeliveryQueue::requeue`] for the resend list (idempotent:
+//! through the store's normal paths: [`LedgerRepair::requeue`] for the resend list (idempotent:
 //! a queued order answers `Unchanged`), [`LedgerRepair::record_delivered`] for what the game
 //! has and we do not (idempotent: a delivered order answers `Unchanged`; a leased one is left
 //! to its worker).
@@ -41,7 +41,7 @@
 //! [`LedgerScan::scan_sent`]: hongbao_store::LedgerScan::scan_sent
 //! [`LedgerScan::in_queue`]: hongbao_store::LedgerScan::in_queue
 //! [`LedgerScan::scan_queue`]: hongbao_store::LedgerScan::scan_queue
-//! [`DeliveryQueue::requeue`]: hongbao_store::DeliveryQueue::requeue
+//! [`LedgerRepair::requeue`]: hongbao_store::LedgerRepair::requeue
 //! [`LedgerRepair::record_delivered`]: hongbao_store::LedgerRepair::record_delivered
 //! [`SCAN_PAGE_MAX`]: hongbao_store::SCAN_PAGE_MAX
 

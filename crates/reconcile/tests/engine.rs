@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hongbao_domain::{Channel, Coupon, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
+use hongbao_queue::{DeliveryQueue, FinalState, Finish};
 use hongbao_reconcile::{Class, Options, Quiet, Summary, reconcile, requeue_list};
 use hongbao_store::{
-    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, Finish, MemoryStore,
+    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, LedgerScan, MemoryStore,
 };
 use serde_json::Value;
 
@@ -50,14 +51,19 @@ async fn claim(store: &MemoryStore, user: u64, gift: u16, at: u64) -> Order {
 }
 
 /// Leases everything due in `game` and ends each lease as `end` says (None: release).
-async fn settle(store: &MemoryStore, game: u8, at: u64, end: impl Fn(&Order) -> Option<Finish>) {
+async fn settle(
+    store: &MemoryStore,
+    game: u8,
+    at: u64,
+    end: impl Fn(&Order) -> Option<FinalState>,
+) {
     for entry in store.lease(GameIndex(game), 1_000, at).await.expect("lease") {
-        match end(&entry.order) {
-            Some(finish) => {
-                store.finish(&entry, finish, at).await.expect("finish");
+        match end(&entry.lease.order) {
+            Some(state) => {
+                store.finish(entry, Finish { state, at_ms: at }).await.expect("finish");
             }
             None => {
-                store.release(&entry).await.expect("release");
+                store.release(entry).await.expect("release");
             }
         }
     }
@@ -129,9 +135,9 @@ async fn world(dir: &Path) -> World {
     for game in [0, 1] {
         settle(&store, game, t + 10, |o| {
             if delivered.contains(&o.id) {
-                Some(Finish::Delivered)
+                Some(FinalState::Delivered { duplicate: false })
             } else if dead_ids.contains(&o.id) {
-                Some(Finish::Dead { reason: "role gone".into() })
+                Some(FinalState::Dead { reason: "role gone".into() })
             } else {
                 None
             }
@@ -294,7 +300,7 @@ async fn every_class_is_found_exactly_and_repairs_are_idempotent() {
     let ids = [w.lost.id, w.deleted.id, w.pending.id];
     let twice = requeue_list(&w.store, ids, NOW, NOW + HOUR).await;
     assert_eq!((twice.unchanged, twice.requeued, twice.repaired), (3, 0, 0));
-    assert_eq!(w.store.depth(GameIndex(0)) + w.store.depth(GameIndex(1)), 4);
+    assert_eq!(w.store.queue_depth(GameIndex(0)) + w.store.queue_depth(GameIndex(1)), 4);
 
     // Include dead orders: the dead one is resent (its game log is empty for it).
     let mut dead = options(dir.path(), "dead");

@@ -1,5 +1,5 @@
 //! Reconciliation against the real pieces, wired as `hongbao serve` wires them: the embedded
-//! store, the delivery workers (`Dispatcher` over `StoreQueue`) and the game-side simulator
+//! store, the delivery workers (`Dispatcher` over the store's queues) and the game-side simulator
 //! with its delivery log, on a loopback port.
 //!
 //! Three faults, each with a known set of orders:
@@ -16,15 +16,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hongbao_delivery::{Dispatcher, DispatcherConfig, StoreQueue};
+use hongbao_clock::SystemClock;
+use hongbao_delivery::{Dispatcher, DispatcherConfig};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, Coupon, Order, OrderId, RoleId, ZoneId};
-use hongbao_gamesim::{FaultsUpdate, GameSim, SimConfig};
+use hongbao_gamesim::testing::RunningSim;
+use hongbao_gamesim::{FaultsUpdate, SimConfig};
 use hongbao_gateway::{DeliveryOutcome, DeliveryRequest, IdipClient};
+use hongbao_queue::DeliveryQueue;
 use hongbao_reconcile::{Class, Options, Quiet, Summary, reconcile};
 use hongbao_store::{
-    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, EmbeddedConfig,
-    EmbeddedStore,
+    CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, EmbeddedConfig, EmbeddedStore,
+    LedgerScan,
 };
 
 const SEED: u64 = 11;
@@ -44,9 +47,7 @@ fn now_ms() -> u64 {
 
 struct Rig {
     campaign: Campaign,
-    sim: Arc<GameSim>,
-    sim_stop: tokio::sync::oneshot::Sender<()>,
-    sim_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    sim: RunningSim,
     store_dir: PathBuf,
     log: PathBuf,
     /// (user, zone, role) per game index, users with a role in that game.
@@ -56,7 +57,7 @@ struct Rig {
 impl Rig {
     async fn start(dir: &Path) -> Rig {
         let text = include_str!("../../../config/spring-festival.toml");
-        let mut campaign =
+        let campaign =
             Campaign::parse(text, "config/spring-festival.toml", &|_| None).expect("campaign");
         let log = dir.join("game.log");
         let config = SimConfig {
@@ -68,17 +69,11 @@ impl Rig {
             log_path: Some(log.clone()),
             ..SimConfig::default()
         };
-        let sim = GameSim::new(&campaign, config).expect("simulator");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let sim = RunningSim::start(campaign, config).await.expect("simulator");
+        let mut campaign = sim.campaign().clone();
         for game in &mut campaign.games {
-            game.idip_url = url.clone();
             game.idip_timeout_ms = 2_000;
         }
-        let (sim_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sim_task = tokio::spawn(hongbao_gamesim::serve(listener, sim.clone(), async move {
-            let _ = stopped.await;
-        }));
         let model = SynthModel::new(SEED, USERS, campaign.games.len());
         let players = campaign
             .games
@@ -96,7 +91,7 @@ impl Rig {
                     .collect::<Vec<_>>()
             })
             .collect();
-        Rig { campaign, sim, sim_stop, sim_task, store_dir: dir.join("store"), log, players }
+        Rig { campaign, sim, store_dir: dir.join("store"), log, players }
     }
 
     fn open(&self) -> Arc<EmbeddedStore> {
@@ -132,7 +127,7 @@ impl Rig {
 
     /// Runs the workers until every queue is empty.
     async fn deliver_all(&self, store: &Arc<EmbeddedStore>) {
-        let queue = Arc::new(StoreQueue::new(store.clone(), &self.campaign));
+        let queue = Arc::clone(store);
         let client = IdipClient::new(&self.campaign).expect("client");
         let config = DispatcherConfig {
             capacity_scale: SCALE,
@@ -143,9 +138,11 @@ impl Rig {
             hold_cap_ms: 400,
             ..DispatcherConfig::default()
         };
-        let dispatcher = Dispatcher::start(&self.campaign, client, queue, config).expect("start");
+        let dispatcher =
+            Dispatcher::start(&self.campaign, client, queue, config, SystemClock::shared())
+                .expect("start");
         let started = tokio::time::Instant::now();
-        while self.campaign.games.iter().any(|g| store.depth(g.index) > 0) {
+        while self.campaign.games.iter().any(|g| store.queue_depth(g.index) > 0) {
             assert!(started.elapsed() < LIVENESS_LIMIT, "delivery is stuck");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -206,6 +203,7 @@ async fn reconciliation_finds_exactly_the_faults_and_apply_makes_it_clean() {
 
     // 1. Lossy delivery: a fifth answered `applied` and dropped by the game.
     rig.sim
+        .sim()
         .set_faults(&FaultsUpdate { lose_rate: Some(0.2), ..FaultsUpdate::default() })
         .expect("faults");
     let store = rig.open();
@@ -217,12 +215,13 @@ async fn reconciliation_finds_exactly_the_faults_and_apply_makes_it_clean() {
     }
     rig.deliver_all(&store).await;
     rig.sim
+        .sim()
         .set_faults(&FaultsUpdate { lose_rate: Some(0.0), ..FaultsUpdate::default() })
         .expect("faults");
     let in_log = rig.game_log();
     let lost: BTreeSet<OrderId> =
         lossy.iter().filter(|id| !in_log.contains_key(id.as_str())).copied().collect();
-    let lost_at_sim: u64 = rig.sim.stats().games.values().map(|g| g.lost).sum();
+    let lost_at_sim: u64 = rig.sim.sim().stats().games.values().map(|g| g.lost).sum();
     assert_eq!(lost.len() as u64, lost_at_sim, "the simulator's count agrees");
     assert!(!lost.is_empty(), "a fifth of {} deliveries lost none", lossy.len());
     all.extend(&lossy);
@@ -234,7 +233,7 @@ async fn reconciliation_finds_exactly_the_faults_and_apply_makes_it_clean() {
         let order = rig.claim(&store, game, LOSSY_PER_GAME).await;
         let leased = store.lease(rig.campaign.games[game].index, 1, now_ms()).await.expect("lease");
         assert_eq!(leased.len(), 1);
-        assert_eq!(leased[0].order.id, order.id);
+        assert_eq!(leased[0].lease.order.id, order.id);
         let gift = rig.campaign.gifts.iter().find(|g| g.id == order.gift_id).expect("gift");
         let request = DeliveryRequest {
             serial: order.id.to_string(),
@@ -311,13 +310,12 @@ async fn reconciliation_finds_exactly_the_faults_and_apply_makes_it_clean() {
     for id in &all {
         assert_eq!(ids.get(id.as_str()), Some(&1), "{id} applied once");
     }
-    let stats = rig.sim.stats();
+    let stats = rig.sim.sim().stats();
     let applied: u64 = stats.games.values().map(|g| g.applied).sum();
     let duplicates: u64 = stats.games.values().map(|g| g.duplicates).sum();
     eprintln!(
         "simulator: applied {applied}, refused as duplicates {duplicates}, lost {lost_at_sim}"
     );
     assert_eq!(applied, all.len() as u64);
-    let _ = rig.sim_stop.send(());
-    rig.sim_task.await.expect("sim task").expect("sim stopped");
+    rig.sim.stop().await.expect("sim stopped");
 }

@@ -1,8 +1,8 @@
-//! The claim port: one atomic step from a verified coupon to a queued order (issue 5).
+//! The claim port: one atomic step from a verified coupon to a queued order.
 //!
-//! [`ClaimLedger::claim`] redeems the coupon, checks the per-user limit of the gift, takes one
-//! unit of stock, writes the order (the should-send record) and enqueues it in its game's
-//! delivery queue — all or nothing, durable before the answer.
+//! [`ClaimLedger::claim`](crate::ClaimLedger::claim) redeems the coupon, checks the per-user
+//! limit of the gift, takes one unit of stock, writes the order (the should-send record) and
+//! enqueues it in its game's delivery queue — all or nothing, durable before the answer.
 //!
 //! # Decisions, in order
 //!
@@ -20,6 +20,9 @@
 //! gift, and no idempotency record is kept for them (as in Stripe, only requests that did
 //! something are replayed), so a retry with the same key is decided afresh.
 //!
+//! These decisions are written once, in `ledger/claim.rs`, over the narrow view of a store's
+//! state every adapter implements (see `ledger/mod.rs`).
+//!
 //! # Coupons redeemed
 //!
 //! The order id is derived from (campaign, user, coupon id) and the coupon id from (channel,
@@ -27,7 +30,9 @@
 //! separate "coupons redeemed" row would be a second copy of the same fact written in the same
 //! batch; there is none.
 
-use hongbao_domain::campaign::MAX_GIFTS;
+use std::collections::HashMap;
+
+use hongbao_domain::campaign::{Item, MAX_GIFTS};
 use hongbao_domain::{
     Campaign, Coupon, GameIndex, Gift, GiftIndex, Order, OrderId, RoleId, ZoneId,
 };
@@ -38,23 +43,34 @@ use crate::StoreError;
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// Longest idempotency key accepted (Stripe's limit).
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
-/// Most orders [`ClaimLedger::orders_of`] returns.
+/// Most orders [`ClaimLedger::orders_of`](crate::ClaimLedger::orders_of) returns.
 pub const ORDERS_OF_MAX: usize = 1_000;
 
-/// The campaign's shape as the store sees it: which gift and game a dense index names.
+/// The campaign's shape as the store sees it: which gift and game a dense index names, and what
+/// each gift delivers.
 ///
 /// The store is opened for one campaign. Counters are persisted under the gift's and game's
 /// *ids* (stable across edits of the campaign file), while callers address gifts and games by
 /// the campaign's dense indexes (cheap: the gift list reads the stock of every gift per
 /// request). Reordering gifts or games in the campaign file therefore needs a reopen with the
 /// new binding; a claim that names an index the binding lacks is refused with `InvalidConfig`.
+/// Orders do not copy their gift's items: the delivery queue hands them out from here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CampaignBinding {
     campaign_id: String,
     games: Vec<String>,
-    gifts: Vec<(String, GameIndex)>,
+    gifts: Vec<BoundGift>,
+    /// Gift id → index: orders name their gift by id.
+    gift_by_id: HashMap<String, GiftIndex>,
     /// Units of stock over all gifts: no campaign has more orders (sizes in-memory filters).
     stock_total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BoundGift {
+    id: String,
+    game: GameIndex,
+    items: Vec<Item>,
 }
 
 /// Most games a binding may name (the campaign's own limit).
@@ -70,15 +86,22 @@ impl CampaignBinding {
 
     /// The binding of a validated campaign.
     pub fn of(campaign: &Campaign) -> Self {
+        let gifts: Vec<BoundGift> = campaign
+            .gifts
+            .iter()
+            .map(|g| BoundGift { id: g.id.clone(), game: g.game, items: g.items.clone() })
+            .collect();
         Self {
             campaign_id: campaign.id.clone(),
             games: campaign.games.iter().map(|g| g.id.clone()).collect(),
-            gifts: campaign.gifts.iter().map(|g| (g.id.clone(), g.game)).collect(),
+            gift_by_id: index_gifts(&gifts),
+            gifts,
             stock_total: campaign.gifts.iter().fold(0u64, |sum, g| sum.saturating_add(g.stock)),
         }
     }
 
-    /// A binding from parts (tests, tools). Checks what a campaign file guarantees.
+    /// A binding from parts (tests, tools): gifts without items. Checks what a campaign file
+    /// guarantees.
     pub fn new(
         campaign_id: impl Into<String>,
         games: Vec<String>,
@@ -106,7 +129,9 @@ impl CampaignBinding {
                 return bad(format!("gift `{gift}` names game index {}", game.0));
             }
         }
-        Ok(Self { campaign_id, games, gifts, stock_total: 0 })
+        let gifts: Vec<BoundGift> =
+            gifts.into_iter().map(|(id, game)| BoundGift { id, game, items: Vec::new() }).collect();
+        Ok(Self { campaign_id, games, gift_by_id: index_gifts(&gifts), gifts, stock_total: 0 })
     }
 
     pub fn campaign_id(&self) -> &str {
@@ -132,7 +157,13 @@ impl CampaignBinding {
 
     /// The gift's id and game.
     pub fn gift(&self, gift: GiftIndex) -> Option<(&str, GameIndex)> {
-        self.gifts.get(usize::from(gift.0)).map(|(id, game)| (id.as_str(), *game))
+        self.gifts.get(usize::from(gift.0)).map(|g| (g.id.as_str(), g.game))
+    }
+
+    /// The items the gift `gift_id` delivers; `None` for a gift the campaign does not have.
+    pub fn gift_items(&self, gift_id: &str) -> Option<&[Item]> {
+        let gift = self.gift_index(gift_id)?;
+        self.gifts.get(usize::from(gift.0)).map(|g| g.items.as_slice())
     }
 
     /// Units of stock over all gifts (0 when built from parts).
@@ -141,13 +172,17 @@ impl CampaignBinding {
     }
 
     pub(crate) fn gift_index(&self, gift_id: &str) -> Option<GiftIndex> {
-        let i = self.gifts.iter().position(|(id, _)| id == gift_id)?;
-        Some(GiftIndex(u16::try_from(i).ok()?))
+        self.gift_by_id.get(gift_id).copied()
     }
 
     pub(crate) fn gift_ids(&self) -> impl Iterator<Item = &str> {
-        self.gifts.iter().map(|(id, _)| id.as_str())
+        self.gifts.iter().map(|g| g.id.as_str())
     }
+}
+
+fn index_gifts(gifts: &[BoundGift]) -> HashMap<String, GiftIndex> {
+    let index = |i: usize| GiftIndex(u16::try_from(i).expect("at most MAX_GIFTS gifts"));
+    gifts.iter().enumerate().map(|(i, g)| (g.id.clone(), index(i))).collect()
 }
 
 /// An `Idempotency-Key` with the fingerprint of the request body it came with.
@@ -258,135 +293,5 @@ impl ClaimOutcome {
             | ClaimOutcome::CouponAlreadyRedeemed(o) => Some(o),
             _ => None,
         }
-    }
-}
-
-/// A claim checked against the binding, with the values both adapters derive from it.
-#[derive(Clone, Debug)]
-pub(crate) struct Prepared {
-    pub order_id: OrderId,
-    pub gift_id: String,
-    pub game: GameIndex,
-    pub game_id: String,
-    pub coupon_id: String,
-}
-
-/// Shared by the adapters: refuses requests no correct caller sends, derives the order id.
-pub(crate) fn prepare(
-    binding: &CampaignBinding,
-    req: &ClaimRequest,
-) -> Result<Prepared, StoreError> {
-    if req.coupon.campaign_id != binding.campaign_id() {
-        return Err(StoreError::InvalidConfig(format!(
-            "claim for campaign `{}` on a store bound to `{}`",
-            req.coupon.campaign_id,
-            binding.campaign_id()
-        )));
-    }
-    let (gift_id, game) = binding.gift(req.gift).ok_or_else(|| {
-        StoreError::InvalidConfig(format!("gift index {} is not bound", req.gift.0))
-    })?;
-    let game_id = binding.game_id(game).unwrap_or_default().to_string();
-    Ok(Prepared {
-        order_id: req.order_id(),
-        gift_id: gift_id.to_string(),
-        game,
-        game_id,
-        coupon_id: req.coupon.id(),
-    })
-}
-
-/// The order a fresh claim creates.
-pub(crate) fn new_order(req: &ClaimRequest, p: &Prepared) -> Order {
-    let order = Order {
-        id: p.order_id,
-        campaign_id: req.coupon.campaign_id.clone(),
-        user: req.coupon.user,
-        coupon_id: p.coupon_id.clone(),
-        gift_id: p.gift_id.clone(),
-        game_id: p.game_id.clone(),
-        zone_id: req.zone_id,
-        role_id: req.role_id,
-        status: hongbao_domain::OrderStatus::Queued,
-        created_at_ms: req.now_ms,
-        deliver_by_ms: req.deliver_by_ms,
-        updated_at_ms: req.now_ms,
-        attempts: 0,
-        last_error: None,
-        delivered_at_ms: None,
-        ready_at_ms: Some(req.now_ms),
-    };
-    assert!(order.is_consistent(), "{order:?}");
-    order
-}
-
-/// Step 2 of the decisions: what an existing order of this coupon means for this claim.
-pub(crate) fn replay(order: Order, gift_id: &str) -> ClaimOutcome {
-    if order.gift_id == gift_id {
-        ClaimOutcome::Replayed(Box::new(order))
-    } else {
-        ClaimOutcome::CouponAlreadyRedeemed(Box::new(order))
-    }
-}
-
-/// Outcome kinds recorded with an idempotency key (only those that carry an order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RecordedKind {
-    Accepted,
-    Replayed,
-    CouponAlreadyRedeemed,
-}
-
-impl RecordedKind {
-    pub fn of(outcome: &ClaimOutcome) -> Option<RecordedKind> {
-        match outcome {
-            ClaimOutcome::Accepted(_) => Some(RecordedKind::Accepted),
-            ClaimOutcome::Replayed(_) => Some(RecordedKind::Replayed),
-            ClaimOutcome::CouponAlreadyRedeemed(_) => Some(RecordedKind::CouponAlreadyRedeemed),
-            _ => None,
-        }
-    }
-
-    pub fn outcome(self, order: Order) -> ClaimOutcome {
-        let order = Box::new(order);
-        match self {
-            RecordedKind::Accepted => ClaimOutcome::Accepted(order),
-            RecordedKind::Replayed => ClaimOutcome::Replayed(order),
-            RecordedKind::CouponAlreadyRedeemed => ClaimOutcome::CouponAlreadyRedeemed(order),
-        }
-    }
-}
-
-/// What an idempotency key remembers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct IdempotencyRecord {
-    pub expires_at_ms: u64,
-    pub fingerprint: [u8; 32],
-    pub kind: RecordedKind,
-    pub order_id: OrderId,
-}
-
-/// Step 1 of the decisions against a found record: `None` when the record does not apply
-/// (expired), else conflict or the recorded kind.
-pub(crate) enum KeyCheck {
-    Fresh,
-    Conflict,
-    Replay(RecordedKind, OrderId),
-}
-
-pub(crate) fn check_key(
-    record: Option<&IdempotencyRecord>,
-    key: &IdempotencyKey,
-    now_ms: u64,
-) -> KeyCheck {
-    match record {
-        Some(r) if r.expires_at_ms > now_ms => {
-            if r.fingerprint == key.fingerprint {
-                KeyCheck::Replay(r.kind, r.order_id)
-            } else {
-                KeyCheck::Conflict
-            }
-        }
-        _ => KeyCheck::Fresh,
     }
 }

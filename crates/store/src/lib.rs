@@ -5,20 +5,26 @@
 //! - [`GrantLedger`] records coupon grants (the grab, `POST /v1/coupons`);
 //! - [`ClaimLedger`] turns a claim into a durable, queued order in one atomic step and reads
 //!   orders back (`POST /v1/claims`, `GET /v1/orders`), see [`claim`];
-//! - [`DeliveryQueue`] is the per-game queue the delivery workers lease from, and
-//!   [`LedgerScan`] the paged reads of orders, the actual-send log and the queues that
-//!   reconciliation merges, and [`LedgerRepair`] its one repair (record a delivery the game
-//!   side logged but we did not), see [`queue`].
+//! - the per-game queues the delivery workers lease from are THE delivery-queue port,
+//!   [`hongbao_queue::DeliveryQueue`], implemented by both adapters; [`LedgerScan`] holds the
+//!   paged reads of orders, the actual-send log and the queues that reconciliation merges, and
+//!   [`LedgerRepair`] its repairs (requeue; record a delivery the game side logged but we did
+//!   not), see [`queue`].
 //!
-//! Two adapters implement all of them with identical semantics, checked by shared behavioural
-//! suites (`tests/grant_ledger.rs`, `tests/claims.rs`):
+//! The rules every adapter applies are written once, in `ledger/`, over a narrow view of a
+//! store's state; the adapters differ in how they store, never in what they decide:
 //!
 //! - [`MemoryStore`]: in-process, for tests of the other crates; forgets everything on drop.
 //! - [`EmbeddedStore`]: fjall on local disk with group commit — one writer thread, one atomic
 //!   batch and one fsync per group of requests, answered only after the fsync.
+//!
+//! Shared behavioural suites (`tests/grant_ledger.rs`, `tests/claims.rs`) and a differential
+//! property test of the writer against the memory store check that they agree.
 
 pub mod claim;
+mod delivery;
 pub mod embedded;
+mod ledger;
 pub mod memory;
 pub mod queue;
 
@@ -36,8 +42,8 @@ pub use embedded::{
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 pub use memory::MemoryStore;
 pub use queue::{
-    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan,
-    QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+    LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan, QueueEntry, QueuedRef,
+    RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX, SentRecord,
 };
 
 /// One grab: may `user` have one more coupon from `channel`?
@@ -178,42 +184,7 @@ impl<T: ClaimLedger> ClaimLedger for Arc<T> {
     }
 }
 
-impl<T: DeliveryQueue> DeliveryQueue for Arc<T> {
-    fn lease(
-        &self,
-        game: GameIndex,
-        max: usize,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Vec<QueueEntry>, StoreError>> + Send {
-        T::lease(self, game, max, now_ms)
-    }
-
-    fn finish(
-        &self,
-        entry: &QueueEntry,
-        finish: Finish,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        T::finish(self, entry, finish, now_ms)
-    }
-
-    fn retry(
-        &self,
-        entry: &QueueEntry,
-        ready_at_ms: u64,
-        error: String,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        T::retry(self, entry, ready_at_ms, error, now_ms)
-    }
-
-    fn release(
-        &self,
-        entry: &QueueEntry,
-    ) -> impl Future<Output = Result<Settled, StoreError>> + Send {
-        T::release(self, entry)
-    }
-
+impl<T: LedgerRepair> LedgerRepair for Arc<T> {
     fn requeue(
         &self,
         order_id: &OrderId,
@@ -223,23 +194,6 @@ impl<T: DeliveryQueue> DeliveryQueue for Arc<T> {
         T::requeue(self, order_id, now_ms, deliver_by_ms)
     }
 
-    fn depth(&self, game: GameIndex) -> u64 {
-        T::depth(self, game)
-    }
-
-    fn leased(&self, game: GameIndex) -> u64 {
-        T::leased(self, game)
-    }
-
-    fn oldest_ready_ms(
-        &self,
-        game: GameIndex,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
-        T::oldest_ready_ms(self, game)
-    }
-}
-
-impl<T: LedgerRepair> LedgerRepair for Arc<T> {
     fn record_delivered(
         &self,
         order_id: &OrderId,
@@ -278,6 +232,14 @@ impl<T: LedgerScan> LedgerScan for Arc<T> {
 
     fn in_queue(&self, order: &Order) -> impl Future<Output = Result<bool, StoreError>> + Send {
         T::in_queue(self, order)
+    }
+
+    fn queue_depth(&self, game: GameIndex) -> u64 {
+        T::queue_depth(self, game)
+    }
+
+    fn leased(&self, game: GameIndex) -> u64 {
+        T::leased(self, game)
     }
 }
 

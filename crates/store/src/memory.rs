@@ -1,4 +1,5 @@
-//! In-memory adapter of every port: the same decisions as the embedded store, without a disk.
+//! In-memory adapter of every port: the ledger's rules (`ledger/`) over plain maps, one command
+//! at a time under one lock.
 //!
 //! For tests of the services built on the ports, and as the model the embedded writer is
 //! checked against. It keeps everything it was ever told (grants, orders, the send log,
@@ -8,16 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use hongbao_domain::{GameIndex, GiftIndex, Order, OrderEvent, OrderId, OrderStatus};
+use hongbao_domain::{GameIndex, GiftIndex, Order, OrderId};
 
-use crate::claim::{
-    self, CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, IdempotencyRecord,
-    KeyCheck, ORDERS_OF_MAX, RecordedKind,
-};
+use crate::claim::{CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::delivery::QueueBackend;
+use crate::ledger::{self, IdempotencyRecord, Lease, LedgerTxn, QueueSlot, SettleAction};
 use crate::queue::{
-    DeliveryQueue, Finish, LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan,
-    QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
-    recorded_delivered,
+    LeaseId, LedgerRepair, LedgerScan, QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome,
+    SCAN_PAGE_MAX, SentRecord, Settled,
 };
 use crate::{
     CHANNELS, Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError,
@@ -30,6 +29,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+/// Everything the store holds; the decisions read and write it through [`LedgerTxn`].
 #[derive(Debug, Default)]
 struct State {
     user_counts: HashMap<(u64, Channel), u32>,
@@ -40,13 +40,107 @@ struct State {
     stock_taken: Vec<u64>,
     /// Per bound game: (ready_at_ms, order id).
     queues: Vec<BTreeSet<(u64, OrderId)>>,
-    leases: HashMap<OrderId, (LeaseId, GameIndex)>,
+    leases: HashMap<OrderId, Lease>,
     next_lease: u64,
     sent: BTreeSet<(OrderId, u64)>,
     idempotency: HashMap<(u64, String), IdempotencyRecord>,
 }
 
 const ID_MAX: OrderId = OrderId::MAX;
+
+impl LedgerTxn for State {
+    fn order(&mut self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.orders.get(id).cloned())
+    }
+
+    fn claimed(&mut self, user: u64, gift: GiftIndex) -> Result<u32, StoreError> {
+        Ok(self.user_gifts.get(&(user, gift)).copied().unwrap_or(0))
+    }
+
+    fn stock_taken(&mut self, gift: GiftIndex) -> u64 {
+        self.stock_taken[usize::from(gift.0)]
+    }
+
+    fn grants(&mut self, user: u64, channel: Channel) -> Result<u32, StoreError> {
+        Ok(self.user_counts.get(&(user, channel)).copied().unwrap_or(0))
+    }
+
+    fn channel_granted(&mut self, channel: Channel) -> u64 {
+        self.granted[channel_index(channel)]
+    }
+
+    fn idempotency_record(
+        &mut self,
+        user: u64,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.idempotency.get(&(user, key.to_string())).cloned())
+    }
+
+    fn queue_has(&mut self, slot: QueueSlot) -> Result<bool, StoreError> {
+        Ok(self.queues[usize::from(slot.game.0)].contains(&(slot.ready_at_ms, slot.id)))
+    }
+
+    fn lease(&self, id: &OrderId) -> Option<Lease> {
+        self.leases.get(id).copied()
+    }
+
+    fn put_order(&mut self, order: Order) {
+        self.orders.insert(order.id, order);
+    }
+
+    fn index_user_order(&mut self, user: u64, id: OrderId) {
+        self.user_orders.insert((user, id));
+    }
+
+    fn set_claimed(&mut self, user: u64, gift: GiftIndex, claimed: u32) {
+        self.user_gifts.insert((user, gift), claimed);
+    }
+
+    fn set_stock_taken(&mut self, gift: GiftIndex, taken: u64) {
+        self.stock_taken[usize::from(gift.0)] = taken;
+    }
+
+    fn set_grants(&mut self, user: u64, channel: Channel, granted: u32) {
+        self.user_counts.insert((user, channel), granted);
+    }
+
+    fn set_channel_granted(&mut self, channel: Channel, granted: u64) {
+        self.granted[channel_index(channel)] = granted;
+    }
+
+    fn enqueue(&mut self, slot: QueueSlot) {
+        self.queues[usize::from(slot.game.0)].insert((slot.ready_at_ms, slot.id));
+    }
+
+    fn dequeue(&mut self, slot: QueueSlot) {
+        // Absent only when removed by hand (`remove_queue_entry_by_hand`).
+        self.queues[usize::from(slot.game.0)].remove(&(slot.ready_at_ms, slot.id));
+    }
+
+    fn append_sent(&mut self, id: OrderId, delivered_at_ms: u64) {
+        self.sent.insert((id, delivered_at_ms));
+    }
+
+    fn put_idempotency_record(&mut self, user: u64, key: &str, record: IdempotencyRecord) {
+        self.idempotency.insert((user, key.to_string()), record);
+    }
+
+    fn start_lease(&mut self, id: OrderId, game: GameIndex, ready_at_ms: u64) -> LeaseId {
+        let lease = LeaseId(self.next_lease);
+        self.next_lease += 1;
+        self.leases.insert(id, Lease { id: lease, game, ready_at_ms });
+        lease
+    }
+
+    fn end_lease(&mut self, id: &OrderId) {
+        self.leases.remove(id);
+    }
+
+    fn release_lease(&mut self, id: &OrderId) {
+        self.leases.remove(id);
+    }
+}
 
 impl MemoryStore {
     /// A store for grants only: claims are refused with `InvalidConfig`.
@@ -70,110 +164,89 @@ impl MemoryStore {
         self.state.lock().map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
     }
 
+    /// Runs one decision as one atomic step.
+    fn transact<R>(
+        &self,
+        decide: impl FnOnce(&mut State) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        decide(&mut *self.lock()?)
+    }
+
+    /// A read of the state for the cheap, infallible counters (0 when the lock is poisoned).
+    fn count(&self, read: impl FnOnce(&State) -> Option<u64>) -> u64 {
+        self.state.lock().ok().and_then(|state| read(&state)).unwrap_or(0)
+    }
+
     pub(crate) fn decide(&self, req: GrantRequest) -> Result<GrantOutcome, StoreError> {
-        let mut state = self.lock()?;
-        let index = channel_index(req.channel);
-        if state.granted[index] >= req.budget {
-            return Ok(GrantOutcome::BudgetExhausted);
-        }
-        let count = state.user_counts.get(&(req.user, req.channel)).copied().unwrap_or(0);
-        if count >= req.per_user_limit {
-            return Ok(GrantOutcome::UserLimitReached);
-        }
-        let serial = count + 1;
-        state.user_counts.insert((req.user, req.channel), serial);
-        state.granted[index] += 1;
-        Ok(GrantOutcome::Granted { serial })
+        self.transact(|state| ledger::grant::grant(state, req))
     }
 
     pub(crate) fn decide_claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        let p = claim::prepare(&self.binding, req)?;
-        let mut state = self.lock()?;
-        let state = &mut *state;
-        let user = req.user();
-        if let Some(key) = &req.idempotency {
-            let record = state.idempotency.get(&(user, key.key().to_string()));
-            match claim::check_key(record, key, req.now_ms) {
-                KeyCheck::Fresh => {}
-                KeyCheck::Conflict => return Ok(ClaimOutcome::IdempotencyConflict),
-                KeyCheck::Replay(kind, id) => {
-                    let order = state.orders.get(&id).cloned().ok_or_else(|| {
-                        StoreError::Corrupt(format!("idempotency key names missing order {id}"))
-                    })?;
-                    return Ok(kind.outcome(order));
-                }
-            }
-        }
-        let outcome = if let Some(order) = state.orders.get(&p.order_id) {
-            claim::replay(order.clone(), &p.gift_id)
-        } else if state.stock_taken[usize::from(req.gift.0)] >= req.stock {
-            return Ok(ClaimOutcome::OutOfStock);
-        } else if state.user_gifts.get(&(user, req.gift)).copied().unwrap_or(0)
-            >= req.per_user_limit
-        {
-            return Ok(ClaimOutcome::LimitReached);
-        } else {
-            let order = claim::new_order(req, &p);
-            state.stock_taken[usize::from(req.gift.0)] += 1;
-            *state.user_gifts.entry((user, req.gift)).or_default() += 1;
-            state.user_orders.insert((user, p.order_id));
-            state.queues[usize::from(p.game.0)].insert((req.now_ms, p.order_id));
-            state.orders.insert(p.order_id, order.clone());
-            ClaimOutcome::Accepted(Box::new(order))
-        };
-        if let (Some(key), Some(kind)) = (&req.idempotency, RecordedKind::of(&outcome)) {
-            let record = IdempotencyRecord {
-                expires_at_ms: req.now_ms.saturating_add(IDEMPOTENCY_TTL_MS),
-                fingerprint: *key.fingerprint(),
-                kind,
-                order_id: p.order_id,
-            };
-            state.idempotency.insert((user, key.key().to_string()), record);
-        }
-        Ok(outcome)
+        let prepared = ledger::claim::prepare(&self.binding, req)?;
+        self.transact(|state| ledger::claim::claim(state, req, &prepared))
     }
 
-    fn game(&self, game: GameIndex) -> Result<usize, StoreError> {
-        let index = usize::from(game.0);
-        if index < self.binding.games() {
-            Ok(index)
-        } else {
-            Err(StoreError::InvalidConfig(format!("game index {} is not bound", game.0)))
-        }
+    fn game(&self, game: GameIndex) -> Result<(usize, &str), StoreError> {
+        let game_id = self.binding.game_id(game).ok_or_else(|| {
+            StoreError::InvalidConfig(format!("game index {} is not bound", game.0))
+        })?;
+        Ok((usize::from(game.0), game_id))
     }
 
-    fn settle(
+    pub(crate) fn lease_now(
+        &self,
+        game: GameIndex,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let (index, game_id) = self.game(game)?;
+        self.transact(|state| {
+            let max = ledger::lease::lease_quota(max, state.leases.len());
+            let due: Vec<(u64, OrderId)> = state.queues[index]
+                .range(..=(now_ms, ID_MAX))
+                .filter(|(_, id)| !state.leases.contains_key(id))
+                .take(max)
+                .copied()
+                .collect();
+            Ok(due
+                .into_iter()
+                .filter_map(|(ready_at_ms, id)| {
+                    ledger::lease::lease_entry(state, game, game_id, ready_at_ms, id, now_ms)
+                })
+                .collect())
+        })
+    }
+
+    pub(crate) fn settle_now(
         &self,
         entry: &QueueEntry,
+        action: SettleAction,
         now_ms: u64,
-        then: impl FnOnce(&Order) -> Option<(OrderEvent, bool)>,
     ) -> Result<Settled, StoreError> {
-        let mut state = self.lock()?;
-        let state = &mut *state;
-        let id = entry.order.id;
-        match state.leases.get(&id) {
-            Some((lease, _)) if *lease == entry.lease => {}
-            _ => return Ok(Settled::NotLeased),
-        }
-        let (_, game) = state.leases.remove(&id).expect("checked above");
-        let stored = state.orders.get(&id).cloned().expect("a leased order exists");
-        let delivering = stored.apply(&OrderEvent::StartDelivery, now_ms).expect("leased: queued");
-        let Some((event, sent)) = then(&delivering) else {
-            return Ok(Settled::Applied(Box::new(stored)));
+        let (order_id, lease) = (entry.order.id, entry.lease);
+        self.transact(|state| ledger::lease::settle(state, order_id, lease, action, now_ms))
+    }
+
+    pub(crate) fn oldest_now(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
+        let (index, _) = self.game(game)?;
+        let state = self.lock()?;
+        let waiting = state.queues[index].iter().find(|(_, id)| !state.leases.contains_key(id));
+        Ok(waiting.map(|(ready_at_ms, _)| *ready_at_ms))
+    }
+
+    /// Fault injection for tests: deletes `order`'s queue entry behind the store's back, as an
+    /// operator's mistake would. Returns whether there was one. Never used by services.
+    #[doc(hidden)]
+    pub fn remove_queue_entry_by_hand(&self, order: &Order) -> bool {
+        let (Some(game), Some(ready_at_ms)) =
+            (self.binding.game_index(&order.game_id), order.ready_at_ms)
+        else {
+            return false;
         };
-        let next = delivering.apply(&event, now_ms).expect("legal from delivering");
-        let queue = &mut state.queues[usize::from(game.0)];
-        let old_ready = stored.ready_at_ms.expect("a leased order is in the queue");
-        // Present unless removed by hand (`remove_queue_entry_by_hand`).
-        queue.remove(&(old_ready, id));
-        if let Some(ready_at_ms) = next.ready_at_ms {
-            queue.insert((ready_at_ms, id));
-        }
-        if sent {
-            state.sent.insert((id, now_ms));
-        }
-        state.orders.insert(id, next.clone());
-        Ok(Settled::Applied(Box::new(next)))
+        self.state
+            .lock()
+            .map(|mut s| s.queues[usize::from(game.0)].remove(&(ready_at_ms, order.id)))
+            .unwrap_or(false)
     }
 }
 
@@ -183,7 +256,7 @@ impl GrantLedger for MemoryStore {
     }
 
     fn granted(&self, channel: Channel) -> u64 {
-        self.state.lock().map(|state| state.granted[channel_index(channel)]).unwrap_or(0)
+        self.count(|state| Some(state.granted[channel_index(channel)]))
     }
 }
 
@@ -209,155 +282,60 @@ impl ClaimLedger for MemoryStore {
     }
 
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|state| state.stock_taken.get(usize::from(gift.0)).copied())
-            .unwrap_or(0)
+        self.count(|state| state.stock_taken.get(usize::from(gift.0)).copied())
     }
 }
 
-impl DeliveryQueue for MemoryStore {
-    async fn lease(
+impl QueueBackend for MemoryStore {
+    fn binding(&self) -> &CampaignBinding {
+        &self.binding
+    }
+
+    async fn lease_entries(
         &self,
         game: GameIndex,
         max: usize,
         now_ms: u64,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let index = self.game(game)?;
-        let mut state = self.lock()?;
-        let state = &mut *state;
-        let max = max.min(LEASE_BATCH_MAX).min(LEASES_MAX.saturating_sub(state.leases.len()));
-        let due: Vec<OrderId> = state.queues[index]
-            .range(..=(now_ms, ID_MAX))
-            .filter(|(_, id)| !state.leases.contains_key(id))
-            .take(max)
-            .map(|(_, id)| *id)
-            .collect();
-        let mut entries = Vec::with_capacity(due.len());
-        for id in due {
-            let order = state.orders.get(&id).expect("a queued order exists");
-            let order = order.apply(&OrderEvent::StartDelivery, now_ms).expect("queued");
-            let lease = LeaseId(state.next_lease);
-            state.next_lease += 1;
-            state.leases.insert(id, (lease, game));
-            entries.push(QueueEntry { order, game, lease });
-        }
-        Ok(entries)
+        self.lease_now(game, max, now_ms)
     }
 
-    async fn finish(
+    async fn settle(
         &self,
         entry: &QueueEntry,
-        finish: Finish,
+        action: SettleAction,
         now_ms: u64,
     ) -> Result<Settled, StoreError> {
-        self.settle(entry, now_ms, |_| {
-            Some(match finish {
-                Finish::Delivered => (OrderEvent::Delivered, true),
-                Finish::Dead { reason } => (OrderEvent::Fail { reason }, false),
-                Finish::Expired => (OrderEvent::Expire, false),
-            })
-        })
+        self.settle_now(entry, action, now_ms)
     }
 
-    async fn retry(
-        &self,
-        entry: &QueueEntry,
-        ready_at_ms: u64,
-        error: String,
-        now_ms: u64,
-    ) -> Result<Settled, StoreError> {
-        self.settle(entry, now_ms, |_| Some((OrderEvent::Retry { ready_at_ms, error }, false)))
+    async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
+        self.oldest_now(game)
     }
+}
 
-    async fn release(&self, entry: &QueueEntry) -> Result<Settled, StoreError> {
-        self.settle(entry, entry.order.updated_at_ms, |_| None)
-    }
-
+impl LedgerRepair for MemoryStore {
     async fn requeue(
         &self,
         order_id: &OrderId,
         now_ms: u64,
         deliver_by_ms: u64,
     ) -> Result<RequeueOutcome, StoreError> {
-        let mut state = self.lock()?;
-        let state = &mut *state;
-        let Some(order) = state.orders.get(order_id).cloned() else {
-            return Ok(RequeueOutcome::NotFound);
-        };
-        let game = self.binding.game_index(&order.game_id).ok_or_else(|| {
-            StoreError::InvalidConfig(format!("game `{}` is not bound", order.game_id))
-        })?;
-        let queue = &mut state.queues[usize::from(game.0)];
-        if order.status.is_in_queue() {
-            let ready_at_ms = order.ready_at_ms.expect("consistent order");
-            return Ok(if queue.insert((ready_at_ms, order.id)) {
-                RequeueOutcome::Repaired(Box::new(order))
-            } else {
-                RequeueOutcome::Unchanged(Box::new(order))
-            });
-        }
-        if order.status == OrderStatus::Held {
-            return Ok(RequeueOutcome::Unchanged(Box::new(order)));
-        }
-        let event = OrderEvent::Resend { ready_at_ms: now_ms, deliver_by_ms };
-        let next = order.apply(&event, now_ms).expect("final states can be resent");
-        queue.insert((now_ms, order.id));
-        state.orders.insert(order.id, next.clone());
-        Ok(RequeueOutcome::Requeued(Box::new(next)))
+        self.transact(|state| {
+            ledger::repair::requeue(state, &self.binding, *order_id, now_ms, deliver_by_ms)
+        })
     }
 
-    fn depth(&self, game: GameIndex) -> u64 {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.queues.get(usize::from(game.0)).map(|q| q.len() as u64))
-            .unwrap_or(0)
-    }
-
-    fn leased(&self, game: GameIndex) -> u64 {
-        self.state
-            .lock()
-            .map(|s| s.leases.values().filter(|(_, g)| *g == game).count() as u64)
-            .unwrap_or(0)
-    }
-
-    async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
-        let index = self.game(game)?;
-        let state = self.lock()?;
-        let waiting = state.queues[index].iter().find(|(_, id)| !state.leases.contains_key(id));
-        Ok(waiting.map(|(ready_at_ms, _)| *ready_at_ms))
-    }
-}
-
-impl LedgerRepair for MemoryStore {
     async fn record_delivered(
         &self,
         order_id: &OrderId,
         delivered_at_ms: u64,
         now_ms: u64,
     ) -> Result<RecordOutcome, StoreError> {
-        let mut state = self.lock()?;
-        let state = &mut *state;
-        let Some(order) = state.orders.get(order_id).cloned() else {
-            return Ok(RecordOutcome::NotFound);
-        };
-        if state.leases.contains_key(order_id) {
-            return Ok(RecordOutcome::InFlight(Box::new(order)));
-        }
-        let Some(next) = recorded_delivered(&order, delivered_at_ms, now_ms) else {
-            return Ok(RecordOutcome::Unchanged(Box::new(order)));
-        };
-        if let Some(ready_at_ms) = order.ready_at_ms {
-            let game = self.binding.game_index(&order.game_id).ok_or_else(|| {
-                StoreError::InvalidConfig(format!("game `{}` is not bound", order.game_id))
-            })?;
-            state.queues[usize::from(game.0)].remove(&(ready_at_ms, order.id));
-        }
-        state.sent.insert((order.id, delivered_at_ms));
-        state.orders.insert(order.id, next.clone());
-        Ok(RecordOutcome::Recorded(Box::new(next)))
+        self.transact(|state| {
+            let binding = &self.binding;
+            ledger::repair::record_delivered(state, binding, *order_id, delivered_at_ms, now_ms)
+        })
     }
 }
 
@@ -406,7 +384,7 @@ impl LedgerScan for MemoryStore {
         after: Option<QueuedRef>,
         limit: usize,
     ) -> Result<Vec<QueuedRef>, StoreError> {
-        let index = self.game(game)?;
+        let (index, _) = self.game(game)?;
         let state = self.lock()?;
         let start = after.map(|a| (a.ready_at_ms, a.order_id));
         Ok(state.queues[index]
@@ -429,21 +407,14 @@ impl LedgerScan for MemoryStore {
         let state = self.lock()?;
         Ok(state.queues[usize::from(game.0)].contains(&(ready_at_ms, order.id)))
     }
-}
 
-impl MemoryStore {
-    /// Fault injection for tests: deletes `order`'s queue entry behind the store's back, as an
-    /// operator's mistake would. Returns whether there was one. Never used by services.
-    #[doc(hidden)]
-    pub fn remove_queue_entry_by_hand(&self, order: &Order) -> bool {
-        let (Some(game), Some(ready_at_ms)) =
-            (self.binding.game_index(&order.game_id), order.ready_at_ms)
-        else {
-            return false;
-        };
-        self.state
-            .lock()
-            .map(|mut s| s.queues[usize::from(game.0)].remove(&(ready_at_ms, order.id)))
-            .unwrap_or(false)
+    fn queue_depth(&self, game: GameIndex) -> u64 {
+        self.count(|state| state.queues.get(usize::from(game.0)).map(|q| q.len() as u64))
+    }
+
+    fn leased(&self, game: GameIndex) -> u64 {
+        self.count(|state| {
+            Some(state.leases.values().filter(|lease| lease.game == game).count() as u64)
+        })
     }
 }

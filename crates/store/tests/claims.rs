@@ -77,7 +77,7 @@ suite!(embedded, embedded(), fixture => fixture.store);
 /// A queued order whose entry vanished (deleted by hand) is repaired by a requeue.
 #[tokio::test]
 async fn memory_requeue_repairs_a_missing_entry() {
-    use hongbao_store::{ClaimLedger, DeliveryQueue, LedgerScan, RequeueOutcome};
+    use hongbao_store::{ClaimLedger, LedgerRepair, LedgerScan, RequeueOutcome};
     let store = MemoryStore::with_campaign(claims::binding());
     let order = claims::accept(&store, claims::claim_req(1, 1, claims::A, 5, 1, claims::NOW)).await;
     assert!(store.remove_queue_entry_by_hand(&order));

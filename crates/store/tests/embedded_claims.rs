@@ -5,13 +5,17 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::claims::{self, A, B, G1, G2, HOT, NOW, accept, claim_req};
+use common::claims::{
+    self, A, B, DELIVERED, G1, G2, HOT, NOW, accept, claim_req, finish, id, lease, lease_lost,
+    oldest, retry,
+};
+use hongbao_clock::ManualClock;
+use hongbao_queue::{DeliveryQueue, FinalState, QueueError};
 use hongbao_store::{
-    CampaignBinding, ClaimLedger, ClaimOutcome, DeliveryQueue, EmbeddedConfig, EmbeddedStore,
-    Finish, GiftIndex, IdempotencyKey, LedgerScan, Order, QueuedRef, RequeueOutcome, SentRecord,
-    Settled, StoreError,
+    CampaignBinding, ClaimLedger, ClaimOutcome, EmbeddedConfig, EmbeddedStore, GiftIndex,
+    IdempotencyKey, LedgerRepair, LedgerScan, Order, QueuedRef, RequeueOutcome, SentRecord,
+    StoreError,
 };
 
 fn open(dir: &Path) -> EmbeddedStore {
@@ -33,7 +37,7 @@ async fn snapshot(store: &EmbeddedStore) -> Snapshot {
         orders: claims::all_orders(store).await,
         sent: claims::all_sent(store).await,
         queues: vec![claims::all_queued(store, G1).await, claims::all_queued(store, G2).await],
-        depths: vec![store.depth(G1), store.depth(G2)],
+        depths: vec![store.queue_depth(G1), store.queue_depth(G2)],
         stock: vec![store.stock_taken(HOT), store.stock_taken(A), store.stock_taken(B)],
     }
 }
@@ -49,18 +53,16 @@ async fn a_restart_recovers_orders_counters_and_queues_exactly() {
     for user in 0..10 {
         accept(&*store, claim_req(user, 1, B, 100, 1, NOW + user)).await;
     }
-    let entries = store.lease(G2, 6, NOW + 100).await.expect("lease");
+    let entries = lease(&*store, G2, 6, NOW + 100).await;
     assert_eq!(entries.len(), 6);
     for entry in &entries[..2] {
-        store.finish(entry, Finish::Delivered, NOW + 101).await.expect("finish");
+        finish(&*store, entry, DELIVERED, NOW + 101).await.expect("finish");
     }
-    store.retry(&entries[2], NOW + 5_000, "busy".into(), NOW + 101).await.expect("retry");
-    store
-        .finish(&entries[3], Finish::Dead { reason: "gone".into() }, NOW + 101)
-        .await
-        .expect("finish");
+    retry(&*store, &entries[2], NOW + 5_000, "busy", NOW + 101).await.expect("retry");
+    let gone = FinalState::Dead { reason: "gone".into() };
+    finish(&*store, &entries[3], gone, NOW + 101).await.expect("finish");
     // entries[4..6] stay leased: in flight at the "crash".
-    let hot = store.lease(G1, 3, NOW + 100).await.expect("lease");
+    let hot = lease(&*store, G1, 3, NOW + 100).await;
     let before = snapshot(&store).await;
     assert_eq!(before.depths, vec![1_000, 10 - 3]);
     assert_eq!(before.sent.len(), 2);
@@ -72,21 +74,18 @@ async fn a_restart_recovers_orders_counters_and_queues_exactly() {
     assert_eq!((store.leased(G1), store.leased(G2)), (0, 0));
     // Nothing is in flight after a restart: the oldest waiting entry is the oldest entry.
     let oldest_g2 = before.queues[1].iter().map(|q| q.ready_at_ms).min();
-    assert_eq!(store.oldest_ready_ms(G2).await.expect("read"), oldest_g2);
+    assert_eq!(oldest(&store, G2).await, oldest_g2);
     // A lease from before the restart ends nothing, even for an entry leasable again.
-    assert_eq!(
-        store.finish(&entries[4], Finish::Delivered, NOW + 200).await,
-        Ok(Settled::NotLeased)
-    );
-    assert_eq!(store.finish(&hot[0], Finish::Delivered, NOW + 200).await, Ok(Settled::NotLeased));
+    assert!(lease_lost(finish(&store, &entries[4], DELIVERED, NOW + 200).await));
+    assert!(lease_lost(finish(&store, &hot[0], DELIVERED, NOW + 200).await));
     // In flight before the crash: delivered again (the serial makes it harmless).
-    let again = store.lease(G2, 10, NOW + 200).await.expect("lease");
-    let ids: Vec<_> = again.iter().map(|e| e.order.id).collect();
-    assert!(ids.contains(&entries[4].order.id) && ids.contains(&entries[5].order.id), "{ids:?}");
-    assert!(!ids.contains(&entries[2].order.id), "retrying, not due yet");
+    let again = lease(&store, G2, 10, NOW + 200).await;
+    let ids: Vec<_> = again.iter().map(id).collect();
+    assert!(ids.contains(&id(&entries[4])) && ids.contains(&id(&entries[5])), "{ids:?}");
+    assert!(!ids.contains(&id(&entries[2])), "retrying, not due yet");
     // 10 orders - 2 delivered - 1 dead = 7 in the queue, one of them retrying later.
     assert_eq!(again.len(), 6);
-    assert_eq!(store.lease(G1, 2_000, NOW + 200).await.expect("lease").len(), 1_000);
+    assert_eq!(lease(&store, G1, 2_000, NOW + 200).await.len(), 1_000);
     // Counters continue: the stock stays taken, a replay is still a replay.
     assert_eq!(
         store.claim(claim_req(5_000_000, 1, HOT, 1_000, 1, NOW)).await,
@@ -118,7 +117,7 @@ async fn drop_then_reopen_keeps_every_accepted_claim() {
     }
     let store = open(dir.path());
     assert_eq!(store.stock_taken(A), 20);
-    assert_eq!(store.depth(G1), 20);
+    assert_eq!(store.queue_depth(G1), 20);
     for order in &accepted {
         assert_eq!(store.order(&order.id).await.expect("read").as_ref(), Some(order));
     }
@@ -143,17 +142,16 @@ async fn concurrent_claims_share_fsyncs() {
 #[tokio::test]
 async fn expired_idempotency_keys_are_purged_by_compaction() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
+    // The compaction filter reads the injected clock, here a manual one standing at NOW.
+    let wall_ms = NOW;
+    let config = EmbeddedConfig { clock: ManualClock::new(wall_ms), ..EmbeddedConfig::default() };
+    let store = EmbeddedStore::open_with(dir.path(), config, claims::binding()).expect("open");
     let key = |k: u64, fp: u8| IdempotencyKey::new(format!("key-{k}"), [fp; 32]).expect("key");
-    // Keys written "in 1970": long expired by the wall clock the filter uses.
+    // Keys written "in 1970": long expired by the clock the filter uses.
     for user in 0..30 {
         let req = claim_req(user, 1, A, 1_000, 1, 1_000 + user).with_idempotency(key(user, 1));
         accept(&store, req).await;
     }
-    let wall_ms = u64::try_from(
-        SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis(),
-    )
-    .expect("fits");
     for user in 100..105 {
         let req = claim_req(user, 1, A, 1_000, 1, wall_ms).with_idempotency(key(user, 1));
         accept(&store, req).await;
@@ -179,7 +177,7 @@ async fn requeue_repairs_an_entry_deleted_by_hand() {
     assert!(EmbeddedStore::remove_queue_entry_by_hand(dir.path(), &lost).expect("surgery"));
     assert!(!EmbeddedStore::remove_queue_entry_by_hand(dir.path(), &lost).expect("surgery"));
     let store = open(dir.path());
-    assert_eq!(store.depth(G1), 1, "the depth is the keys, recounted at open");
+    assert_eq!(store.queue_depth(G1), 1, "the depth is the keys, recounted at open");
     assert!(!store.in_queue(&lost).await.expect("read"));
     assert!(store.in_queue(&kept).await.expect("read"));
     assert!(matches!(
@@ -190,14 +188,9 @@ async fn requeue_repairs_an_entry_deleted_by_hand() {
         store.requeue(&kept.id, NOW + 2, NOW + 9).await,
         Ok(RequeueOutcome::Unchanged(_))
     ));
-    assert_eq!(store.depth(G1), 2);
-    let leased: Vec<_> = store
-        .lease(G1, 10, NOW + 3)
-        .await
-        .expect("lease")
-        .into_iter()
-        .map(|e| e.order.id)
-        .collect();
+    assert_eq!(store.queue_depth(G1), 2);
+    let leased: Vec<_> =
+        store.lease(G1, 10, NOW + 3).await.expect("lease").iter().map(id).collect();
     assert_eq!(leased, vec![lost.id, kept.id]);
 }
 
@@ -209,7 +202,10 @@ async fn claims_need_a_matching_binding() {
         store.claim(claim_req(1, 1, A, 10, 1, NOW)).await,
         Err(StoreError::InvalidConfig(_))
     ));
-    assert!(matches!(store.lease(G1, 1, NOW).await, Err(StoreError::InvalidConfig(_))));
+    assert!(matches!(
+        store.lease(G1, 1, NOW).await,
+        Err(QueueError::Unavailable(reason)) if reason.contains("not bound")
+    ));
     assert_eq!(store.stock_taken(A), 0);
     store.close().expect("close");
     // Reopened with the binding, gifts are addressed by index but persisted by id: a binding
@@ -231,7 +227,10 @@ async fn claims_need_a_matching_binding() {
         EmbeddedStore::open_with(dir.path(), EmbeddedConfig::default(), reordered).expect("open");
     assert_eq!((store.stock_taken(GiftIndex(0)), store.stock_taken(GiftIndex(1))), (1, 0));
     assert_eq!(
-        (store.depth(hongbao_store::GameIndex(0)), store.depth(hongbao_store::GameIndex(1))),
+        (
+            store.queue_depth(hongbao_store::GameIndex(0)),
+            store.queue_depth(hongbao_store::GameIndex(1))
+        ),
         (0, 1)
     );
 }

@@ -46,7 +46,7 @@
 
 use hongbao_domain::{Order, OrderId, OrderStatus, RoleId, ZoneId};
 
-use crate::claim::{IdempotencyRecord, RecordedKind};
+use crate::ledger::{IdempotencyRecord, RecordedKind};
 use hongbao_domain::Channel;
 
 use crate::StoreError;

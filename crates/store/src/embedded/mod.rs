@@ -52,6 +52,7 @@
 //!
 //! See `layout.rs` for the persisted layout (and its warning).
 
+mod fjall_backend;
 pub mod idle;
 mod known;
 mod layout;
@@ -61,24 +62,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use fjall::compaction::filter::{
-    CompactionFilter, CompactionFilterResult, Context, Factory, ItemAccessor, Verdict,
-};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
+use fjall::{Database, Keyspace, PersistMode, Readable};
+use hongbao_clock::{SharedClock, SystemClock};
 use hongbao_domain::{GameIndex, GiftIndex, Order, OrderId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::claim::{self, CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::claim::{CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::delivery::QueueBackend;
+use crate::ledger::{self, SettleAction};
 use crate::queue::{
-    DeliveryQueue, Finish, LedgerRepair, LedgerScan, QueueEntry, QueuedRef, RecordOutcome,
-    RequeueOutcome, SCAN_PAGE_MAX, SentRecord, Settled,
+    LedgerRepair, LedgerScan, QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SCAN_PAGE_MAX,
+    SentRecord, Settled,
 };
 use crate::{Channel, ClaimLedger, GrantLedger, GrantOutcome, GrantRequest, StoreError};
+use fjall_backend::{FjallBackend, unavailable};
 pub use idle::{CommitLinger, RuntimeIdle};
 use known::Known;
-use writer::{Backend, Command, Durability, Ledger, Reply, SettleAction, Shared, Space};
+use writer::{Command, Ledger, Reply, Shared, Space};
 
 /// Default bound of the writer's queue: about a tenth of a second of the campaign's peak.
 pub const QUEUE_MAX_DEFAULT: usize = 16_384;
@@ -99,11 +100,19 @@ pub struct EmbeddedConfig {
     /// Whether the writer waits for a busy runtime to go idle before it commits (see
     /// [`idle`]); `None` commits whatever has queued as soon as the writer runs.
     pub linger: Option<CommitLinger>,
+    /// The wall clock by which idempotency keys expire when their tables are compacted (the
+    /// decisions themselves take their time from the requests).
+    pub clock: SharedClock,
 }
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
-        Self { queue_max: QUEUE_MAX_DEFAULT, batch_max: BATCH_MAX_DEFAULT, linger: None }
+        Self {
+            queue_max: QUEUE_MAX_DEFAULT,
+            batch_max: BATCH_MAX_DEFAULT,
+            linger: None,
+            clock: SystemClock::shared(),
+        }
     }
 }
 
@@ -179,7 +188,7 @@ impl EmbeddedStore {
             )));
         }
         let binding = Arc::new(binding);
-        let mut backend = FjallBackend::open(dir)?;
+        let mut backend = FjallBackend::open(dir, config.clock)?;
         let recovered = writer::recover(&mut backend, &binding)?;
         let known = Arc::new(writer::known(&mut backend, &binding, &recovered)?);
         let shared = Arc::new(Shared::new(&recovered));
@@ -233,8 +242,8 @@ impl EmbeddedStore {
     }
 
     /// Maintenance: flushes and compacts the idempotency keyspace now, which drops the keys
-    /// expired by the wall clock (the compaction filter does so anyway whenever fjall compacts
-    /// it). Returns the keys left. Heavy on a big keyspace; meant for operators and tests.
+    /// expired by the configured clock (the compaction filter does so anyway whenever fjall
+    /// compacts it). Returns the keys left. Heavy on a big keyspace; meant for operators and tests.
     pub fn compact_idempotency_keys(&self) -> Result<u64, StoreError> {
         let keys = &self.reader.idempotency;
         keys.rotate_memtable_and_wait().map_err(|e| unavailable("flush idempotency keys", &e))?;
@@ -255,8 +264,10 @@ impl EmbeddedStore {
         let (Some(ready_at_ms), 1..=255) = (order.ready_at_ms, order.game_id.len()) else {
             return Ok(false);
         };
-        let backend = FjallBackend::open(dir)?;
-        let queue = &backend.spaces[Space::Queue as usize];
+        // Only the queue keyspace is touched, and nothing is compacted on purpose: the clock
+        // the idempotency keys' filter reads does not matter here.
+        let backend = FjallBackend::open(dir, SystemClock::shared())?;
+        let queue = backend.keyspace(Space::Queue);
         let key = layout::queue_key(&order.game_id, ready_at_ms, &order.id);
         let present = queue.get(&key).map_err(|e| unavailable("read a queue entry", &e))?;
         if present.is_some() {
@@ -284,16 +295,6 @@ impl EmbeddedStore {
             .game_id(game)
             .ok_or_else(|| StoreError::InvalidConfig(format!("game index {} is not bound", game.0)))
     }
-
-    fn settle(
-        &self,
-        entry: &QueueEntry,
-        action: SettleAction,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Settled, StoreError>> + Send + use<'_> {
-        let (order_id, lease) = (entry.order.id, entry.lease);
-        self.call(move |reply| Command::Settle { order_id, lease, action, now_ms, reply })
-    }
 }
 
 impl Drop for EmbeddedStore {
@@ -320,7 +321,7 @@ impl GrantLedger for EmbeddedStore {
 
 impl ClaimLedger for EmbeddedStore {
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        let prepared = claim::prepare(&self.binding, &req)?;
+        let prepared = ledger::claim::prepare(&self.binding, &req)?;
         // Sold out needs no decision (see the module doc). With an idempotency key the writer
         // must look at the key first: its replay answers even a sold-out gift.
         if req.idempotency.is_none() && self.shared.stock_taken(req.gift) >= req.stock {
@@ -357,8 +358,12 @@ impl ClaimLedger for EmbeddedStore {
     }
 }
 
-impl DeliveryQueue for EmbeddedStore {
-    async fn lease(
+impl QueueBackend for EmbeddedStore {
+    fn binding(&self) -> &CampaignBinding {
+        &self.binding
+    }
+
+    async fn lease_entries(
         &self,
         game: GameIndex,
         max: usize,
@@ -368,29 +373,23 @@ impl DeliveryQueue for EmbeddedStore {
         self.call(|reply| Command::Lease { game, max, now_ms, reply }).await
     }
 
-    async fn finish(
+    async fn settle(
         &self,
         entry: &QueueEntry,
-        finish: Finish,
+        action: SettleAction,
         now_ms: u64,
     ) -> Result<Settled, StoreError> {
-        self.settle(entry, SettleAction::Finish(finish), now_ms).await
+        let (order_id, lease) = (entry.order.id, entry.lease);
+        self.call(move |reply| Command::Settle { order_id, lease, action, now_ms, reply }).await
     }
 
-    async fn retry(
-        &self,
-        entry: &QueueEntry,
-        ready_at_ms: u64,
-        error: String,
-        now_ms: u64,
-    ) -> Result<Settled, StoreError> {
-        self.settle(entry, SettleAction::Retry { ready_at_ms, error }, now_ms).await
+    async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
+        self.game_id(game)?;
+        self.call(|reply| Command::Oldest { game, reply }).await
     }
+}
 
-    async fn release(&self, entry: &QueueEntry) -> Result<Settled, StoreError> {
-        self.settle(entry, SettleAction::Release, entry.order.updated_at_ms).await
-    }
-
+impl LedgerRepair for EmbeddedStore {
     async fn requeue(
         &self,
         order_id: &OrderId,
@@ -401,21 +400,6 @@ impl DeliveryQueue for EmbeddedStore {
         self.call(|reply| Command::Requeue { order_id, now_ms, deliver_by_ms, reply }).await
     }
 
-    fn depth(&self, game: GameIndex) -> u64 {
-        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.depth.load(Ordering::Acquire))
-    }
-
-    fn leased(&self, game: GameIndex) -> u64 {
-        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.leased.load(Ordering::Acquire))
-    }
-
-    async fn oldest_ready_ms(&self, game: GameIndex) -> Result<Option<u64>, StoreError> {
-        self.game_id(game)?;
-        self.call(|reply| Command::Oldest { game, reply }).await
-    }
-}
-
-impl LedgerRepair for EmbeddedStore {
     async fn record_delivered(
         &self,
         order_id: &OrderId,
@@ -500,6 +484,14 @@ impl LedgerScan for EmbeddedStore {
         let found = self.reader.queue.get(key).map_err(|e| unavailable("read the queue", &e))?;
         Ok(found.is_some())
     }
+
+    fn queue_depth(&self, game: GameIndex) -> u64 {
+        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.depth.load(Ordering::Acquire))
+    }
+
+    fn leased(&self, game: GameIndex) -> u64 {
+        self.shared.games.get(usize::from(game.0)).map_or(0, |g| g.leased.load(Ordering::Acquire))
+    }
 }
 
 /// Read handles for the store handle's direct reads (fjall handles are thread-safe).
@@ -534,147 +526,4 @@ impl Reader {
             None => Ok(None),
         }
     }
-}
-
-/// The writer's fjall handles. Owned by the writer thread; dropped (closing the database, once
-/// the store handle's read handles are gone too) when it ends.
-struct FjallBackend {
-    db: Database,
-    /// Indexed by `Space as usize`.
-    spaces: Vec<Keyspace>,
-    batch: Option<OwnedWriteBatch>,
-}
-
-impl FjallBackend {
-    fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir)
-            .with_compaction_filter_factories(Arc::new(|keyspace| {
-                (keyspace == layout::IDEMPOTENCY_KEYSPACE)
-                    .then(|| Arc::new(ExpiredKeys) as Arc<dyn Factory>)
-            }))
-            .open()
-            .map_err(|e| match e {
-                fjall::Error::Locked => {
-                    StoreError::Unavailable(format!("{} is open in another process", dir.display()))
-                }
-                e => StoreError::Unavailable(format!("open {}: {e}", dir.display())),
-            })?;
-        let mut spaces = Vec::with_capacity(Space::ALL.len());
-        for (index, space) in Space::ALL.into_iter().enumerate() {
-            assert_eq!(space as usize, index);
-            let keyspace = db
-                .keyspace(space.name(), KeyspaceCreateOptions::default)
-                .map_err(|e| unavailable(&format!("open keyspace {}", space.name()), &e))?;
-            spaces.push(keyspace);
-        }
-        Ok(Self { db, spaces, batch: None })
-    }
-
-    fn keyspace(&self, space: Space) -> &Keyspace {
-        &self.spaces[space as usize]
-    }
-
-    fn reader(&self, known: Arc<Known>) -> Reader {
-        Reader {
-            db: self.db.clone(),
-            known,
-            orders: self.keyspace(Space::Orders).clone(),
-            user_orders: self.keyspace(Space::UserOrders).clone(),
-            queue: self.keyspace(Space::Queue).clone(),
-            sent: self.keyspace(Space::Sent).clone(),
-            idempotency: self.keyspace(Space::Idempotency).clone(),
-        }
-    }
-
-    fn open_batch(&mut self) -> &mut OwnedWriteBatch {
-        let db = &self.db;
-        self.batch.get_or_insert_with(|| db.batch())
-    }
-}
-
-impl Backend for FjallBackend {
-    type Bytes = fjall::Slice;
-
-    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
-        self.keyspace(space).get(key).map_err(|e| unavailable("read the ledger", &e))
-    }
-
-    fn scan(
-        &mut self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        visit: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        for guard in self.keyspace(space).range(from..to) {
-            let key = guard.key().map_err(|e| unavailable("scan the ledger", &e))?;
-            if !visit(&key) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) {
-        let keyspace = self.spaces[space as usize].clone();
-        self.open_batch().insert(&keyspace, key, value);
-    }
-
-    fn delete(&mut self, space: Space, key: &[u8]) {
-        let keyspace = self.spaces[space as usize].clone();
-        self.open_batch().remove(&keyspace, key);
-    }
-
-    fn commit(&mut self, durability: Durability) -> Result<(), StoreError> {
-        let Some(batch) = self.batch.take() else { return Ok(()) };
-        match durability {
-            Durability::Synced => batch
-                .durability(Some(PersistMode::SyncAll))
-                .commit()
-                .map_err(|e| unavailable("commit and fsync a ledger batch", &e)),
-            // Written to the journal file (the OS's page cache) without an fsync: the next
-            // synced batch's fsync covers it too.
-            Durability::Buffered => batch
-                .durability(Some(PersistMode::Buffer))
-                .commit()
-                .map_err(|e| unavailable("commit a ledger batch", &e)),
-        }
-    }
-}
-
-/// Compaction filter of the `idempotency` keyspace: drops keys whose expiry has passed by the
-/// wall clock (the same boundary the writer uses: a key is valid while `expires_at > now`).
-/// A value that is not an idempotency record is kept: the filter must never lose data it does
-/// not understand.
-struct ExpiredKeys;
-
-impl Factory for ExpiredKeys {
-    fn name(&self) -> &str {
-        "hongbao-expired-idempotency-keys"
-    }
-
-    fn make_filter(&self, _ctx: &Context) -> Box<dyn CompactionFilter> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Box::new(ExpiredKeysAt { now_ms })
-    }
-}
-
-struct ExpiredKeysAt {
-    now_ms: u64,
-}
-
-impl CompactionFilter for ExpiredKeysAt {
-    fn filter_item(&mut self, item: ItemAccessor<'_>, _ctx: &Context) -> CompactionFilterResult {
-        let value = item.value()?;
-        Ok(match layout::idempotency_expiry(&value) {
-            Some(expires_at_ms) if expires_at_ms <= self.now_ms => Verdict::Remove,
-            _ => Verdict::Keep,
-        })
-    }
-}
-
-fn unavailable(what: &str, error: &fjall::Error) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {error}"))
 }

@@ -1,15 +1,16 @@
-//! The behavioural suite every claim store passes ([`ClaimLedger`], [`DeliveryQueue`],
-//! [`LedgerScan`]). Each function takes a fresh, empty store bound to [`binding`].
+//! The behavioural suite every claim store passes ([`ClaimLedger`], the delivery-queue port
+//! [`DeliveryQueue`], [`LedgerScan`], [`LedgerRepair`]). Each function takes a fresh, empty store
+//! bound to [`binding`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use hongbao_domain::{Coupon, RoleId, ZoneId};
+use hongbao_queue::{DeliveryQueue, FinalState, Finish, Leased, QueueError, Retry};
 use hongbao_store::{
-    CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, DeliveryQueue, Finish,
-    GameIndex, GiftIndex, IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerRepair, LedgerScan, Order,
-    OrderId, OrderStatus, QueueEntry, RecordOutcome, RequeueOutcome, SentRecord, Settled,
-    StoreError,
+    CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GameIndex, GiftIndex,
+    IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerRepair, LedgerScan, Order, OrderId, OrderStatus,
+    QueueEntry, RecordOutcome, RequeueOutcome, SentRecord, StoreError,
 };
 
 pub const CAMPAIGN: &str = "spring-2027";
@@ -31,8 +32,19 @@ pub fn binding() -> CampaignBinding {
 }
 
 /// Claims traits together.
-pub trait Store: ClaimLedger + DeliveryQueue + LedgerScan {}
-impl<T: ClaimLedger + DeliveryQueue + LedgerScan> Store for T {}
+pub trait Store:
+    ClaimLedger + DeliveryQueue<Lease = QueueEntry> + LedgerScan + LedgerRepair
+{
+}
+impl<T> Store for T where
+    T: ClaimLedger + DeliveryQueue<Lease = QueueEntry> + LedgerScan + LedgerRepair
+{
+}
+
+/// A leased entry as the port hands it out; the store's own entry is its lease.
+pub type Entry = Leased<QueueEntry>;
+
+pub const DELIVERED: FinalState = FinalState::Delivered { duplicate: false };
 
 pub fn claim_req(
     user: u64,
@@ -146,7 +158,7 @@ pub async fn concurrent_claims_take_exactly_the_stock<S: Store>(store: Arc<S>) -
         assert_eq!(stored.status, OrderStatus::Queued);
         assert!(store.in_queue(&stored).await.expect("read"), "{} is queued", stored.id);
     }
-    assert_eq!(store.depth(G1), STOCK);
+    assert_eq!(store.queue_depth(G1), STOCK);
     assert_eq!(all_queued(&*store, G1).await.len() as u64, STOCK);
     assert_eq!(all_orders(&*store).await.len() as u64, STOCK);
     accepted
@@ -238,21 +250,62 @@ pub async fn rejections_change_nothing<S: Store>(store: S) {
     }
     assert_eq!(all_orders(&store).await, before);
     assert_eq!((store.stock_taken(A), store.stock_taken(B)), (0, 1));
-    assert_eq!((store.depth(G1), store.depth(G2)), (0, 1));
+    assert_eq!((store.queue_depth(G1), store.queue_depth(G2)), (0, 1));
     // The coupons refused above are still good.
     accept(&store, claim_req(2, 1, A, 5, 1, NOW)).await;
     accept(&store, claim_req(1, 2, A, 5, 1, NOW)).await;
 }
 
-async fn lease<S: Store>(store: &S, game: GameIndex, max: usize, now_ms: u64) -> Vec<QueueEntry> {
+pub async fn lease<S: Store>(store: &S, game: GameIndex, max: usize, now_ms: u64) -> Vec<Entry> {
     store.lease(game, max, now_ms).await.expect("lease")
 }
 
-fn applied(settled: Result<Settled, StoreError>) -> Order {
-    match settled {
-        Ok(Settled::Applied(order)) => *order,
-        other => panic!("expected Applied, got {other:?}"),
-    }
+/// The same lease again, to end it a second time (the port takes an entry by value).
+pub fn same(entry: &Entry) -> Entry {
+    Leased { order: entry.order.clone(), lease: entry.lease.clone() }
+}
+
+pub fn id(entry: &Entry) -> OrderId {
+    entry.lease.order.id
+}
+
+pub async fn finish<S: Store>(
+    store: &S,
+    entry: &Entry,
+    state: FinalState,
+    at_ms: u64,
+) -> Result<(), QueueError> {
+    store.finish(same(entry), Finish { state, at_ms }).await
+}
+
+pub async fn retry<S: Store>(
+    store: &S,
+    entry: &Entry,
+    ready_at_ms: u64,
+    error: &str,
+    at_ms: u64,
+) -> Result<(), QueueError> {
+    store.retry(same(entry), Retry { ready_at_ms, error: error.into(), at_ms }).await
+}
+
+pub async fn release<S: Store>(store: &S, entry: &Entry) -> Result<(), QueueError> {
+    store.release(same(entry)).await
+}
+
+/// The lease ended as asked: the order as it is now.
+pub async fn applied<S: Store>(store: &S, entry: &Entry, ended: Result<(), QueueError>) -> Order {
+    assert_eq!(ended, Ok(()), "expected the lease of {} to end", id(entry));
+    store.order(&id(entry)).await.expect("read").expect("a leased order exists")
+}
+
+/// The lease had already ended (or predates a restart): nothing changed.
+pub fn lease_lost(ended: Result<(), QueueError>) -> bool {
+    matches!(ended, Err(QueueError::LeaseLost(_)))
+}
+
+/// The due time of `game`'s oldest entry not in flight.
+pub async fn oldest<S: Store>(store: &S, game: GameIndex) -> Option<u64> {
+    store.depth(game).await.expect("read").oldest_ready_ms
 }
 
 /// (d) Leases, finish, retry, release: each lease ends once; finish is exactly-once.
@@ -261,82 +314,88 @@ pub async fn queue_leases_end_exactly_once<S: Store>(store: S) {
     let o2 = accept(&store, claim_req(2, 1, A, 10, 1, NOW + 10)).await;
     let o3 = accept(&store, claim_req(3, 1, A, 10, 1, NOW + 20)).await;
     let other_game = accept(&store, claim_req(4, 1, B, 10, 1, NOW)).await;
-    assert_eq!(store.oldest_ready_ms(G1).await.expect("read"), Some(NOW));
+    assert_eq!(oldest(&store, G1).await, Some(NOW));
     assert!(lease(&store, G1, 10, NOW - 1).await.is_empty(), "nothing due yet");
     let first = lease(&store, G1, 2, NOW + 30).await;
-    assert_eq!(
-        first.iter().map(|e| e.order.id).collect::<Vec<_>>(),
-        vec![o1.id, o2.id],
-        "due order"
+    assert_eq!(first.iter().map(id).collect::<Vec<_>>(), vec![o1.id, o2.id], "due order");
+    assert!(
+        first.iter().all(|e| e.lease.order.status == OrderStatus::Delivering && e.lease.game == G1)
     );
-    assert!(first.iter().all(|e| e.order.status == OrderStatus::Delivering && e.game == G1));
+    assert!(first.iter().all(|e| e.order.order_id == id(e).as_str() && e.order.game == G1));
     let second = lease(&store, G1, 10, NOW + 30).await;
-    assert_eq!(
-        second.iter().map(|e| e.order.id).collect::<Vec<_>>(),
-        vec![o3.id],
-        "never leased twice"
-    );
+    assert_eq!(second.iter().map(id).collect::<Vec<_>>(), vec![o3.id], "never leased twice");
     assert!(lease(&store, G1, 10, NOW + 30).await.is_empty());
-    assert_eq!((store.depth(G1), store.leased(G1)), (3, 3));
-    assert_eq!((store.depth(G2), store.leased(G2)), (1, 0));
+    assert_eq!((store.queue_depth(G1), store.leased(G1)), (3, 3));
+    assert_eq!((store.queue_depth(G2), store.leased(G2)), (1, 0));
 
     // Delivered: status, send log, entry gone — once.
-    let delivered = applied(store.finish(&first[0], Finish::Delivered, NOW + 40).await);
+    let delivered =
+        applied(&store, &first[0], finish(&store, &first[0], DELIVERED, NOW + 40).await).await;
     assert_eq!(delivered.status, OrderStatus::Delivered);
     assert_eq!(
         (delivered.delivered_at_ms, delivered.ready_at_ms, delivered.attempts),
         (Some(NOW + 40), None, 1)
     );
-    assert_eq!(store.finish(&first[0], Finish::Delivered, NOW + 41).await, Ok(Settled::NotLeased));
-    assert_eq!(store.retry(&first[0], NOW, "x".into(), NOW + 41).await, Ok(Settled::NotLeased));
-    assert_eq!(store.release(&first[0]).await, Ok(Settled::NotLeased));
+    assert!(lease_lost(finish(&store, &first[0], DELIVERED, NOW + 41).await));
+    assert!(lease_lost(retry(&store, &first[0], NOW, "x", NOW + 41).await));
+    assert!(lease_lost(release(&store, &first[0]).await));
     assert_eq!(
         all_sent(&store).await,
         vec![SentRecord { order_id: o1.id, delivered_at_ms: NOW + 40 }]
     );
     assert_eq!(store.order(&o1.id).await.expect("read"), Some(delivered.clone()));
     assert!(!store.in_queue(&delivered).await.expect("read"));
-    assert_eq!((store.depth(G1), store.leased(G1)), (2, 2));
+    assert_eq!((store.queue_depth(G1), store.leased(G1)), (2, 2));
 
     // Retry: retrying, attempts, error, due later; leasable again only when due.
-    let retrying = applied(store.retry(&first[1], NOW + 500, "busy".into(), NOW + 40).await);
+    let retried = retry(&store, &first[1], NOW + 500, "busy", NOW + 40).await;
+    let retrying = applied(&store, &first[1], retried).await;
     assert_eq!((retrying.status, retrying.attempts), (OrderStatus::Retrying, 1));
     assert_eq!(
         (retrying.ready_at_ms, retrying.last_error.as_deref()),
         (Some(NOW + 500), Some("busy"))
     );
     assert!(store.in_queue(&retrying).await.expect("read"));
-    assert_eq!(store.finish(&first[1], Finish::Delivered, NOW + 41).await, Ok(Settled::NotLeased));
+    assert!(lease_lost(finish(&store, &first[1], DELIVERED, NOW + 41).await));
     assert!(lease(&store, G1, 10, NOW + 499).await.is_empty());
     let again = lease(&store, G1, 10, NOW + 500).await;
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].order.id, again[0].order.status), (o2.id, OrderStatus::Delivering));
-    let dead = applied(
-        store.finish(&again[0], Finish::Dead { reason: "role deleted".into() }, NOW + 501).await,
-    );
+    assert_eq!((id(&again[0]), again[0].lease.order.status), (o2.id, OrderStatus::Delivering));
+    let dead_state = FinalState::Dead { reason: "role deleted".into() };
+    let dead =
+        applied(&store, &again[0], finish(&store, &again[0], dead_state, NOW + 501).await).await;
     assert_eq!(
         (dead.status, dead.attempts, dead.last_error.as_deref()),
         (OrderStatus::Dead, 2, Some("role deleted"))
     );
 
     // Release: nothing written, leasable again.
-    let released = applied(store.release(&second[0]).await);
+    let released = applied(&store, &second[0], release(&store, &second[0]).await).await;
     assert_eq!(released, o3);
-    assert_eq!(store.release(&second[0]).await, Ok(Settled::NotLeased));
+    assert!(lease_lost(release(&store, &second[0]).await));
     let third = lease(&store, G1, 10, NOW + 600).await;
-    assert_eq!(third.iter().map(|e| e.order.id).collect::<Vec<_>>(), vec![o3.id]);
-    let expired = applied(store.finish(&third[0], Finish::Expired, NOW + 601).await);
+    assert_eq!(third.iter().map(id).collect::<Vec<_>>(), vec![o3.id]);
+    let expired_at = NOW + 601;
+    let expired = applied(
+        &store,
+        &third[0],
+        finish(&store, &third[0], FinalState::Expired, expired_at).await,
+    )
+    .await;
     assert_eq!((expired.status, expired.attempts), (OrderStatus::Expired, 0));
-    assert_eq!((store.depth(G1), store.leased(G1)), (0, 0));
-    assert_eq!(store.oldest_ready_ms(G1).await.expect("read"), None);
-    assert_eq!(store.oldest_ready_ms(G2).await.expect("read"), Some(NOW));
+    assert_eq!((store.queue_depth(G1), store.leased(G1)), (0, 0));
+    assert_eq!(oldest(&store, G1).await, None);
+    assert_eq!(oldest(&store, G2).await, Some(NOW));
     assert_eq!(all_sent(&store).await.len(), 1, "only the delivery is in the send log");
     assert_eq!(
         all_queued(&store, G2).await.iter().map(|q| q.order_id).collect::<Vec<_>>(),
         vec![other_game.id]
     );
     // Unbound games are refused.
-    assert!(matches!(store.lease(GameIndex(2), 1, NOW).await, Err(StoreError::InvalidConfig(_))));
+    assert!(matches!(
+        store.lease(GameIndex(2), 1, NOW).await,
+        Err(QueueError::Unavailable(reason)) if reason.contains("not bound")
+    ));
 }
 
 /// Requeue: final orders come back once; queued ones are not queued twice.
@@ -346,14 +405,14 @@ pub async fn requeue_is_idempotent<S: Store>(store: S) {
         store.requeue(&order.id, NOW + 1, NOW + 9).await,
         Ok(RequeueOutcome::Unchanged(_))
     ));
-    assert_eq!(store.depth(G1), 1);
+    assert_eq!(store.queue_depth(G1), 1);
     let entry = lease(&store, G1, 1, NOW + 1).await.remove(0);
     // Leased: still in the queue, not queued twice.
     assert!(matches!(
         store.requeue(&order.id, NOW + 2, NOW + 9).await,
         Ok(RequeueOutcome::Unchanged(_))
     ));
-    applied(store.finish(&entry, Finish::Delivered, NOW + 3).await);
+    applied(&store, &entry, finish(&store, &entry, DELIVERED, NOW + 3).await).await;
     let deliver_by = NOW + 1_000;
     let requeued = match store.requeue(&order.id, NOW + 4, deliver_by).await {
         Ok(RequeueOutcome::Requeued(order)) => *order,
@@ -365,10 +424,10 @@ pub async fn requeue_is_idempotent<S: Store>(store: S) {
         store.requeue(&order.id, NOW + 5, deliver_by).await,
         Ok(RequeueOutcome::Unchanged(_))
     ));
-    assert_eq!(store.depth(G1), 1);
+    assert_eq!(store.queue_depth(G1), 1);
     let entry = lease(&store, G1, 10, NOW + 6).await.remove(0);
-    assert_eq!(entry.order.id, order.id);
-    applied(store.finish(&entry, Finish::Delivered, NOW + 7).await);
+    assert_eq!(id(&entry), order.id);
+    applied(&store, &entry, finish(&store, &entry, DELIVERED, NOW + 7).await).await;
     let sent = all_sent(&store).await;
     assert_eq!(sent.len(), 2, "one send-log row per delivery: {sent:?}");
     let unknown = OrderId::derive(CAMPAIGN, 99, "scan-1");
@@ -376,18 +435,19 @@ pub async fn requeue_is_idempotent<S: Store>(store: S) {
 }
 
 /// Recording a delivery the game logged: queued, dead and leased orders; idempotent.
-pub async fn record_delivered_is_idempotent<S: Store + LedgerRepair>(store: S) {
+pub async fn record_delivered_is_idempotent<S: Store>(store: S) {
     let queued = accept(&store, claim_req(1, 1, A, 10, 5, NOW)).await;
     let dead = accept(&store, claim_req(2, 1, A, 10, 5, NOW)).await;
     let leased = accept(&store, claim_req(3, 1, A, 10, 5, NOW)).await;
     // Leases come in queue order (ready_at, id): take all three, end `dead` as dead, give
     // `queued` back, keep `leased`.
     for entry in lease(&store, G1, 3, NOW + 1).await {
-        if entry.order.id == dead.id {
+        if id(&entry) == dead.id {
             let reason = "refused".to_string();
-            applied(store.finish(&entry, Finish::Dead { reason }, NOW + 2).await);
-        } else if entry.order.id == queued.id {
-            applied(store.release(&entry).await);
+            let ended = finish(&store, &entry, FinalState::Dead { reason }, NOW + 2).await;
+            applied(&store, &entry, ended).await;
+        } else if id(&entry) == queued.id {
+            applied(&store, &entry, release(&store, &entry).await).await;
         }
     }
     let recorded = |outcome| match outcome {
@@ -420,7 +480,11 @@ pub async fn record_delivered_is_idempotent<S: Store + LedgerRepair>(store: S) {
     ];
     expected.sort();
     assert_eq!(sent, expected, "one row each, at the game's time");
-    assert_eq!((store.depth(G1), store.leased(G1)), (1, 1), "only the leased order is queued");
+    assert_eq!(
+        (store.queue_depth(G1), store.leased(G1)),
+        (1, 1),
+        "only the leased order is queued"
+    );
     // A delivered order is never requeued by a second record, and requeue still works on it.
     assert!(matches!(
         store.requeue(&queued.id, NOW + 12, NOW + 99).await,

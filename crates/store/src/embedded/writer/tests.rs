@@ -1,15 +1,29 @@
 //! The writer against an in-memory disk: batching, rollback, recovery, and a differential
-//! property test against [`crate::MemoryStore`] (the model).
+//! property test against [`crate::MemoryStore`] (the model). Both run the ledger's rules
+//! (`crate::ledger`), the writer over its batch's staged overlay and the model over its maps,
+//! so the differential test checks the one thing that differs: how each backend stores.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use hongbao_domain::{Coupon, OrderStatus, RoleId, ZoneId};
+use hongbao_domain::{Coupon, GameIndex, GiftIndex, Order, OrderId, OrderStatus, RoleId, ZoneId};
+use hongbao_queue::FinalState;
 use proptest::prelude::*;
+use tokio::sync::oneshot;
 
 use super::*;
-use crate::claim::IdempotencyKey;
-use crate::queue::{QueuedRef, SentRecord};
-use crate::{ClaimLedger, DeliveryQueue, LedgerScan, MemoryStore};
+use crate::claim::{CampaignBinding, ClaimOutcome, ClaimRequest, IdempotencyKey};
+use crate::embedded::layout::{self, GrantKey, grant_key};
+use crate::ledger::{self, SettleAction};
+use crate::queue::{QueueEntry, QueuedRef, RecordOutcome, RequeueOutcome, SentRecord, Settled};
+use crate::{
+    CHANNELS, Channel, ClaimLedger, GrantOutcome, GrantRequest, LedgerRepair, LedgerScan,
+    MemoryStore, StoreError, channel_index,
+};
+
+const DELIVERED: FinalState = FinalState::Delivered { duplicate: false };
 
 /// One write of a batch: a put (`Some` value) or a delete.
 type Write = (Space, Vec<u8>, Option<Vec<u8>>);
@@ -258,6 +272,7 @@ enum Answer {
     Lease(oneshot::Receiver<Result<Vec<QueueEntry>, StoreError>>),
     Settle(oneshot::Receiver<Result<Settled, StoreError>>),
     Requeue(oneshot::Receiver<Result<RequeueOutcome, StoreError>>),
+    Record(oneshot::Receiver<Result<RecordOutcome, StoreError>>),
 }
 
 #[derive(Debug, PartialEq)]
@@ -267,11 +282,12 @@ enum Answered {
     Lease(Result<Vec<QueueEntry>, StoreError>),
     Settle(Result<Settled, StoreError>),
     Requeue(Result<RequeueOutcome, StoreError>),
+    Record(Result<RecordOutcome, StoreError>),
 }
 
 impl Batch {
     fn claim(&mut self, req: ClaimRequest) -> &mut Self {
-        let prepared = claim::prepare(&binding(), &req).expect("valid claim");
+        let prepared = ledger::claim::prepare(&binding(), &req).expect("valid claim");
         let (reply, rx) = oneshot::channel();
         self.commands.push(Command::Claim { claim: Box::new((req, prepared)), reply });
         self.replies.push(Answer::Claim(rx));
@@ -308,6 +324,13 @@ impl Batch {
         self
     }
 
+    fn record(&mut self, order_id: OrderId, delivered_at_ms: u64, now_ms: u64) -> &mut Self {
+        let (reply, rx) = oneshot::channel();
+        self.commands.push(Command::RecordDelivered { order_id, delivered_at_ms, now_ms, reply });
+        self.replies.push(Answer::Record(rx));
+        self
+    }
+
     fn run(&mut self, ledger: &mut Ledger<FakeBackend>) -> Vec<Answered> {
         ledger.run_batch(self.commands.drain(..));
         self.replies
@@ -318,6 +341,7 @@ impl Batch {
                 Answer::Lease(mut rx) => Answered::Lease(rx.try_recv().expect("answered")),
                 Answer::Settle(mut rx) => Answered::Settle(rx.try_recv().expect("answered")),
                 Answer::Requeue(mut rx) => Answered::Requeue(rx.try_recv().expect("answered")),
+                Answer::Record(mut rx) => Answered::Record(rx.try_recv().expect("answered")),
             })
             .collect()
     }
@@ -403,8 +427,8 @@ fn finish_is_exactly_once_even_within_one_batch_and_recovery_matches() {
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
     let answers = Batch::default()
-        .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 2)
-        .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 3)
+        .settle(entry, SettleAction::Finish(DELIVERED), NOW + 2)
+        .settle(entry, SettleAction::Finish(DELIVERED), NOW + 3)
         .run(&mut ledger);
     match &answers[0] {
         Answered::Settle(Ok(Settled::Applied(order))) => {
@@ -439,7 +463,7 @@ fn settlements_are_not_fsynced_and_a_crash_that_loses_them_only_requeues() {
     let entries = leased(Batch::default().lease(0, 10, NOW + 1).run(&mut ledger).remove(0));
     // The workers' usual batch: a finish and the next lease.
     let answers = Batch::default()
-        .settle(&entries[0], SettleAction::Finish(Finish::Delivered), NOW + 2)
+        .settle(&entries[0], SettleAction::Finish(DELIVERED), NOW + 2)
         .lease(0, 10, NOW + 2)
         .oldest(0)
         .run(&mut ledger);
@@ -460,7 +484,7 @@ fn settlements_are_not_fsynced_and_a_crash_that_loses_them_only_requeues() {
 
     // A batch holding any claim is synced, settlements included; nothing is lost after it.
     let answers = Batch::default()
-        .settle(&again[0], SettleAction::Finish(Finish::Delivered), NOW + 4)
+        .settle(&again[0], SettleAction::Finish(DELIVERED), NOW + 4)
         .claim(claim_req(2, 1, 0, 10, 1, NOW + 4))
         .run(&mut restarted);
     assert!(matches!(answers[0], Answered::Settle(Ok(Settled::Applied(_)))));
@@ -481,9 +505,7 @@ fn cursor_skips_past_delivered_entries_and_is_lowered_by_early_inserts() {
     assert_eq!(entries.len(), 2);
     assert_eq!(ledger.games[0].cursor_ms, NOW + 20, "at the first entry not taken");
     for entry in &entries {
-        Batch::default()
-            .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 101)
-            .run(&mut ledger);
+        Batch::default().settle(entry, SettleAction::Finish(DELIVERED), NOW + 101).run(&mut ledger);
     }
     let entries = leased(Batch::default().lease(0, 10, NOW + 100).run(&mut ledger).remove(0));
     assert_eq!(entries.len(), 3);
@@ -497,7 +519,7 @@ fn cursor_skips_past_delivered_entries_and_is_lowered_by_early_inserts() {
     // Nothing due: the cursor moves past `now`.
     for entry in entries.iter().chain(&late) {
         Batch::default()
-            .settle(entry, SettleAction::Finish(Finish::Expired), NOW + 200)
+            .settle(entry, SettleAction::Finish(FinalState::Expired), NOW + 200)
             .run(&mut ledger);
     }
     assert!(leased(Batch::default().lease(0, 10, NOW + 300).run(&mut ledger).remove(0)).is_empty());
@@ -518,9 +540,7 @@ fn a_stuck_lease_does_not_pin_the_cursor_and_a_release_rewinds_it() {
     let rest = leased(Batch::default().lease(0, 10, NOW + 10).run(&mut ledger).remove(0));
     assert_eq!(rest.len(), 3);
     for entry in &rest {
-        Batch::default()
-            .settle(entry, SettleAction::Finish(Finish::Delivered), NOW + 11)
-            .run(&mut ledger);
+        Batch::default().settle(entry, SettleAction::Finish(DELIVERED), NOW + 11).run(&mut ledger);
     }
     assert_eq!(ledger.games[0].cursor_ms, NOW + 11, "past the stuck lease");
     assert_eq!(Batch::default().oldest(0).run(&mut ledger), vec![Answered::Oldest(Ok(None))]);
@@ -578,223 +598,6 @@ proptest! {
     }
 }
 
-// --- differential: the writer equals the memory store ------------------------------------------
-
-#[derive(Clone, Debug)]
-enum Op {
-    Claim { user: u64, serial: u32, gift: u16, stock: u64, per_user: u32, key: Option<(u8, u8)> },
-    Lease { game: u8, max: usize },
-    Finish { pick: usize, kind: u8 },
-    Retry { pick: usize, delay_ms: u64 },
-    Release { pick: usize },
-    Stale { pick: usize },
-    Requeue { pick: usize },
-    Oldest { game: u8 },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        4 => (0u64..5, 1u32..3, 0u16..3, 1u64..8, 1u32..3, prop::option::of((0u8..2, 0u8..2)))
-            .prop_map(|(user, serial, gift, stock, per_user, key)| Op::Claim { user, serial, gift, stock, per_user, key }),
-        3 => (0u8..2, 0usize..5).prop_map(|(game, max)| Op::Lease { game, max }),
-        3 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::Finish { pick, kind }),
-        1 => (any::<usize>(), 0u64..40).prop_map(|(pick, delay_ms)| Op::Retry { pick, delay_ms }),
-        1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Stale { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Requeue { pick }),
-        1 => (0u8..2).prop_map(|game| Op::Oldest { game }),
-    ]
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(future)
-}
-
-/// Lease ids differ between the adapters; everything else must not.
-fn without_lease(entries: Vec<QueueEntry>) -> Vec<(Order, GameIndex)> {
-    entries.into_iter().map(|e| (e.order, e.game)).collect()
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
-    /// Random batches of claims, leases, finishes, retries, releases, stale ends and requeues
-    /// give the same answers from the writer (with its batching and deferred leases) as from
-    /// the memory store run one by one in the equivalent order; the disk then holds exactly the
-    /// model's orders, queues and send log, and a restart recovers the writer's counters.
-    #[test]
-    fn the_writer_equals_the_memory_store(
-        batches in prop::collection::vec((prop::collection::vec(op(), 1..10), 0u64..30), 1..20),
-    ) {
-        let mut ledger = ledger();
-        let model = MemoryStore::with_campaign((*binding()).clone());
-        // Leases held, in the same order for both: (writer's entry, model's entry).
-        let mut held: Vec<(QueueEntry, QueueEntry)> = Vec::new();
-        let mut ended: Vec<(QueueEntry, QueueEntry)> = Vec::new();
-        let mut orders: Vec<OrderId> = Vec::new();
-        let mut now_ms = NOW;
-        for (ops, step_ms) in batches {
-            now_ms += step_ms;
-            let mut batch = Batch::default();
-            let mut expected = Vec::new();
-            let mut leases = Vec::new();
-            let mut oldest_games = Vec::new();
-            let mut ending = Vec::new();
-            for op in ops {
-                match op {
-                    Op::Claim { user, serial, gift, stock, per_user, key } => {
-                        let mut req = claim_req(user, serial, gift, stock, per_user, now_ms);
-                        req.idempotency = key.map(|(k, f)| IdempotencyKey::new(format!("k{k}"), [f; 32]).expect("key"));
-                        expected.push(Answered::Claim(block_on(model.claim(req.clone()))));
-                        batch.claim(req);
-                    }
-                    Op::Lease { game, max } => {
-                        leases.push(Some((game, max)));
-                        batch.lease(game, max, now_ms);
-                    }
-                    Op::Oldest { game } => {
-                        leases.push(None);
-                        oldest_games.push(game);
-                        batch.oldest(game);
-                    }
-                    Op::Finish { pick, .. } | Op::Retry { pick, .. } | Op::Release { pick }
-                        if held.is_empty() || ending.contains(&(pick % held.len().max(1))) =>
-                    {
-                        continue;
-                    }
-                    Op::Finish { pick, kind } => {
-                        let i = pick % held.len();
-                        ending.push(i);
-                        let finish = match kind {
-                            0 => Finish::Delivered,
-                            1 => Finish::Dead { reason: "no such role".into() },
-                            _ => Finish::Expired,
-                        };
-                        expected.push(Answered::Settle(block_on(model.finish(&held[i].1, finish.clone(), now_ms))));
-                        batch.settle(&held[i].0, SettleAction::Finish(finish), now_ms);
-                    }
-                    Op::Retry { pick, delay_ms } => {
-                        let i = pick % held.len();
-                        ending.push(i);
-                        let ready_at_ms = now_ms + delay_ms;
-                        expected.push(Answered::Settle(block_on(model.retry(&held[i].1, ready_at_ms, "busy".into(), now_ms))));
-                        batch.settle(&held[i].0, SettleAction::Retry { ready_at_ms, error: "busy".into() }, now_ms);
-                    }
-                    Op::Release { pick } => {
-                        let i = pick % held.len();
-                        ending.push(i);
-                        expected.push(Answered::Settle(block_on(model.release(&held[i].1))));
-                        batch.settle(&held[i].0, SettleAction::Release, now_ms);
-                    }
-                    Op::Stale { pick } => {
-                        let Some((ours, theirs)) = ended.get(pick % ended.len().max(1)) else { continue };
-                        expected.push(Answered::Settle(block_on(model.finish(theirs, Finish::Delivered, now_ms))));
-                        batch.settle(ours, SettleAction::Finish(Finish::Delivered), now_ms);
-                    }
-                    Op::Requeue { pick } => {
-                        let Some(id) = orders.get(pick % orders.len().max(1)).copied() else { continue };
-                        expected.push(Answered::Requeue(block_on(model.requeue(&id, now_ms, now_ms + 1_000_000))));
-                        batch.requeue(id, now_ms);
-                    }
-                }
-            }
-            // The model runs the batch's leases last, as the writer does.
-            let mut oldest_games = oldest_games.into_iter();
-            for deferred in &leases {
-                expected.push(match deferred {
-                    Some((game, max)) => Answered::Lease(block_on(model.lease(GameIndex(*game), *max, now_ms))),
-                    None => {
-                        let game = GameIndex(oldest_games.next().expect("one per query"));
-                        Answered::Oldest(block_on(model.oldest_ready_ms(game)))
-                    }
-                });
-            }
-            let answers = batch.run(&mut ledger);
-            let (mut leased_now, mut oldest_now, mut answered) = (Vec::new(), Vec::new(), Vec::new());
-            for answer in answers {
-                match answer {
-                    Answered::Lease(Ok(entries)) => leased_now.push(entries),
-                    Answered::Oldest(oldest) => oldest_now.push(oldest),
-                    other => answered.push(other),
-                }
-            }
-            let mut model_leases = Vec::new();
-            let mut expected_rest = Vec::new();
-            let mut model_oldest = Vec::new();
-            for answer in expected {
-                match answer {
-                    Answered::Lease(Ok(entries)) => model_leases.push(entries),
-                    Answered::Oldest(oldest) => model_oldest.push(oldest),
-                    other => expected_rest.push(other),
-                }
-            }
-            prop_assert_eq!(&answered, &expected_rest);
-            prop_assert_eq!(&oldest_now, &model_oldest);
-            for answer in &answered {
-                if let Answered::Claim(Ok(ClaimOutcome::Accepted(order))) = answer {
-                    orders.push(order.id);
-                }
-            }
-            ending.sort_unstable();
-            for i in ending.into_iter().rev() {
-                ended.push(held.remove(i));
-            }
-            for (ours, theirs) in leased_now.into_iter().zip(model_leases) {
-                prop_assert_eq!(without_lease(ours.clone()), without_lease(theirs.clone()));
-                held.extend(ours.into_iter().zip(theirs));
-            }
-        }
-
-        // The disk holds exactly the model's state.
-        let disk_orders: Vec<Order> = ledger.backend.space(Space::Orders)
-            .map(|(k, v)| layout::decode_order(layout::decode_order_id(k).expect("id"), v).expect("order"))
-            .collect();
-        prop_assert_eq!(disk_orders, block_on(model.scan_orders(None, usize::MAX)).expect("scan"));
-        let disk_sent: Vec<SentRecord> = ledger.backend.space(Space::Sent)
-            .map(|(k, _)| {
-                let (order_id, delivered_at_ms) = layout::decode_sent_key(k).expect("sent key");
-                SentRecord { order_id, delivered_at_ms }
-            })
-            .collect();
-        prop_assert_eq!(disk_sent, block_on(model.scan_sent(None, usize::MAX)).expect("scan"));
-        for game in 0..2u8 {
-            let game = GameIndex(game);
-            let game_id = binding().game_id(game).expect("bound").to_string();
-            let disk_queue: Vec<QueuedRef> = ledger.backend.space(Space::Queue)
-                .map(|(k, _)| layout::decode_queue_key(k).expect("queue key"))
-                .filter(|(g, _, _)| *g == game_id)
-                .map(|(_, ready_at_ms, order_id)| QueuedRef { ready_at_ms, order_id })
-                .collect();
-            prop_assert_eq!(&disk_queue, &block_on(model.scan_queue(game, None, usize::MAX)).expect("scan"));
-            prop_assert_eq!(ledger.games[usize::from(game.0)].depth, model.depth(game));
-            prop_assert_eq!(ledger.leased[usize::from(game.0)], model.leased(game));
-            // The cursor is below every leasable entry.
-            if let Some(first) = disk_queue.iter().find(|q| !ledger.leases.contains_key(&q.order_id)) {
-                prop_assert!(ledger.games[usize::from(game.0)].cursor_ms <= first.ready_at_ms);
-            }
-        }
-        for gift in 0..3u16 {
-            prop_assert_eq!(ledger.shared.stock_taken(GiftIndex(gift)), crate::ClaimLedger::stock_taken(&model, GiftIndex(gift)));
-        }
-        // Every order is consistent with its queue entry (the layout's invariant).
-        for id in &orders {
-            let order = block_on(crate::ClaimLedger::order(&model, id)).expect("read").expect("exists");
-            let in_queue = block_on(model.in_queue(&order)).expect("read");
-            prop_assert_eq!(in_queue, order.status.is_in_queue());
-        }
-        let games = ledger.games.clone();
-        let stock = ledger.stock.clone();
-        let restarted = ledger_on(std::mem::take(&mut ledger.backend));
-        prop_assert_eq!(restarted.stock, stock);
-        for (game, (recovered, live)) in restarted.games.iter().zip(&games).enumerate() {
-            prop_assert_eq!(recovered.depth, live.depth);
-            // No leases after a restart: the cursor is the first entry.
-            let first = block_on(model.scan_queue(GameIndex(game as u8), None, 1)).expect("scan");
-            prop_assert_eq!(recovered.cursor_ms, first.first().map_or(u64::MAX, |q| q.ready_at_ms));
-        }
-    }
-}
-
 /// Synced commits land in the bucket whose bound is the first at or above their duration; the
 /// last bucket takes everything over 50 ms, and the maximum is kept in microseconds.
 #[test]
@@ -808,3 +611,5 @@ fn synced_commit_durations_fill_their_buckets_at_the_bounds() {
     assert_eq!(counts, [2, 1, 1, 0, 0, 1, 2]);
     assert_eq!(shared.synced_commit_max_us.load(Ordering::Relaxed), 3_600_000_000);
 }
+
+mod differential;
