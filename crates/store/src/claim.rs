@@ -321,7 +321,7 @@ pub(crate) fn new_order(req: &ClaimRequest, p: &Prepared) -> Order {
 }
 
 /// Step 2 of the decisions: what an existing order of this coupon means for this claim.
-pub(crate) fn replay(order: Order, gift_id: &str) -> ClaimOutcome {
+pub fn replay(order: Order, gift_id: &str) -> ClaimOutcome {
     if order.gift_id == gift_id {
         ClaimOutcome::Replayed(Box::new(order))
     } else {
