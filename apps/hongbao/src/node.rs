@@ -255,6 +255,7 @@ impl Node {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
             campaign: state.campaign.clone(),
+            clock: state.clock.clone(),
         });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {
