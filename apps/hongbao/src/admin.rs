@@ -20,6 +20,8 @@ pub struct AdminState {
     pub dispatcher: Option<Arc<Dispatcher>>,
     pub store: Arc<EmbeddedStore>,
     pub campaign: Arc<Campaign>,
+    /// The node's clock: reconciliation passes run at its time.
+    pub clock: hongbao_clock::SharedClock,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -111,5 +113,5 @@ async fn reconcile(
     State(state): State<AdminState>,
     ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
-    crate::reconcile::admin(&state.store, &state.campaign, req).await.map(ApiJson)
+    crate::reconcile::admin(&state.store, &state.campaign, req, &*state.clock).await.map(ApiJson)
 }

@@ -104,7 +104,8 @@ pub async fn in_memory(campaign: Campaign, profiles: &Path, addr: SocketAddr) ->
     let campaign = std::sync::Arc::new(campaign);
     let profiles = crate::synthetic::load_profiles(profiles, &campaign)?;
     let idip = hongbao_gateway::IdipClient::new(&campaign).context("build the game-side client")?;
-    let state = crate::node::api_state(campaign, profiles, idip);
+    let state =
+        crate::node::api_state(campaign, profiles, idip, hongbao_clock::SystemClock::shared());
     state.set_ready(true);
     let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
     println!("in-memory api (NOT durable) listening on http://{}", listener.local_addr()?);

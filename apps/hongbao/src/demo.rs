@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use hongbao_clock::SystemClock;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -64,8 +66,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             })?
         }
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("read the clock")?.as_secs();
-    let mut campaign = campaign.with_start(i64::try_from(now)? - OPENED_AGO_S);
+    let clock = SystemClock::shared();
+    let now = clock.now_unix_s();
+    let mut campaign = campaign.with_start(now - OPENED_AGO_S);
 
     // The game side first: the API's games must point at wherever it really listens.
     let sim_listener =
@@ -103,6 +106,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             hongbao_store::embedded::BATCH_MAX_DEFAULT,
             crate::node::STORE_LINGER_MS_DEFAULT,
         ),
+        clock,
     )?;
     let api_listener = TcpListener::bind(args.addr)
         .await
@@ -123,8 +127,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tokio::spawn(node.run(Some(api_listener), admin_listener, stopped(stop_rx.clone())));
 
     // A sample user who plays several games, with a ticket, so the curl lines work as printed.
-    let sample_user = sample_user(&campaign, args.seed, args.users, i64::try_from(now)?);
-    let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample_user, i64::try_from(now)?, 3600);
+    let sample_user = sample_user(&campaign, args.seed, args.users, now);
+    let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample_user, now, 3600);
     let first_game = &campaign.games[0].id;
 
     println!(

@@ -211,7 +211,7 @@ fn main() -> Result<()> {
         }
         Command::Reconcile(args) => {
             init_tracing("warn");
-            runtime()?.block_on(reconcile::run(args))
+            runtime()?.block_on(reconcile::run(args, &hongbao_clock::SystemClock))
         }
         Command::Bench { command: BenchCommand::SeedOrders(args) } => {
             init_tracing("warn");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hongbao_api::ApiState;
+use hongbao_clock::SharedClock;
 use hongbao_delivery::{Dispatcher, DispatcherConfig};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
@@ -159,7 +160,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything is opened: a bad flag must not create the data directory or bump the
     // store's incarnation. (The dispatcher checks again when it starts.)
     delivery.validate().context("check the delivery settings")?;
-    let node = Node::open(campaign, profiles, &args.data, args.role, delivery, store_config)?;
+    let clock = hongbao_clock::SystemClock::shared();
+    let node =
+        Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?;
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -180,9 +183,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// The API's state as a node builds it, but for its store: the users' profiles and the role
 /// cache over the game side. The store (grants and claims) is [`ApiState::new`]'s in-memory one
 /// until the caller replaces it (`bench in-memory` keeps it).
-pub fn api_state(campaign: Arc<Campaign>, profiles: ProfileTable, idip: IdipClient) -> ApiState {
+pub fn api_state(
+    campaign: Arc<Campaign>,
+    profiles: ProfileTable,
+    idip: IdipClient,
+    clock: SharedClock,
+) -> ApiState {
     let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
-    ApiState::new(campaign).with_profiles(Arc::new(profiles)).with_roles(roles)
+    ApiState::new(campaign, roles, clock).with_profiles(Arc::new(profiles))
 }
 
 /// A node's parts, opened once: the API state, the store it owns and, when it delivers, the
@@ -203,9 +211,12 @@ impl Node {
         role: NodeRole,
         delivery: DispatcherConfig,
         store_config: EmbeddedConfig,
+        clock: SharedClock,
     ) -> Result<Node> {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
         let store_dir = data.join("store");
+        // One clock for the whole node: the store's expiry, the workers and the API.
+        let store_config = EmbeddedConfig { clock: clock.clone(), ..store_config };
         let store = Arc::new(
             EmbeddedStore::open_with(&store_dir, store_config, CampaignBinding::of(&campaign))
                 .with_context(|| format!("open the store in {}", store_dir.display()))?,
@@ -216,13 +227,13 @@ impl Node {
             NodeRole::All | NodeRole::Worker => {
                 // The store's queues are the delivery-queue port; its binding carries the items.
                 let queue = Arc::clone(&store);
-                let clock = hongbao_clock::SystemClock::shared();
-                let dispatcher = Dispatcher::start(&campaign, idip.clone(), queue, delivery, clock)
-                    .context("start the delivery workers")?;
+                let dispatcher =
+                    Dispatcher::start(&campaign, idip.clone(), queue, delivery, clock.clone())
+                        .context("start the delivery workers")?;
                 Some(Arc::new(dispatcher))
             }
         };
-        let state = api_state(campaign, profiles, idip)
+        let state = api_state(campaign, profiles, idip, clock)
             .with_grants(store.clone())
             .with_claims(store.clone());
         Ok(Node { state, store, dispatcher })
@@ -248,6 +259,7 @@ impl Node {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
             campaign: state.campaign.clone(),
+            clock: state.clock.clone(),
         });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+use hongbao_clock::{Clock, SystemClock};
 
 use anyhow::{Context, Result, bail};
 use axum::http::StatusCode;
@@ -88,12 +90,6 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is before 1970"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The message the embedded store's error carries when another process holds its lock.
 const LOCKED_MARKER: &str = "is open in another process";
 
@@ -118,7 +114,8 @@ fn game_ids(campaign: &Campaign) -> Vec<String> {
     campaign.games.iter().map(|g| g.id.clone()).collect()
 }
 
-pub async fn run(args: ReconcileArgs) -> Result<()> {
+/// `hongbao reconcile`: a pass over a stopped node's store, at `clock`'s time.
+pub async fn run(args: ReconcileArgs, clock: &dyn Clock) -> Result<()> {
     let campaign = load_campaign(&args.config)?;
     let opening = Instant::now();
     let store = open_store(&campaign, &args.data)?;
@@ -126,8 +123,8 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
     let deliver_within_ms =
         args.deliver_within_s.unwrap_or(campaign.delivery_deadline_s).saturating_mul(1000);
     let result = match &args.apply_list {
-        Some(list) => apply_list(&store, list, deliver_within_ms).await,
-        None => pass(&store, &campaign, &args, deliver_within_ms).await,
+        Some(list) => apply_list(&store, list, deliver_within_ms, clock.now_ms()).await,
+        None => pass(&store, &campaign, &args, deliver_within_ms, clock.now_ms()).await,
     };
     tokio::task::spawn_blocking(move || store.close())
         .await
@@ -141,8 +138,8 @@ async fn pass(
     campaign: &Campaign,
     args: &ReconcileArgs,
     deliver_within_ms: u64,
+    now: u64,
 ) -> Result<()> {
-    let now = now_ms();
     let mut options = Options::new(now, game_ids(campaign), deliver_within_ms);
     options.from_ms = args.from;
     options.to_ms = args.to;
@@ -168,10 +165,14 @@ async fn pass(
     Ok(())
 }
 
-async fn apply_list(store: &EmbeddedStore, list: &Path, deliver_within_ms: u64) -> Result<()> {
+async fn apply_list(
+    store: &EmbeddedStore,
+    list: &Path,
+    deliver_within_ms: u64,
+    now: u64,
+) -> Result<()> {
     let ids = hongbao_reconcile::read_order_ids(list)
         .with_context(|| format!("read the resend list {}", list.display()))?;
-    let now = now_ms();
     let tally =
         hongbao_reconcile::requeue_list(store, ids, now, now.saturating_add(deliver_within_ms))
             .await;
@@ -210,6 +211,7 @@ pub async fn admin(
     store: &Arc<EmbeddedStore>,
     campaign: &Campaign,
     req: ReconcileRequest,
+    clock: &dyn Clock,
 ) -> Result<Summary, ApiError> {
     let Ok(_running) = RUNNING.try_lock() else {
         return Err(ApiError::new(
@@ -218,7 +220,7 @@ pub async fn admin(
             "a reconciliation is already running on this node",
         ));
     };
-    let now = now_ms();
+    let now = clock.now_ms();
     let mut options =
         Options::new(now, game_ids(campaign), campaign.delivery_deadline_s.saturating_mul(1000));
     options.apply = req.apply;
@@ -343,7 +345,7 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
     loop {
         let mut leased_any = false;
         for game in &campaign.games {
-            let now = now_ms();
+            let now = SystemClock.now_ms();
             let entries = store.lease(game.index, LEASE_BATCH_MAX, now).await?;
             leased_any |= !entries.is_empty();
             let store = &store;
@@ -382,7 +384,7 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
             .order(&id.0)
             .await?
             .with_context(|| format!("seeded order {} is missing", id.0))?;
-        write_log_line(&mut log, &campaign, &items, &order, now_ms())?;
+        write_log_line(&mut log, &campaign, &items, &order, SystemClock.now_ms())?;
         stats.unrecorded += 1;
     }
     std::io::Write::flush(&mut log).context("write the game log")?;
@@ -444,7 +446,14 @@ async fn claim_range(
         }
         let gift = &campaign.gifts[(n % campaign.gifts.len() as u64) as usize];
         let (_, coupon) = seed_coupon(campaign, n);
-        let mut req = ClaimRequest::new(campaign, gift, coupon, ZoneId(1), RoleId(n + 1), now_ms());
+        let mut req = ClaimRequest::new(
+            campaign,
+            gift,
+            coupon,
+            ZoneId(1),
+            RoleId(n + 1),
+            SystemClock.now_ms(),
+        );
         // Benchmark data, not a campaign: no stock or per-user limit gets in the way.
         req.stock = u64::MAX;
         req.per_user_limit = u32::MAX;
@@ -512,7 +521,12 @@ mod tests {
             .expect("store"),
         );
         assert_eq!(claim_range(&store, &campaign, 0..5).await.expect("claims"), 5);
-        let state = crate::admin::AdminState { dispatcher: None, store: store.clone(), campaign };
+        let state = crate::admin::AdminState {
+            dispatcher: None,
+            store: store.clone(),
+            campaign,
+            clock: SystemClock::shared(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/admin/v1/reconcile", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

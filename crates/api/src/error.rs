@@ -13,6 +13,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::claim_service::ClaimError;
+
 /// An error answered to the client. `code` is a stable snake_case identifier (part of the API
 /// contract); `message` is for humans and may change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +144,54 @@ pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
 }
 
 impl From<hongbao_domain::Ineligible> for ApiError {
-    /// 403 with the rule's own code (`campaign_not_open`, `wave_not_open`, `sold_out`, …).
+    /// The campaign's window and waves answer with their own codes; a sold-out gift is a
+    /// conflict with the stock (409 `out_of_stock`, as the store says it); any other rule is
+    /// 403 `not_eligible` with the rule's code as `reason`.
     fn from(e: hongbao_domain::Ineligible) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+        use hongbao_domain::Ineligible as E;
+        match e {
+            E::CampaignNotOpen { .. } | E::CampaignClosed { .. } | E::WaveNotOpen { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+            }
+            E::SoldOut => ClaimError::OutOfStock.into(),
+            other => ApiError::new(StatusCode::FORBIDDEN, "not_eligible", other.to_string())
+                .with_reason(other.code()),
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ClaimError::Coupon(e) => e.into(),
+            ClaimError::Ineligible(e) => e.into(),
+            ClaimError::Store(e) => e.into(),
+            ClaimError::GiftNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "gift_not_found", message)
+            }
+            ClaimError::RoleNotFound { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "role_not_found", message)
+            }
+            ClaimError::GameSideUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "game_side_unavailable",
+                "the game could not confirm your role; try again",
+            ),
+            ClaimError::CouponAlreadyRedeemed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "coupon_already_redeemed", message)
+            }
+            ClaimError::OutOfStock => ApiError::new(StatusCode::CONFLICT, "out_of_stock", message),
+            ClaimError::LimitReached { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "limit_reached", message)
+            }
+            ClaimError::IdempotencyKeyReused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+            }
+            ClaimError::InvalidIdempotencyKey => {
+                ApiError::bad_request("invalid_idempotency_key", message)
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`error`]: [`ApiError`], the one place failures map to HTTP statuses;
 //! - [`extract`]: [`ApiJson`] / [`ApiQuery`], extractors whose rejections are `ApiError`s;
 //! - [`state`]: [`ApiState`], what handlers reach;
+//! - [`claim_service`]: every decision of a claim, free of HTTP;
 //! - [`routes`]: one module per resource, merged by [`router`];
 //! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
 
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
+pub mod claim_service;
 pub mod error;
 pub mod extract;
 pub mod ports;
@@ -23,9 +25,10 @@ pub mod routes;
 pub mod state;
 pub mod static_catalog;
 
+pub use claim_service::{ClaimCommand, ClaimError, ClaimService, Claimed};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery};
-pub use state::{ApiState, Clock};
+pub use state::ApiState;
 pub use static_catalog::CatalogStore;
 
 /// Largest request body accepted, in bytes. The API's bodies are a few ids (a claim is well under

@@ -1,36 +1,18 @@
 //! What every handler can reach. Cheap to clone (all `Arc`s): axum clones it per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hongbao_clock::SharedClock;
 
 use hongbao_domain::campaign::Campaign;
 use hongbao_domain::{CouponKey, ProfileTable, derive_coupon_key};
-use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
+use hongbao_gateway::RoleCache;
 use hongbao_store::{CampaignBinding, MemoryStore};
 
+use crate::claim_service::ClaimService;
 use crate::ports::{Claims, Grants};
 use crate::static_catalog::CatalogStore;
-
-/// Wall-clock seconds, or a hand-set clock in tests (the campaign window, ticket and coupon
-/// expiry all depend on it).
-#[derive(Clone, Debug, Default)]
-pub enum Clock {
-    #[default]
-    System,
-    Manual(Arc<AtomicI64>),
-}
-
-impl Clock {
-    pub fn now_unix_s(&self) -> i64 {
-        match self {
-            Clock::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            Clock::Manual(now) => now.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// Shared state of an API node, each part built once at startup. One `Arc` around all of it:
 /// axum clones the state for every request, and one reference count is cheaper than eight.
@@ -53,7 +35,8 @@ pub struct Parts {
     /// `/readyz` answers 200 only while this is set: the app sets it once its dependencies
     /// answer and clears it when shutdown begins, so load balancers drain the node first.
     pub ready: Arc<AtomicBool>,
-    pub clock: Clock,
+    /// The time every decision reads (windows, waves, tickets, coupons, order times).
+    pub clock: SharedClock,
     /// Every user's registrations and preferences; unknown users are new users.
     pub profiles: Arc<ProfileTable>,
     /// Role/zone look-ups: L1 → L2 → the game side.
@@ -72,22 +55,20 @@ impl std::fmt::Debug for ApiState {
 }
 
 impl ApiState {
-    /// State for `campaign` with its catalog built in memory, no profiles (everyone is new), a
-    /// role cache over the campaign's game side and an in-memory store (grants and claims). The binary
-    /// replaces the parts with `with_*`; it starts *not* ready.
-    pub fn new(campaign: Arc<Campaign>) -> ApiState {
+    /// State for `campaign` with its catalog built in memory, the given role cache and clock, no
+    /// profiles (everyone is new) and an in-memory store (grants and claims). The binary replaces
+    /// the parts with `with_*`; it starts *not* ready.
+    pub fn new(campaign: Arc<Campaign>, roles: Arc<RoleCache>, clock: SharedClock) -> ApiState {
         let catalog = Arc::new(CatalogStore::from_campaign(&campaign));
         let profiles =
             Arc::new(ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()));
-        let idip = IdipClient::new(&campaign).expect("an HTTP client can be built");
-        let roles = Arc::new(RoleCache::new(Arc::new(idip), None, RoleCacheConfig::default()));
         let coupon_key = Arc::new(coupon_key_for(&campaign));
         let memory = Arc::new(MemoryStore::with_campaign(CampaignBinding::of(&campaign)));
         ApiState(Arc::new(Parts {
             campaign,
             catalog,
             ready: Arc::new(AtomicBool::new(false)),
-            clock: Clock::System,
+            clock,
             profiles,
             roles,
             coupon_key,
@@ -120,9 +101,16 @@ impl ApiState {
         self
     }
 
-    pub fn with_clock(mut self, clock: Clock) -> ApiState {
-        self.parts_mut().clock = clock;
-        self
+    /// The claim service over this node's parts.
+    pub fn claim_service(&self) -> ClaimService<'_> {
+        ClaimService {
+            campaign: &self.campaign,
+            coupon_key: &self.coupon_key,
+            profiles: &self.profiles,
+            roles: &self.roles,
+            claims: &*self.claims,
+            clock: &*self.clock,
+        }
     }
 
     pub fn is_ready(&self) -> bool {

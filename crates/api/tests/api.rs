@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::routing::{get, post};
 use hongbao_api::{ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, router, with_common_layers};
+use hongbao_clock::SystemClock;
 use hongbao_domain::Campaign;
+use hongbao_gateway::{MemoryRoleSource, RoleCache, RoleCacheConfig};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -17,9 +19,16 @@ use tower::ServiceExt;
 
 const SPRING: &str = include_str!("../../../config/spring-festival.toml");
 
-fn state() -> ApiState {
+/// A node's state over the shipped campaign, with a game side that knows no roles.
+fn new_state() -> ApiState {
     let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
-    let state = ApiState::new(Arc::new(campaign));
+    let source = Arc::new(MemoryRoleSource::new());
+    let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
+    ApiState::new(Arc::new(campaign), roles, SystemClock::shared())
+}
+
+fn state() -> ApiState {
+    let state = new_state();
     state.set_ready(true);
     state
 }
@@ -97,8 +106,7 @@ async fn readiness_follows_the_flag() {
 
 #[tokio::test]
 async fn new_state_starts_not_ready() {
-    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
-    let app = router(ApiState::new(Arc::new(campaign)));
+    let app = router(new_state());
     get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
 }
 

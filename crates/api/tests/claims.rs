@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
@@ -191,10 +189,10 @@ async fn refusals_are_typed_and_change_nothing() {
     .await;
     assert_eq!((status.as_u16(), code(&e)), (422, "invalid_body"));
 
-    h.clock.store(h.campaign.ends_at_unix_s, Ordering::Relaxed);
+    h.set_now(h.campaign.ends_at_unix_s);
     let (status, e) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
     assert_eq!((status, code(&e)), (StatusCode::FORBIDDEN, "campaign_closed"));
-    h.clock.store(h.campaign.starts_at_unix_s + 11 * 86_400, Ordering::Relaxed);
+    h.set_now(h.campaign.starts_at_unix_s + 11 * 86_400);
     let (status, e) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
     assert_eq!((status, code(&e)), (StatusCode::GONE, "expired_coupon"));
 

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
@@ -102,10 +100,10 @@ async fn bad_grab_bodies_get_clear_4xx_and_change_nothing() {
 #[tokio::test]
 async fn outside_the_campaign_window_grab_is_refused() {
     let h = harness();
-    h.clock.store(h.campaign.starts_at_unix_s - 10, Ordering::Relaxed);
+    h.set_now(h.campaign.starts_at_unix_s - 10);
     let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_not_open"));
-    h.clock.store(h.campaign.ends_at_unix_s, Ordering::Relaxed);
+    h.set_now(h.campaign.ends_at_unix_s);
     let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_closed"));
     assert_eq!(h.granted(), 0);
@@ -200,7 +198,7 @@ async fn foreign_tampered_and_expired_coupons_are_refused() {
     assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "malformed_coupon"));
     let (status, b) = h.list(owner, &"c".repeat(5000)).await;
     assert_eq!((status, code(&b)), (StatusCode::BAD_REQUEST, "malformed_coupon"));
-    h.clock.fetch_add(24 * 3600 + 1, Ordering::Relaxed);
+    h.set_now(h.now() + 24 * 3600 + 1);
     let (status, b) = h.list(owner, &coupon).await;
     assert_eq!((status, code(&b)), (StatusCode::GONE, "expired_coupon"));
     assert_eq!(h.granted(), 1);

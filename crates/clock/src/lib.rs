@@ -99,7 +99,8 @@ fn monotonic_origin() -> Instant {
 }
 
 /// A clock that moves only when told to: [`ManualClock::advance_ms`] or [`ManualClock::set_ms`].
-/// Sleepers wake when the time they wait for is reached; time never goes backwards.
+/// Sleepers wake when the time they wait for is reached. [`ManualClock::set_ms`] may also move
+/// it back (a test that puts a campaign before its start); a pacer under test is only advanced.
 ///
 /// Its monotonic reading is its wall time in microseconds, so it moves in whole milliseconds.
 /// A test that moves it and then asserts needs to know when every task has done all it can at
@@ -124,10 +125,10 @@ impl ManualClock {
         self.moved.send_replace(now);
     }
 
-    /// Moves the clock to `at_ms`; a time before now is refused (time never goes backwards).
+    /// Sets the clock to `at_ms`, also backwards: a test may put the campaign before its start
+    /// and then after its end. Sleepers wake once the time they wait for is reached.
     pub fn set_ms(&self, at_ms: u64) {
-        let before = self.now_ms.fetch_max(at_ms, Ordering::AcqRel);
-        assert!(at_ms >= before, "a manual clock never goes backwards ({before} -> {at_ms})");
+        self.now_ms.store(at_ms, Ordering::Release);
         self.moved.send_replace(at_ms);
     }
 
@@ -175,12 +176,6 @@ mod tests {
         early.await.expect("the sleeper wakes");
         assert_eq!(clock.now_ms(), 1_500);
         assert_eq!(clock.now_unix_s(), 1);
-    }
-
-    #[test]
-    #[should_panic(expected = "never goes backwards")]
-    fn manual_clock_refuses_to_go_back() {
-        ManualClock::new(10).set_ms(5);
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use hongbao_clock::{SharedClock, SystemClock};
 
 use hongbao_domain::{GameIndex, Role};
 
@@ -169,8 +171,9 @@ type L1Key = (u64, u8);
 /// read past it is a miss.
 #[derive(Clone)]
 enum Slot {
-    /// A role list, served until `expires_at` (the positive or negative TTL after the load).
-    Roles { expires_at: Instant, roles: Arc<[Role]> },
+    /// A role list, served until `expires_at_ms` (Unix ms: the positive or negative TTL after
+    /// the load, on the cache's clock).
+    Roles { expires_at_ms: u64, roles: Arc<[Role]> },
     /// A failed load, inserted through the single-flight guard only to hand the error to the
     /// requests waiting on it, and removed right after (errors are not cached). `seq` tells the
     /// requests that were already in flight when the load failed (they share the error) from
@@ -183,9 +186,9 @@ impl Slot {
     /// The answer this slot gives a request that entered the slow path when the failure counter
     /// stood at `started`, or `None` when the request must load: an expired list, or an error
     /// from a load that failed before the request arrived.
-    fn answer(&self, started: u64) -> Option<Result<Arc<[Role]>, GatewayError>> {
+    fn answer(&self, started: u64, now_ms: u64) -> Option<Result<Arc<[Role]>, GatewayError>> {
         match self {
-            Slot::Roles { expires_at, roles } if *expires_at > Instant::now() => {
+            Slot::Roles { expires_at_ms, roles } if *expires_at_ms > now_ms => {
                 Some(Ok(roles.clone()))
             }
             Slot::Failed { seq, error } if *seq > started => Some(Err(GatewayError::clone(error))),
@@ -246,11 +249,9 @@ fn l1_options(max_entries: u64) -> quick_cache::Options {
         .expect("valid role cache options")
 }
 
-/// When an entry loaded now with `ttl` expires (a TTL too long for `Instant` means "never").
-fn expiry(ttl: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    let now = Instant::now();
-    now.checked_add(ttl).or_else(|| now.checked_add(FAR)).unwrap_or(now)
+/// When an entry loaded at `now_ms` with `ttl` expires (a TTL past the end of time: never).
+fn expiry(now_ms: u64, ttl: Duration) -> u64 {
+    now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The role cache. Share it as `Arc<RoleCache>`; every method takes `&self`.
@@ -262,6 +263,8 @@ pub struct RoleCache {
     stats: RoleCacheStats,
     /// Failed loads so far; tags [`Slot::Failed`].
     failures: AtomicU64,
+    /// Decides what has expired.
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for RoleCache {
@@ -299,7 +302,14 @@ impl RoleCache {
             config,
             stats: RoleCacheStats::default(),
             failures: AtomicU64::new(0),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same cache deciding expiry on `clock` (a manual clock in tests and simulations).
+    pub fn with_clock(mut self, clock: SharedClock) -> RoleCache {
+        self.clock = clock;
+        self
     }
 
     /// The user's roles in the game: from L1, else L2, else the source (one call per key however
@@ -307,8 +317,8 @@ impl RoleCache {
     pub async fn roles(&self, user: u64, game: GameIndex) -> Result<Arc<[Role]>, GatewayError> {
         let l1_key = (user, game.0);
         // The hot path: one shard read lock, no write.
-        if let Some(Slot::Roles { expires_at, roles }) = self.l1.get(&l1_key)
-            && expires_at > Instant::now()
+        if let Some(Slot::Roles { expires_at_ms, roles }) = self.l1.get(&l1_key)
+            && expires_at_ms > self.clock.now_ms()
         {
             bump(&self.stats.hits_l1);
             return Ok(roles);
@@ -330,7 +340,7 @@ impl RoleCache {
                 Err(guard) => return self.load_into(guard, key).await,
                 Ok(slot) => slot,
             };
-            if let Some(answer) = slot.answer(started) {
+            if let Some(answer) = slot.answer(started, self.clock.now_ms()) {
                 bump(&self.stats.coalesced);
                 return answer;
             }
@@ -339,8 +349,9 @@ impl RoleCache {
             // the key keeps its place in the eviction order. Zero timeout: the sync call only
             // takes the lock, and never waits inside, where a failure would already be gone
             // from L1 when it looked again.
+            let now_ms = self.clock.now_ms();
             let entry = self.l1.entry(&l1_key, Some(Duration::ZERO), |_, slot| {
-                match slot.answer(started) {
+                match slot.answer(started, now_ms) {
                     Some(answer) => EntryAction::Retain(answer),
                     None => EntryAction::ReplaceWithGuard,
                 }
@@ -369,10 +380,10 @@ impl RoleCache {
     ) -> Result<Arc<[Role]>, GatewayError> {
         match self.load(key).await {
             Ok(roles) => {
-                let expires_at = expiry(self.config.ttl_for(&roles));
+                let expires_at_ms = expiry(self.clock.now_ms(), self.config.ttl_for(&roles));
                 // Refused only when the key was invalidated or refreshed meanwhile: the waiters
                 // get this answer, L1 keeps the newer state.
-                let _ = guard.insert(Slot::Roles { expires_at, roles: roles.clone() });
+                let _ = guard.insert(Slot::Roles { expires_at_ms, roles: roles.clone() });
                 Ok(roles)
             }
             Err(error) => {
@@ -395,8 +406,8 @@ impl RoleCache {
     pub async fn refresh(&self, user: u64, game: GameIndex) -> Result<Arc<[Role]>, GatewayError> {
         let key = RoleKey { user, game };
         let roles = self.fetch_and_store_l2(key).await?;
-        let expires_at = expiry(self.config.ttl_for(&roles));
-        self.l1.insert((user, game.0), Slot::Roles { expires_at, roles: roles.clone() });
+        let expires_at_ms = expiry(self.clock.now_ms(), self.config.ttl_for(&roles));
+        self.l1.insert((user, game.0), Slot::Roles { expires_at_ms, roles: roles.clone() });
         Ok(roles)
     }
 

@@ -286,6 +286,13 @@ pub enum ClaimOutcome {
 }
 
 impl ClaimOutcome {
+    /// What an order that already exists for the claim's coupon means for a claim of `gift_id`:
+    /// the same gift replays it, another gift is refused with it. The store's own rule, for a
+    /// caller that reads the order before claiming (an API node answering a retry early).
+    pub fn of_existing(order: Order, gift_id: &str) -> ClaimOutcome {
+        crate::ledger::claim::replay(order, gift_id)
+    }
+
     pub fn order(&self) -> Option<&Order> {
         match self {
             ClaimOutcome::Accepted(o)

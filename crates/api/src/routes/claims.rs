@@ -1,8 +1,7 @@
 //! Claim a gift (`POST /v1/claims`) and see orders (`GET /v1/orders`, `GET /v1/orders/{id}`).
 //!
-//! A claim is verified here (ticket, coupon, role through the role cache, the same eligibility
-//! function as the list) and then decided by the store in one atomic, durable step (redeem,
-//! per-user limit, stock, order, enqueue). Answers:
+//! The handler parses the claim and renders what [`crate::claim_service`] decides (coupon, role,
+//! the same eligibility function as the list, then the store's one atomic, durable step). Answers:
 //! - 202 `{"order_id","status","deliver_by"}`: a new order, durable and queued;
 //! - 200 with the same body: the same claim again (same coupon, same gift) — the first order;
 //! - 409 `coupon_already_redeemed` (another gift), `out_of_stock`, `limit_reached`;
@@ -12,15 +11,13 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use hongbao_domain::eligibility::{RoleContext, Subject, check};
-use hongbao_domain::{Ineligible, Order, OrderId, RoleId, ZoneId, verify_coupon};
-use hongbao_store::{ClaimOutcome, ClaimRequest, IdempotencyKey};
+use hongbao_domain::{Order, OrderId, RoleId, ZoneId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
+use crate::claim_service::{ClaimCommand, ClaimError, Claimed};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdempotencyKeyHeader};
 use crate::state::ApiState;
@@ -45,21 +42,11 @@ pub struct ClaimBody {
 }
 
 #[derive(Serialize)]
-pub struct Claimed {
+pub struct ClaimedBody {
     pub order_id: String,
     pub status: &'static str,
     /// Unix milliseconds by which the gift is delivered.
     pub deliver_by: u64,
-}
-
-impl Claimed {
-    fn of(order: &Order) -> Claimed {
-        Claimed {
-            order_id: order.id.as_str().to_string(),
-            status: order.status.as_str(),
-            deliver_by: order.deliver_by_ms,
-        }
-    }
 }
 
 async fn claim(
@@ -67,141 +54,28 @@ async fn claim(
     caller: Caller,
     IdempotencyKeyHeader(idempotency_header): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<ClaimBody>,
-) -> Result<(StatusCode, ApiJson<Claimed>), ApiError> {
-    let campaign = &state.campaign;
-    let now_s = state.clock.now_unix_s();
-    let now_ms = u64::try_from(now_s).unwrap_or(0).saturating_mul(1000);
-    let idempotency = idempotency_key(idempotency_header.as_ref(), &body)?;
-    let coupon = verify_coupon(&state.coupon_key, &body.coupon, &campaign.id, now_s)?;
-    coupon.check_owner(caller.user)?;
-    let gift = campaign.gift_by_id(&body.gift_id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "gift_not_found", "no such gift in this campaign")
-    })?;
-
-    // The same claim again answers with its order before anything that may have changed since
-    // (stock, the window, the role): a retried claim must never turn into an error.
-    let order_id = OrderId::derive(&campaign.id, caller.user, &coupon.id());
-    if idempotency.is_none()
-        && let Some(existing) = state.claims.order(&order_id).await?
-    {
-        return replay(existing, &body.gift_id);
-    }
-
-    // The role must exist in that zone: the cache first, the game side once more if not (a role
-    // created a moment ago may not be in a cached list yet).
-    let mut roles = state.roles.roles(caller.user, gift.game).await.map_err(game_side_error)?;
-    let chosen = |roles: &[hongbao_domain::Role]| {
-        roles.iter().find(|r| r.zone_id == body.zone_id && r.role_id == body.role_id).cloned()
-    };
-    let mut role = chosen(&roles);
-    if role.is_none() {
-        roles = state.roles.refresh(caller.user, gift.game).await.map_err(game_side_error)?;
-        role = chosen(&roles);
-    }
-    let role = role.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "role_not_found",
-            format!(
-                "no role {} in zone {} of {}",
-                body.role_id,
-                body.zone_id,
-                campaign.game(gift.game).id
-            ),
-        )
-    })?;
-
-    // The same eligibility function as the gift list. Stock is left to the store, which decides
-    // it atomically with the claim.
-    let profile = state.profiles.get(caller.user);
-    let subject = Subject {
+) -> Result<(StatusCode, ApiJson<ClaimedBody>), ApiError> {
+    let idempotency_key = idempotency_header
+        .map(|value| value.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ClaimError::InvalidIdempotencyKey)?;
+    let command = ClaimCommand {
         user: caller.user,
-        profile: &profile,
         ticket_issued_at_unix_s: caller.ticket_issued_at_unix_s,
+        coupon: body.coupon,
+        gift_id: body.gift_id,
+        zone_id: body.zone_id,
+        role_id: body.role_id,
+        idempotency_key,
     };
-    check(campaign, gift, &subject, RoleContext::Chosen(&role), false, now_s)
-        .map_err(ineligible)?;
-
-    let mut request = ClaimRequest::new(campaign, gift, coupon, body.zone_id, body.role_id, now_ms);
-    if let Some(key) = idempotency {
-        request = request.with_idempotency(key);
-    }
-    match state.claims.claim(request).await? {
-        ClaimOutcome::Accepted(order) => Ok((StatusCode::ACCEPTED, ApiJson(Claimed::of(&order)))),
-        ClaimOutcome::Replayed(order) => Ok((StatusCode::OK, ApiJson(Claimed::of(&order)))),
-        ClaimOutcome::CouponAlreadyRedeemed(order) => replay(*order, &body.gift_id),
-        ClaimOutcome::OutOfStock => {
-            Err(ApiError::new(StatusCode::CONFLICT, "out_of_stock", "this gift is sold out"))
-        }
-        ClaimOutcome::LimitReached => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "limit_reached",
-            format!("you already have the {} allowed of this gift", gift.per_user),
-        )),
-        ClaimOutcome::IdempotencyConflict => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request",
-        )),
-    }
-}
-
-/// An order already exists for the coupon: the same gift is a replay, another gift a conflict.
-fn replay(order: Order, gift_id: &str) -> Result<(StatusCode, ApiJson<Claimed>), ApiError> {
-    if order.gift_id == gift_id {
-        Ok((StatusCode::OK, ApiJson(Claimed::of(&order))))
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "coupon_already_redeemed",
-            format!("this coupon was already redeemed for order {}", order.id.as_str()),
-        ))
-    }
-}
-
-/// `Idempotency-Key` and the fingerprint of the body it was sent with.
-fn idempotency_key(
-    header: Option<&HeaderValue>,
-    body: &ClaimBody,
-) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = header else { return Ok(None) };
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )
+    let Claimed { order, created } = state.claim_service().claim(command).await?;
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let body = ClaimedBody {
+        order_id: order.id.as_str().to_string(),
+        status: order.status.as_str(),
+        deliver_by: order.deliver_by_ms,
     };
-    let key = value.to_str().map_err(|_| invalid())?;
-    let mut hash = Sha256::new();
-    for part in [body.coupon.as_bytes(), body.gift_id.as_bytes()] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    hash.update(body.zone_id.0.to_le_bytes());
-    hash.update(body.role_id.0.to_le_bytes());
-    IdempotencyKey::new(key, hash.finalize().into()).map(Some).ok_or_else(invalid)
-}
-
-fn ineligible(e: Ineligible) -> ApiError {
-    match e {
-        Ineligible::CampaignNotOpen { .. }
-        | Ineligible::CampaignClosed { .. }
-        | Ineligible::WaveNotOpen { .. } => ApiError::from(e),
-        Ineligible::SoldOut => {
-            ApiError::new(StatusCode::CONFLICT, "out_of_stock", "this gift is sold out")
-        }
-        other => ApiError::new(StatusCode::FORBIDDEN, "not_eligible", other.to_string())
-            .with_reason(other.code()),
-    }
-}
-
-fn game_side_error(e: hongbao_gateway::GatewayError) -> ApiError {
-    tracing::warn!(error = %e, "role look-up for a claim failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "game_side_unavailable",
-        "the game could not confirm your role; try again",
-    )
+    Ok((status, ApiJson(body)))
 }
 
 #[derive(Serialize)]

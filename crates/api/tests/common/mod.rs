@@ -3,12 +3,12 @@
 #![allow(clippy::unwrap_used, dead_code)] // test helpers outside #[test] fns; each test binary uses a part
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hongbao_api::{ApiState, Clock};
+use hongbao_api::ApiState;
+use hongbao_clock::{Clock, ManualClock};
 use hongbao_domain::profile::{ProfileHeader, ProfileWriter};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, GameIndex, ProfileTable, sign_ticket};
@@ -46,7 +46,7 @@ impl RoleSource for ModelRoles {
 pub struct Harness {
     pub router: Router,
     pub campaign: Arc<Campaign>,
-    pub clock: Arc<AtomicI64>,
+    pub clock: Arc<ManualClock>,
     pub store: Arc<MemoryStore>,
     pub profiles: Arc<ProfileTable>,
     pub model: SynthModel,
@@ -70,14 +70,12 @@ pub fn harness_with(text: &str, game_side_down: bool) -> Harness {
     let profiles = Arc::new(ProfileTable::read(&writer.finish().unwrap()[..]).unwrap());
     let source = Arc::new(ModelRoles { model: model.clone(), down: game_side_down });
     let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
-    let clock = Arc::new(AtomicI64::new(now));
+    let clock = ManualClock::new(u64::try_from(now).expect("after 1970") * 1000);
     let store = Arc::new(MemoryStore::with_campaign(CampaignBinding::of(&campaign)));
-    let state = ApiState::new(campaign.clone())
+    let state = ApiState::new(campaign.clone(), roles, clock.clone())
         .with_profiles(profiles.clone())
-        .with_roles(roles)
         .with_grants(store.clone())
-        .with_claims(store.clone())
-        .with_clock(Clock::Manual(clock.clone()));
+        .with_claims(store.clone());
     state.set_ready(true);
     Harness { router: hongbao_api::router(state), campaign, clock, store, profiles, model }
 }
@@ -88,7 +86,12 @@ pub fn harness() -> Harness {
 
 impl Harness {
     pub fn now(&self) -> i64 {
-        self.clock.load(Ordering::Relaxed)
+        self.clock.now_unix_s()
+    }
+
+    /// Sets the campaign's clock to `unix_s`.
+    pub fn set_now(&self, unix_s: i64) {
+        self.clock.set_ms(u64::try_from(unix_s).expect("after 1970") * 1000);
     }
 
     pub fn ticket(&self, user: u64) -> String {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hongbao_clock::ManualClock;
 use hongbao_domain::{GameIndex, Role, RoleId, ZoneId};
 
 use super::*;
@@ -71,17 +72,19 @@ async fn no_role_is_cached_too() {
 
 #[tokio::test]
 async fn no_role_expires_sooner_than_a_role() {
+    let clock = ManualClock::new(1_000_000);
     let source = Arc::new(MemoryRoleSource::new());
     source.set_roles(USER, GAME, vec![role(1)]);
     let short = Duration::from_millis(20);
     let cache =
-        RoleCache::new(source.clone(), None, RoleCacheConfig { negative_ttl: short, ..config() });
+        RoleCache::new(source.clone(), None, RoleCacheConfig { negative_ttl: short, ..config() })
+            .with_clock(clock.clone());
 
     cache.roles(USER, GAME).await.unwrap();
     cache.roles(USER + 1, GAME).await.unwrap(); // no role: the short TTL
     assert_eq!(source.calls(), 2);
     // Only ever waits longer than the short TTL; the long one cannot pass during the test.
-    tokio::time::sleep(short * 5).await;
+    clock.advance_ms(millis(short * 5));
     cache.roles(USER, GAME).await.unwrap();
     cache.roles(USER + 1, GAME).await.unwrap();
     assert_eq!(source.calls(), 3, "only the negative entry was fetched again");
@@ -267,18 +270,22 @@ async fn a_sharded_l1_stays_within_its_bound_too() {
 
 #[tokio::test]
 async fn an_expired_entry_is_reloaded_by_one_request() {
+    let clock = ManualClock::new(1_000_000);
     let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
     source.set_roles(USER, GAME, vec![role(1)]);
     // Long enough that the waiters of one load, busy machine or not, get it before it expires.
     let ttl = Duration::from_millis(100);
-    let cache = Arc::new(RoleCache::new(
-        source.clone(),
-        None,
-        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
-    ));
+    let cache = Arc::new(
+        RoleCache::new(
+            source.clone(),
+            None,
+            RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+        )
+        .with_clock(clock.clone()),
+    );
 
     cache.roles(USER, GAME).await.unwrap();
-    tokio::time::sleep(ttl * 3).await;
+    clock.advance_ms(millis(ttl * 3));
     source.set_roles(USER, GAME, vec![role(2)]);
     let tasks: Vec<_> = (0..200)
         .map(|_| {
@@ -298,14 +305,18 @@ async fn an_expired_entry_is_reloaded_by_one_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_entry_is_reloaded_by_one_request_across_threads() {
+    let clock = ManualClock::new(1_000_000);
     let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(30)));
     source.set_roles(USER, GAME, vec![role(1)]);
     let ttl = Duration::from_millis(100);
-    let cache = Arc::new(RoleCache::new(
-        source.clone(),
-        None,
-        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
-    ));
+    let cache = Arc::new(
+        RoleCache::new(
+            source.clone(),
+            None,
+            RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+        )
+        .with_clock(clock.clone()),
+    );
 
     for round in 1..=5 {
         let tasks: Vec<_> = (0..100)
@@ -318,23 +329,27 @@ async fn an_expired_entry_is_reloaded_by_one_request_across_threads() {
             task.await.unwrap().unwrap();
         }
         assert_eq!(source.calls(), round, "one load per expiry");
-        tokio::time::sleep(ttl * 2).await;
+        clock.advance_ms(millis(ttl * 2));
     }
 }
 
 #[tokio::test]
 async fn a_failed_reload_of_an_expired_entry_is_shared_and_not_cached() {
+    let clock = ManualClock::new(1_000_000);
     let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(50)));
     source.set_roles(USER, GAME, vec![role(1)]);
     let ttl = Duration::from_millis(100);
-    let cache = Arc::new(RoleCache::new(
-        source.clone(),
-        None,
-        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
-    ));
+    let cache = Arc::new(
+        RoleCache::new(
+            source.clone(),
+            None,
+            RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+        )
+        .with_clock(clock.clone()),
+    );
 
     cache.roles(USER, GAME).await.unwrap();
-    tokio::time::sleep(ttl * 2).await;
+    clock.advance_ms(millis(ttl * 2));
     source.fail_next(timeout());
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -355,16 +370,20 @@ async fn a_failed_reload_of_an_expired_entry_is_shared_and_not_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_costs_one_call_per_wave_of_requests() {
+    let clock = ManualClock::new(1_000_000);
     let source = Arc::new(MemoryRoleSource::with_delay(Duration::from_millis(30)));
     source.set_roles(USER, GAME, vec![role(1)]);
     let ttl = Duration::from_millis(100);
-    let cache = Arc::new(RoleCache::new(
-        source.clone(),
-        None,
-        RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
-    ));
+    let cache = Arc::new(
+        RoleCache::new(
+            source.clone(),
+            None,
+            RoleCacheConfig { ttl, negative_ttl: ttl, ..config() },
+        )
+        .with_clock(clock.clone()),
+    );
     cache.roles(USER, GAME).await.unwrap();
-    tokio::time::sleep(ttl * 2).await;
+    clock.advance_ms(millis(ttl * 2));
 
     // Requests keep arriving while every reload fails.
     for _ in 0..20 {
@@ -451,4 +470,8 @@ fn defaults_are_the_named_constants() {
     assert_eq!(c.ttl, Duration::from_millis(ROLE_CACHE_TTL_MS_DEFAULT));
     assert_eq!(c.negative_ttl, Duration::from_millis(ROLE_CACHE_NEGATIVE_TTL_MS_DEFAULT));
     assert!(c.negative_ttl < c.ttl);
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).expect("a short test duration")
 }
