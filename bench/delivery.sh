@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Delivery (issue 6): a backlog balanced to the games' capacities (capacity × S orders each,
+# Delivery: a backlog balanced to the games' capacities (capacity × S orders each,
 # 1,000,000 orders for S = 200), filled through the real claim path, then drained by a worker
 # node against the game simulator at full capacity. Reports drain time vs the ideal, CPU per
 # delivery, and pacing accuracy per game from the game's own log (bench/pacing.py).

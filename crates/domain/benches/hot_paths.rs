@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the pure functions on every request's path (issue 7, item 3): ticket and
+//! Micro-benchmarks of the pure functions on every request's path: ticket and
 //! coupon verification, eligibility of one gift, a whole gift list (eligibility + ranking), order
 //! id derivation and a profile lookup. Run: `cargo bench -p hongbao-domain`.
 //!

@@ -343,8 +343,24 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         }
     }
 
-    let drain_deadline = Instant::now() + config.drain_timeout;
-    let drained = tokio::time::timeout_at(drain_deadline.into(), async {
+    drain(&mut tasks, config.drain_timeout, &ctx).await;
+    if let Some(p) = progress {
+        p.stop().await;
+    }
+
+    let replay_report = replay.as_ref().map(|r| ReplayReport {
+        file: r.file().to_string(),
+        lines: r.len() as u64,
+        lines_used,
+        not_sent: ran_out.map_or(0, |(k, _)| schedule.count().saturating_sub(k)),
+        ran_out_at_s: ran_out.map(|(_, offset)| offset.as_secs_f64()),
+    });
+    Ok(ctx.recorder.report(report_meta(&config, &ctx, replay_report), measure_start))
+}
+
+/// Waits up to `timeout` for the iterations still running; the rest are counted abandoned.
+async fn drain(tasks: &mut JoinSet<()>, timeout: Duration, ctx: &scenario::Ctx) {
+    let drained = tokio::time::timeout(timeout, async {
         while let Some(result) = tasks.join_next().await {
             propagate_panic(result);
         }
@@ -357,23 +373,21 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
             propagate_panic(result);
         }
     }
-    if let Some(p) = progress {
-        p.stop().await;
-    }
+}
 
-    let replay_report = replay.as_ref().map(|r| ReplayReport {
-        file: r.file().to_string(),
-        lines: r.len() as u64,
-        lines_used,
-        not_sent: ran_out.map_or(0, |(k, _)| schedule.count().saturating_sub(k)),
-        ran_out_at_s: ran_out.map(|(_, offset)| offset.as_secs_f64()),
-    });
-    let meta = ReportMeta {
+/// What the report says of the run's set-up.
+fn report_meta(
+    config: &LoadConfig,
+    ctx: &scenario::Ctx,
+    replay: Option<ReplayReport>,
+) -> ReportMeta {
+    let replayed = replay.is_some();
+    ReportMeta {
         scenario: config.scenario.as_str(),
         profile: config.profile.as_str(),
         target: ctx.target.clone(),
-        users: if replay.is_some() { 0 } else { config.users },
-        user_distribution: if replay.is_some() {
+        users: if replayed { 0 } else { config.users },
+        user_distribution: if replayed {
             "from the requests file".to_string()
         } else {
             config.user_dist.describe()
@@ -383,9 +397,8 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         rate_per_s: config.rate_per_s,
         duration: config.duration,
         warmup: config.warmup,
-        replay: replay_report,
-    };
-    Ok(ctx.recorder.report(meta, measure_start))
+        replay,
+    }
 }
 
 /// What a scheduled iteration does.

@@ -1,4 +1,4 @@
-//! Reconciliation (issue 8; DESIGN.md §1): should-send − actually-sent − still queued = the
+//! Reconciliation (DESIGN.md §1): should-send − actually-sent − still queued = the
 //! resend list, checked against the game side's own delivery log.
 //!
 //! # Inputs, all streamed in order-id order

@@ -1,4 +1,4 @@
-//! Throughput of the embedded store's group commit (issue 7, item 3): concurrent grants and
+//! Throughput of the embedded store's group commit: concurrent grants and
 //! claims against an `EmbeddedStore` in a temporary directory, each answered only after its
 //! batch's fsync. Reported time is per operation (total wall time / operations), so at 64 tasks
 //! it is the inverse of the throughput, not one caller's latency.
