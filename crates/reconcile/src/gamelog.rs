@@ -209,17 +209,7 @@ pub fn sort_reader(
         line_no += 1;
         let complete = line.last() == Some(&b'\n');
         if !complete && n > GAME_LOG_LINE_BYTES_MAX {
-            // Skip the rest of the over-long line.
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                let m = (&mut reader)
-                    .take(GAME_LOG_LINE_BYTES_MAX as u64)
-                    .read_until(b'\n', &mut rest)?;
-                if m == 0 || rest.last() == Some(&b'\n') {
-                    break;
-                }
-            }
+            skip_rest_of_line(&mut reader)?;
             stats.malformed += 1;
             let reason = format!("line longer than {GAME_LOG_LINE_BYTES_MAX} bytes");
             report(LogEvent::Malformed { line: line_no, reason })?;
@@ -282,28 +272,46 @@ pub fn sort_reader(
             }
             drop(run);
             stats.runs = runs.len() as u64;
-            let mut next_name = runs.len();
-            // Merge passes until one k-way merge can take every run.
-            while runs.len() > MERGE_FAN_IN_MAX {
-                let group: Vec<PathBuf> = runs.drain(..MERGE_FAN_IN_MAX).collect();
-                let merged = d.path().join(format!("run-{next_name:06}"));
-                next_name += 1;
-                let mut out =
-                    BufWriter::with_capacity(RUN_READ_BUFFER_BYTES, File::create(&merged)?);
-                for record in Merge::open(&group)? {
-                    out.write_all(&record?.encode())?;
-                }
-                out.flush()?;
-                for path in group {
-                    std::fs::remove_file(path)?;
-                }
-                runs.push(merged);
-                stats.merge_passes += 1;
-            }
+            stats.merge_passes = merge_to_fan_in(d.path(), &mut runs)?;
             Source::Runs(Merge::open(&runs)?)
         }
     };
     Ok(SortedGameLog { source, names, stats, _dir: dir })
+}
+
+/// Reads past the rest of an over-long line, in bounded pieces.
+fn skip_rest_of_line(reader: &mut impl BufRead) -> io::Result<()> {
+    let mut rest = Vec::new();
+    loop {
+        rest.clear();
+        let m = reader.take(GAME_LOG_LINE_BYTES_MAX as u64).read_until(b'\n', &mut rest)?;
+        if m == 0 || rest.last() == Some(&b'\n') {
+            return Ok(());
+        }
+    }
+}
+
+/// Merges sorted runs in `dir`, oldest first, until one k-way merge can take them all;
+/// returns the passes made.
+fn merge_to_fan_in(dir: &Path, runs: &mut Vec<PathBuf>) -> io::Result<u64> {
+    let mut passes = 0;
+    let mut next_name = runs.len();
+    while runs.len() > MERGE_FAN_IN_MAX {
+        let group: Vec<PathBuf> = runs.drain(..MERGE_FAN_IN_MAX).collect();
+        let merged = dir.join(format!("run-{next_name:06}"));
+        next_name += 1;
+        let mut out = BufWriter::with_capacity(RUN_READ_BUFFER_BYTES, File::create(&merged)?);
+        for record in Merge::open(&group)? {
+            out.write_all(&record?.encode())?;
+        }
+        out.flush()?;
+        for path in group {
+            std::fs::remove_file(path)?;
+        }
+        runs.push(merged);
+        passes += 1;
+    }
+    Ok(passes)
 }
 
 fn temp_in(temp_dir: Option<&Path>) -> io::Result<tempfile::TempDir> {
