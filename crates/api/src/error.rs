@@ -8,7 +8,8 @@
 use std::fmt;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -122,9 +123,67 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        match rejection {
+            // A segment that is not valid percent-encoding of UTF-8, or not of the right type.
+            PathRejection::FailedToDeserializePathParams(e) => {
+                ApiError::bad_request("invalid_path", e.body_text())
+            }
+            other => {
+                tracing::error!(error = %other, "a route reads path parameters it does not have");
+                ApiError::internal("the route could not read its path")
+            }
+        }
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+/// The last word on every response: an error status whose body is not JSON (one of axum's or
+/// tower's own refusals that no extractor of ours maps, e.g. a `Path` that does not decode) is
+/// answered again as an [`ApiError`] with a code for its status. Headers the refusal set (such
+/// as `Allow`) are kept.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _body) = response.into_parts();
+    let (code, message) = status_code_text(status);
+    let error = ApiError::new(status, code, message).into_response();
+    let (fresh, body) = error.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    for (name, value) in &fresh.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// A code and message for a bare status, as the stack's own refusals carry nothing else.
+fn status_code_text(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad_request", "the request could not be understood"),
+        404 => ("not_found", "no such resource"),
+        405 => ("method_not_allowed", "this method is not allowed on this resource"),
+        408 => ("request_timeout", "the request took too long"),
+        413 => ("body_too_large", "request body too large"),
+        414 => ("uri_too_long", "request target too long"),
+        415 => ("unsupported_media_type", "unsupported content type"),
+        422 => ("invalid_request", "the request could not be processed"),
+        429 => ("too_many_requests", "too many requests; slow down"),
+        431 => ("headers_too_large", "request header fields too large"),
+        503 => ("unavailable", "the service is unavailable; try again shortly"),
+        _ if status.is_server_error() => ("internal", "the request failed"),
+        _ => ("request_refused", "the request was refused"),
     }
 }
 

@@ -7,9 +7,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::routing::{get, post};
-use hongbao_api::{ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, router, with_common_layers};
+use hongbao_api::{
+    ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, RouterOptions, router, with_common_layers,
+    with_layers,
+};
 use hongbao_clock::SystemClock;
-use hongbao_domain::Campaign;
+use hongbao_domain::{Campaign, sign_ticket};
 use hongbao_gateway::{MemoryRoleSource, RoleCache, RoleCacheConfig};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -389,4 +392,137 @@ async fn serve_answers_over_tcp_and_shuts_down_gracefully() {
 
     stop_tx.send(()).expect("server still running");
     server.await.expect("server task").expect("serve result");
+}
+
+fn spring() -> Campaign {
+    Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign")
+}
+
+// --- errors the HTTP stack produces, over a real connection -------------------------------------
+
+/// An answer read off the wire: status, lower-cased headers and the body.
+struct Wire {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Wire {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"), "{:?}", self.headers);
+        let body: Value = serde_json::from_str(&self.body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+}
+
+/// Serves `app` on a free port; stops when the returned sender is dropped.
+async fn serve_app(app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hongbao_api::serve(listener, app, async move {
+        let _ = stop_rx.await;
+    }));
+    (addr, stop_tx)
+}
+
+/// Writes `head` (request line and headers, without the blank line), `Connection: close` and
+/// `body`, then reads the whole answer.
+async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Wire {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+    request.extend_from_slice(body);
+    conn.write_all(&request).await.expect("write");
+    let mut bytes = Vec::new();
+    conn.read_to_end(&mut bytes).await.expect("read");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok());
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Wire { status: status.expect("a status line"), headers, body: body.to_string() }
+}
+
+fn ticket_for(user: u64) -> String {
+    let c = spring();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    sign_ticket(&c.auth.ticket_keys[0], user, i64::try_from(now).expect("fits") - 10, 3600)
+}
+
+#[tokio::test]
+async fn the_stacks_own_refusals_are_json_over_tcp() {
+    let (addr, _stop) = serve_app(router(state())).await;
+    let host = "Host: test";
+
+    // 414: a request target over our limit, long before hyper's own.
+    let long = format!("GET /healthz?pad={} HTTP/1.1\r\n{host}", "a".repeat(10 * 1024));
+    raw(addr, &long, b"").await.assert_error(414, "uri_too_long");
+
+    // 431: more header fields than we take (hyper alone refuses over 100, with no body).
+    let many: String = (0..120).map(|i| format!("\r\nx-pad-{i}: {i}")).collect();
+    raw(addr, &format!("GET /healthz HTTP/1.1\r\n{host}{many}"), b"")
+        .await
+        .assert_error(431, "headers_too_large");
+    // … and a head too big in bytes.
+    let big = format!("GET /healthz HTTP/1.1\r\n{host}\r\nx-big: {}", "b".repeat(20 * 1024));
+    raw(addr, &big, b"").await.assert_error(431, "headers_too_large");
+
+    // 400: a path segment whose percent-encoding is not UTF-8.
+    let auth = format!("Authorization: Bearer {}", ticket_for(10_001));
+    raw(addr, &format!("GET /v1/orders/%ff%fe HTTP/1.1\r\n{host}\r\n{auth}"), b"")
+        .await
+        .assert_error(400, "invalid_path");
+    raw(addr, &format!("GET /v1/coupons/%c3%28/gifts HTTP/1.1\r\n{host}\r\n{auth}"), b"")
+        .await
+        .assert_error(400, "invalid_path");
+
+    // 404, 405 (with Allow).
+    raw(addr, &format!("GET /nope HTTP/1.1\r\n{host}"), b"").await.assert_error(404, "not_found");
+    let r = raw(addr, &format!("DELETE /healthz HTTP/1.1\r\n{host}"), b"").await;
+    r.assert_error(405, "method_not_allowed");
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
+
+    // 413: a body over the limit.
+    let body = vec![b'x'; BODY_LIMIT_BYTES + 1];
+    let head = format!(
+        "POST /v1/coupons HTTP/1.1\r\n{host}\r\n{auth}\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    raw(addr, &head, &body).await.assert_error(413, "body_too_large");
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_is_json_408_over_tcp() {
+    // The handler never finishes, so the only possible answer is the timeout's.
+    let routes = Router::new().route("/stuck", get(std::future::pending::<()>));
+    let options = RouterOptions { request_timeout_ms: 50 };
+    let (addr, _stop) = serve_app(with_layers(routes, options)).await;
+    raw(addr, "GET /stuck HTTP/1.1\r\nHost: test", b"").await.assert_error(408, "request_timeout");
+}
+
+#[tokio::test]
+async fn a_plain_text_refusal_from_axum_is_rewritten_as_json() {
+    // axum's own `Path` (not `ApiPath`) answers a bad segment in plain text.
+    let routes = Router::new()
+        .route(
+            "/n/{n}",
+            get(|axum::extract::Path(n): axum::extract::Path<u32>| async move { n.to_string() }),
+        )
+        .route("/teapot", get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }));
+    let (addr, _stop) = serve_app(with_common_layers(routes)).await;
+    raw(addr, "GET /n/seven HTTP/1.1\r\nHost: test", b"").await.assert_error(400, "bad_request");
+    raw(addr, "GET /teapot HTTP/1.1\r\nHost: test", b"").await.assert_error(418, "request_refused");
+    assert_eq!(raw(addr, "GET /n/7 HTTP/1.1\r\nHost: test", b"").await.body, "7");
 }

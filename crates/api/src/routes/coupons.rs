@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use futures_util::future::join_all;
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::ApiState;
 
 pub fn routes() -> Router<ApiState> {
@@ -117,7 +117,7 @@ pub struct ListedGift<'a> {
 async fn list_gifts(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(coupon): Path<String>,
+    ApiPath(coupon): ApiPath<String>,
 ) -> Result<axum::response::Response, ApiError> {
     let campaign = &state.campaign;
     let now = state.clock.now_unix_s();
