@@ -201,3 +201,48 @@ async fn refusals_are_typed_and_change_nothing() {
     }
     assert!(h.store.orders_of(user, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_list_of_a_redeemed_coupon_is_its_order() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 6);
+    let c = coupon(&h, user).await;
+    let (_, before) = h.list(user, &c).await;
+    assert!(before.get("redeemed").is_none(), "{before}");
+    assert!(!before["gifts"].as_array().unwrap().is_empty(), "{before}");
+    let (status, answer) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    let (status, list) = h.list(user, &c).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["gifts"], json!([]), "{list}");
+    assert_eq!(list["redeemed"]["order_id"], answer["order_id"], "{list}");
+    assert_eq!(list["redeemed"]["gift_id"], "ck-lucky");
+    assert_eq!(list["redeemed"]["status"], "queued");
+}
+
+#[tokio::test]
+async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 7);
+    let listed = |list: &Value, gift: &str| {
+        list["gifts"].as_array().unwrap().iter().any(|g| g["gift_id"] == gift)
+    };
+    // ck-lucky: two per user.
+    for _ in 0..2 {
+        let c = coupon(&h, user).await;
+        let (_, list) = h.list(user, &c).await;
+        assert!(listed(&list, "ck-lucky"), "{list}");
+        let (status, answer) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    let c = coupon(&h, user).await;
+    let (status, list) = h.list(user, &c).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert!(!listed(&list, "ck-lucky"), "{list}");
+    assert!(!list["gifts"].as_array().unwrap().is_empty(), "other gifts stay: {list}");
+    // Another user is not affected.
+    let (other, _) = user_with_role(&h, "cloud-kingdom", 8);
+    let oc = coupon(&h, other).await;
+    assert!(listed(&h.list(other, &oc).await.1, "ck-lucky"));
+}
