@@ -9,8 +9,8 @@ use std::fmt;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{Method, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -25,6 +25,13 @@ pub struct ApiError {
     pub message: String,
     /// A machine-readable refinement of `code` (e.g. `not_eligible` because `role_level_too_low`).
     pub reason: Option<&'static str>,
+    /// When what was refused opens (unix seconds): a client can wait for it instead of
+    /// retrying blindly.
+    pub opens_at: Option<i64>,
+    /// When the campaign ended (unix seconds): nothing to wait for.
+    pub ended_at: Option<i64>,
+    /// Seconds until a retry can succeed, sent as `Retry-After`.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -33,7 +40,27 @@ impl ApiError {
             !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
             "error codes are snake_case: {code:?}"
         );
-        ApiError { status, code, message: message.into(), reason: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            reason: None,
+            opens_at: None,
+            ended_at: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// The same error with `Retry-After` counted from `now_unix_s` to its `opens_at`, at least
+    /// one second (a zero would invite a retry that is refused again). Errors without an
+    /// `opens_at` are returned unchanged. The conversions from domain errors cannot do this
+    /// themselves: they do not know the node's clock.
+    pub fn retry_from(mut self, now_unix_s: i64) -> ApiError {
+        if let Some(opens_at) = self.opens_at {
+            let wait_s = opens_at.saturating_sub(now_unix_s).max(1);
+            self.retry_after_s = Some(u64::try_from(wait_s).unwrap_or(1));
+        }
+        self
     }
 
     /// The same error with a `reason` for clients to branch on.
@@ -84,6 +111,10 @@ struct ErrorDetail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<i64>,
 }
 
 impl IntoResponse for ApiError {
@@ -92,9 +123,19 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
         }
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: &self.message, reason: self.reason },
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                reason: self.reason,
+                opens_at: self.opens_at,
+                ended_at: self.ended_at,
+            },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -203,14 +244,24 @@ pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
 }
 
 impl From<hongbao_domain::Ineligible> for ApiError {
-    /// The campaign's window and waves answer with their own codes; a sold-out gift is a
-    /// conflict with the stock (409 `out_of_stock`, as the store says it); any other rule is
-    /// 403 `not_eligible` with the rule's code as `reason`.
+    /// The campaign's window and waves answer with their own codes and the time that matters:
+    /// `opens_at` for one not open yet (add `Retry-After` with [`ApiError::retry_from`]),
+    /// `ended_at` for one that is over. A sold-out gift is a conflict with the stock (409
+    /// `out_of_stock`, as the store says it); any other rule is 403 `not_eligible` with the
+    /// rule's code as `reason`.
     fn from(e: hongbao_domain::Ineligible) -> ApiError {
         use hongbao_domain::Ineligible as E;
         match e {
-            E::CampaignNotOpen { .. } | E::CampaignClosed { .. } | E::WaveNotOpen { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+            E::CampaignNotOpen { starts_at_unix_s: opens_at }
+            | E::WaveNotOpen { opens_at_unix_s: opens_at } => {
+                let mut error = ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+                error.opens_at = Some(opens_at);
+                error
+            }
+            E::CampaignClosed { ended_at_unix_s } => {
+                let mut error = ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+                error.ended_at = Some(ended_at_unix_s);
+                error
             }
             E::SoldOut => ClaimError::OutOfStock.into(),
             other => ApiError::new(StatusCode::FORBIDDEN, "not_eligible", other.to_string())

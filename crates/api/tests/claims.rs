@@ -246,3 +246,47 @@ async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached() {
     let oc = coupon(&h, other).await;
     assert!(listed(&h.list(other, &oc).await.1, "ck-lucky"));
 }
+
+#[tokio::test]
+async fn a_claim_before_the_campaign_opens_says_when_it_does() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 9);
+    let c = coupon(&h, user).await;
+    let starts = h.campaign.starts_at_unix_s;
+    // The coupon was granted earlier; the clock now reads before the opening (a coupon does
+    // not record when it was granted, only when it expires).
+    h.set_now(starts - 30);
+    let request = axum::http::Request::post("/v1/claims")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.ticket(user)))
+        .body(Body::from(body(&c, "ck-lucky", &role).to_string()))
+        .unwrap();
+    let (status, headers, e) = h.call_with_headers(request).await;
+    assert_eq!((status, code(&e)), (StatusCode::FORBIDDEN, "campaign_not_open"));
+    assert_eq!(e["error"]["opens_at"], starts, "{e}");
+    assert_eq!(retry_after(&headers), 30);
+
+    // A user whose wave opens later.
+    h.set_now(starts + 3600);
+    let (late, late_opens) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .filter(|&u| {
+            let game = h.campaign.game_by_id("cloud-kingdom").unwrap().index;
+            !h.model.roles(u, game).is_empty()
+        })
+        .map(|u| (u, hongbao_domain::release::opens_at(&h.campaign, u)))
+        .find(|&(_, at)| at > starts + 1)
+        .unwrap();
+    let game = h.campaign.game_by_id("cloud-kingdom").unwrap().index;
+    let late_role = h.model.roles(late, game)[0].clone();
+    let lc = coupon(&h, late).await;
+    h.set_now(starts);
+    let request = axum::http::Request::post("/v1/claims")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.ticket(late)))
+        .body(Body::from(body(&lc, "ck-lucky", &late_role).to_string()))
+        .unwrap();
+    let (status, headers, e) = h.call_with_headers(request).await;
+    assert_eq!((status, code(&e)), (StatusCode::FORBIDDEN, "wave_not_open"));
+    assert_eq!(e["error"]["opens_at"], late_opens, "{e}");
+    assert_eq!(retry_after(&headers), u64::try_from(late_opens - starts).unwrap());
+}

@@ -98,15 +98,41 @@ async fn bad_grab_bodies_get_clear_4xx_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn outside_the_campaign_window_grab_is_refused() {
+async fn outside_the_campaign_window_grab_is_refused_with_when_it_opens() {
     let h = harness();
-    h.set_now(h.campaign.starts_at_unix_s - 10);
-    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    let starts = h.campaign.starts_at_unix_s;
+    h.set_now(starts - 10);
+    let (status, headers, b) = h.grab_with_headers(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_not_open"));
+    assert_eq!(b["error"]["opens_at"], starts, "{b}");
+    assert_eq!(retry_after(&headers), 10);
     h.set_now(h.campaign.ends_at_unix_s);
-    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    let (status, headers, b) = h.grab_with_headers(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_closed"));
+    assert_eq!(b["error"]["ended_at"], h.campaign.ends_at_unix_s, "{b}");
+    assert!(headers.get("retry-after").is_none(), "nothing to wait for: {headers:?}");
     assert_eq!(h.granted(), 0);
+}
+
+#[tokio::test]
+async fn a_user_whose_wave_has_not_come_is_told_when_it_does() {
+    let h = harness();
+    let starts = h.campaign.starts_at_unix_s;
+    h.set_now(starts);
+    let (user, opens_at) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .map(|u| (u, hongbao_domain::release::opens_at(&h.campaign, u)))
+        .find(|&(_, at)| at > starts + 1)
+        .unwrap();
+    let (status, headers, b) = h.grab_with_headers(user, "swipe").await;
+    assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "wave_not_open"));
+    assert_eq!(b["error"]["opens_at"], opens_at, "{b}");
+    assert_eq!(retry_after(&headers), u64::try_from(opens_at - starts).unwrap());
+    // A moment before it opens, still at least a second to wait.
+    h.set_now(opens_at - 1);
+    let (_, headers, _) = h.grab_with_headers(user, "swipe").await;
+    assert_eq!(retry_after(&headers), 1);
+    h.set_now(opens_at);
+    assert_eq!(h.grab(user, "swipe").await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]

@@ -68,7 +68,11 @@ async fn claim(
         role_id: body.role_id,
         idempotency_key,
     };
-    let Claimed { order, created } = state.claim_service().claim(command).await?;
+    let Claimed { order, created } = state
+        .claim_service()
+        .claim(command)
+        .await
+        .map_err(|e| ApiError::from(e).retry_from(state.clock.now_unix_s()))?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let body = ClaimedBody {
         order_id: order.id.as_str().to_string(),

@@ -58,7 +58,7 @@ async fn grab(
             )
         })?;
     let now = state.clock.now_unix_s();
-    check_open(campaign, caller.user, now)?;
+    check_open(campaign, caller.user, now).map_err(|e| ApiError::from(e).retry_from(now))?;
     let request = GrantRequest {
         user: caller.user,
         channel: spec.channel,
@@ -150,7 +150,7 @@ async fn list_gifts(
         };
         return Ok(axum::response::IntoResponse::into_response(ApiJson(body)));
     }
-    check_open(campaign, caller.user, now)?;
+    check_open(campaign, caller.user, now).map_err(|e| ApiError::from(e).retry_from(now))?;
 
     let profile = state.profiles.get(caller.user);
     let subject = Subject {
