@@ -11,7 +11,7 @@ use hongbao_api::{
     ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, RouterOptions, router, with_common_layers,
     with_layers,
 };
-use hongbao_clock::SystemClock;
+use hongbao_clock::{ManualClock, SystemClock};
 use hongbao_domain::{Campaign, sign_ticket};
 use hongbao_gateway::{MemoryRoleSource, RoleCache, RoleCacheConfig};
 use http_body_util::BodyExt;
@@ -96,7 +96,7 @@ async fn readiness_follows_the_flag() {
     let app = router(state.clone());
     let r = get_with(&app, "/readyz", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json(), json!({"status": "ready"}));
+    assert_eq!(r.json()["ready"], true);
 
     state.set_ready(false);
     get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
@@ -394,8 +394,55 @@ async fn serve_answers_over_tcp_and_shuts_down_gracefully() {
     server.await.expect("server task").expect("serve result");
 }
 
+// --- readiness -----------------------------------------------------------------------------------
+
+fn state_at(now_unix_s: i64) -> ApiState {
+    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
+    let source = Arc::new(MemoryRoleSource::new());
+    let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
+    let clock = ManualClock::new(u64::try_from(now_unix_s).expect("after 1970") * 1000);
+    ApiState::new(Arc::new(campaign), roles, clock)
+}
+
 fn spring() -> Campaign {
     Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign")
+}
+
+#[tokio::test]
+async fn readiness_reports_each_part_and_waits_for_the_store() {
+    let c = spring();
+    let state = state_at(c.starts_at_unix_s - 60);
+    let app = router(state.clone());
+    let r = get_with(&app, "/readyz", &[]).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    let body = r.json();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["campaign"], "not_open");
+    assert_eq!(body["opens_at"], c.starts_at_unix_s);
+    assert_eq!(body["ends_at"], c.ends_at_unix_s);
+    assert_eq!(body["store"], "not_open");
+    assert_eq!(body["profiles"], "none");
+    assert_eq!(body["game_side"], "unknown");
+
+    // Serving is not enough while the store is not open (as the app marks it).
+    state.ready.store(true, std::sync::atomic::Ordering::Release);
+    get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    state.mark_store_open();
+    let r = get_with(&app, "/readyz", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!((body["ready"].clone(), body["store"].clone()), (json!(true), json!("open")));
+    assert!(body.get("error").is_none(), "{body}");
+
+    // Loaded profiles are reported; the campaign's window follows the clock.
+    let table = hongbao_domain::ProfileTable::empty(c.games.iter().map(|g| g.id.clone()).collect());
+    let state = state_at(c.ends_at_unix_s).with_profiles(Arc::new(table));
+    state.set_ready(true);
+    let body = get_with(&router(state), "/readyz", &[]).await.json();
+    assert_eq!(
+        (body["profiles"].clone(), body["campaign"].clone()),
+        (json!("loaded"), json!("closed"))
+    );
 }
 
 // --- errors the HTTP stack produces, over a real connection -------------------------------------

@@ -229,3 +229,26 @@ async fn foreign_tampered_and_expired_coupons_are_refused() {
     assert_eq!((status, code(&b)), (StatusCode::GONE, "expired_coupon"));
     assert_eq!(h.granted(), 1);
 }
+
+async fn readyz(h: &Harness) -> serde_json::Value {
+    h.call(Request::get("/readyz").body(Body::empty()).expect("request")).await.1
+}
+
+#[tokio::test]
+async fn readiness_reports_the_game_side_from_the_role_lookups_it_saw() {
+    for (down, verdict) in [(false, "reachable"), (true, "unreachable")] {
+        let h = harness_with(EXAMPLE, down);
+        let body = readyz(&h).await;
+        assert_eq!(body["game_side"], "unknown", "no look-up yet: {body}");
+        assert_eq!(body["profiles"], "loaded");
+        let user = user_in_games(&h, 3);
+        let (_, grabbed) = h.grab(user, "swipe").await;
+        h.list(user, grabbed["coupon"].as_str().unwrap()).await;
+        let body = readyz(&h).await;
+        assert_eq!(body["game_side"], verdict, "{body}");
+        // The game side does not decide readiness: lists degrade instead of failing.
+        assert_eq!(body["ready"], true, "{body}");
+        // No look-up since: the last verdict stands.
+        assert_eq!(readyz(&h).await["game_side"], verdict);
+    }
+}
