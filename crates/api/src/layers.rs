@@ -1,12 +1,12 @@
-//! The layers every API router gets: request-head limits and the request timeout.
+//! The layers every API router gets: request-head limits, the request timeout, the access log.
 //!
 //! Each refusal here is an [`ApiError`], so it has the same JSON shape as every other error.
 //! The head limits sit well below hyper's own (see [`crate::serve`]): hyper refuses a head it
 //! cannot hold with an empty-bodied 414 or 431 before any layer runs, so ours must trip first.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,15 +29,21 @@ pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// How [`crate::router_with`] builds the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouterOptions {
+    /// One INFO line per request under the target [`ACCESS_LOG_TARGET`].
+    pub access_log: bool,
     /// See [`REQUEST_TIMEOUT_MS_DEFAULT`].
     pub request_timeout_ms: u64,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
-        RouterOptions { request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT }
+        RouterOptions { access_log: false, request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT }
     }
 }
+
+/// The `tracing` target of the access log, so it can be routed or filtered on its own
+/// (`RUST_LOG=hongbao::access=info`).
+pub const ACCESS_LOG_TARGET: &str = "hongbao::access";
 
 /// 414 `uri_too_long` or 431 `headers_too_large` for a request head over our limits.
 pub(crate) async fn head_limits(request: Request, next: Next) -> Response {
@@ -81,4 +87,24 @@ pub(crate) async fn request_timeout(timeout: Duration, request: Request, next: N
         )
         .into_response(),
     }
+}
+
+/// One line per request: method, the matched route's *template* (the raw path may hold a
+/// coupon, a bearer credential in all but name), status and latency. Headers are never logged,
+/// so neither is the ticket in `Authorization`.
+pub(crate) async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: ACCESS_LOG_TARGET,
+        method = %method,
+        route = %route.as_deref().unwrap_or("unmatched"),
+        status = response.status().as_u16(),
+        latency_ms = format_args!("{latency_ms:.3}"),
+        "request"
+    );
+    response
 }

@@ -5,7 +5,7 @@
 //! - [`extract`]: [`ApiJson`] / [`ApiQuery`], extractors whose rejections are `ApiError`s;
 //! - [`state`]: [`ApiState`], what handlers reach;
 //! - [`claim_service`]: every decision of a claim, free of HTTP;
-//! - [`layers`]: request-head limits and the request timeout;
+//! - [`layers`]: request-head limits, the request timeout and the access log;
 //! - [`routes`]: one module per resource, merged by [`router`];
 //! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
 
@@ -61,7 +61,7 @@ pub fn router(state: ApiState) -> Router {
     router_with(state, RouterOptions::default())
 }
 
-/// [`router`] with options (the request timeout).
+/// [`router`] with options (the access log, the request timeout).
 pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
     let routes = Router::new()
         .merge(routes::health::routes())
@@ -86,20 +86,22 @@ where
 
 /// [`with_common_layers`] with options. Besides the fallbacks and the body limit: 414/431 for an
 /// oversized head, 408 after the request timeout, any other non-JSON error the stack produces
-/// rewritten as JSON.
+/// rewritten as JSON, and (if asked) the access log, outermost so that it sees the final status
+/// and the whole latency.
 pub fn with_layers<S>(router: Router<S>, options: RouterOptions) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     let timeout = Duration::from_millis(options.request_timeout_ms);
-    router
+    let router = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(from_fn(move |request, next| layers::request_timeout(timeout, request, next)))
         .layer(map_response(error::json_errors))
         .layer(from_fn(layers::head_limits))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    if options.access_log { router.layer(from_fn(layers::access_log)) } else { router }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits for

@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::routing::{get, post};
 use hongbao_api::{
-    ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, RouterOptions, router, with_common_layers,
-    with_layers,
+    ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, RouterOptions, router, router_with,
+    with_common_layers, with_layers,
 };
 use hongbao_clock::{ManualClock, SystemClock};
 use hongbao_domain::{Campaign, sign_ticket};
@@ -554,7 +554,7 @@ async fn the_stacks_own_refusals_are_json_over_tcp() {
 async fn a_request_that_outlives_the_timeout_is_json_408_over_tcp() {
     // The handler never finishes, so the only possible answer is the timeout's.
     let routes = Router::new().route("/stuck", get(std::future::pending::<()>));
-    let options = RouterOptions { request_timeout_ms: 50 };
+    let options = RouterOptions { request_timeout_ms: 50, ..RouterOptions::default() };
     let (addr, _stop) = serve_app(with_layers(routes, options)).await;
     raw(addr, "GET /stuck HTTP/1.1\r\nHost: test", b"").await.assert_error(408, "request_timeout");
 }
@@ -572,4 +572,69 @@ async fn a_plain_text_refusal_from_axum_is_rewritten_as_json() {
     raw(addr, "GET /n/seven HTTP/1.1\r\nHost: test", b"").await.assert_error(400, "bad_request");
     raw(addr, "GET /teapot HTTP/1.1\r\nHost: test", b"").await.assert_error(418, "request_refused");
     assert_eq!(raw(addr, "GET /n/7 HTTP/1.1\r\nHost: test", b"").await.body, "7");
+}
+
+// --- access log ----------------------------------------------------------------------------------
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_with_the_route_and_no_secrets() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let options = RouterOptions { access_log: true, ..RouterOptions::default() };
+    let app = router_with(state(), options);
+    let ticket = ticket_for(10_001);
+    let secret_id = "0123456789abcdef0123456789abcdef";
+    let r = get_with(
+        &app,
+        &format!("/v1/orders/{secret_id}"),
+        &[(header::AUTHORIZATION, &format!("Bearer {ticket}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("hongbao::access")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    assert!(line.contains(" INFO "), "{line}");
+    for field in ["method=GET", "route=/v1/orders/{order_id}", "status=404", "latency_ms="] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    assert!(!text.contains(&ticket) && !text.contains(secret_id), "{text}");
+
+    // Off by default.
+    let before = captured.0.lock().expect("lock").len();
+    get_with(&router(state()), "/healthz", &[]).await;
+    let after =
+        String::from_utf8(captured.0.lock().expect("lock")[before..].to_vec()).expect("UTF-8");
+    assert!(!after.contains("hongbao::access"), "{after}");
 }
