@@ -8,8 +8,9 @@
 use std::fmt;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::{Method, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -24,6 +25,13 @@ pub struct ApiError {
     pub message: String,
     /// A machine-readable refinement of `code` (e.g. `not_eligible` because `role_level_too_low`).
     pub reason: Option<&'static str>,
+    /// When what was refused opens (unix seconds): a client can wait for it instead of
+    /// retrying blindly.
+    pub opens_at: Option<i64>,
+    /// When the campaign ended (unix seconds): nothing to wait for.
+    pub ended_at: Option<i64>,
+    /// Seconds until a retry can succeed, sent as `Retry-After`.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -32,7 +40,27 @@ impl ApiError {
             !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
             "error codes are snake_case: {code:?}"
         );
-        ApiError { status, code, message: message.into(), reason: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            reason: None,
+            opens_at: None,
+            ended_at: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// The same error with `Retry-After` counted from `now_unix_s` to its `opens_at`, at least
+    /// one second (a zero would invite a retry that is refused again). Errors without an
+    /// `opens_at` are returned unchanged. The conversions from domain errors cannot do this
+    /// themselves: they do not know the node's clock.
+    pub fn retry_from(mut self, now_unix_s: i64) -> ApiError {
+        if let Some(opens_at) = self.opens_at {
+            let wait_s = opens_at.saturating_sub(now_unix_s).max(1);
+            self.retry_after_s = Some(u64::try_from(wait_s).unwrap_or(1));
+        }
+        self
     }
 
     /// The same error with a `reason` for clients to branch on.
@@ -83,6 +111,10 @@ struct ErrorDetail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<i64>,
 }
 
 impl IntoResponse for ApiError {
@@ -91,9 +123,19 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
         }
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: &self.message, reason: self.reason },
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                reason: self.reason,
+                opens_at: self.opens_at,
+                ended_at: self.ended_at,
+            },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -122,9 +164,67 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        match rejection {
+            // A segment that is not valid percent-encoding of UTF-8, or not of the right type.
+            PathRejection::FailedToDeserializePathParams(e) => {
+                ApiError::bad_request("invalid_path", e.body_text())
+            }
+            other => {
+                tracing::error!(error = %other, "a route reads path parameters it does not have");
+                ApiError::internal("the route could not read its path")
+            }
+        }
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+/// The last word on every response: an error status whose body is not JSON (one of axum's or
+/// tower's own refusals that no extractor of ours maps, e.g. a `Path` that does not decode) is
+/// answered again as an [`ApiError`] with a code for its status. Headers the refusal set (such
+/// as `Allow`) are kept.
+pub(crate) async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _body) = response.into_parts();
+    let (code, message) = status_code_text(status);
+    let error = ApiError::new(status, code, message).into_response();
+    let (fresh, body) = error.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    for (name, value) in &fresh.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// A code and message for a bare status, as the stack's own refusals carry nothing else.
+fn status_code_text(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad_request", "the request could not be understood"),
+        404 => ("not_found", "no such resource"),
+        405 => ("method_not_allowed", "this method is not allowed on this resource"),
+        408 => ("request_timeout", "the request took too long"),
+        413 => ("body_too_large", "request body too large"),
+        414 => ("uri_too_long", "request target too long"),
+        415 => ("unsupported_media_type", "unsupported content type"),
+        422 => ("invalid_request", "the request could not be processed"),
+        429 => ("too_many_requests", "too many requests; slow down"),
+        431 => ("headers_too_large", "request header fields too large"),
+        503 => ("unavailable", "the service is unavailable; try again shortly"),
+        _ if status.is_server_error() => ("internal", "the request failed"),
+        _ => ("request_refused", "the request was refused"),
     }
 }
 
@@ -144,14 +244,24 @@ pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
 }
 
 impl From<hongbao_domain::Ineligible> for ApiError {
-    /// The campaign's window and waves answer with their own codes; a sold-out gift is a
-    /// conflict with the stock (409 `out_of_stock`, as the store says it); any other rule is
-    /// 403 `not_eligible` with the rule's code as `reason`.
+    /// The campaign's window and waves answer with their own codes and the time that matters:
+    /// `opens_at` for one not open yet (add `Retry-After` with [`ApiError::retry_from`]),
+    /// `ended_at` for one that is over. A sold-out gift is a conflict with the stock (409
+    /// `out_of_stock`, as the store says it); any other rule is 403 `not_eligible` with the
+    /// rule's code as `reason`.
     fn from(e: hongbao_domain::Ineligible) -> ApiError {
         use hongbao_domain::Ineligible as E;
         match e {
-            E::CampaignNotOpen { .. } | E::CampaignClosed { .. } | E::WaveNotOpen { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+            E::CampaignNotOpen { starts_at_unix_s: opens_at }
+            | E::WaveNotOpen { opens_at_unix_s: opens_at } => {
+                let mut error = ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+                error.opens_at = Some(opens_at);
+                error
+            }
+            E::CampaignClosed { ended_at_unix_s } => {
+                let mut error = ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+                error.ended_at = Some(ended_at_unix_s);
+                error
             }
             E::SoldOut => ClaimError::OutOfStock.into(),
             other => ApiError::new(StatusCode::FORBIDDEN, "not_eligible", other.to_string())

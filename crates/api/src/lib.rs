@@ -5,21 +5,27 @@
 //! - [`extract`]: [`ApiJson`] / [`ApiQuery`], extractors whose rejections are `ApiError`s;
 //! - [`state`]: [`ApiState`], what handlers reach;
 //! - [`claim_service`]: every decision of a claim, free of HTTP;
+//! - [`layers`]: request-head limits, the request timeout and the access log;
 //! - [`routes`]: one module per resource, merged by [`router`];
 //! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::middleware::{from_fn, map_response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
 pub mod claim_service;
 pub mod error;
 pub mod extract;
+pub mod layers;
 pub mod ports;
 pub mod routes;
 pub mod state;
@@ -27,7 +33,8 @@ pub mod static_catalog;
 
 pub use claim_service::{ClaimCommand, ClaimError, ClaimService, Claimed};
 pub use error::ApiError;
-pub use extract::{ApiJson, ApiQuery};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use layers::RouterOptions;
 pub use state::ApiState;
 pub use static_catalog::CatalogStore;
 
@@ -36,41 +43,138 @@ pub use static_catalog::CatalogStore;
 /// whole.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
+/// Header fields hyper holds before refusing a request itself (with an empty 431). Above
+/// [`layers::HEADERS_MAX`], so that a request with too many is refused by our layer, as JSON.
+pub const HYPER_HEADERS_MAX: usize = 256;
+/// Bytes hyper buffers for a request head before refusing it itself (with an empty 431): room
+/// for [`layers::URI_MAX_BYTES`] plus [`layers::HEADERS_MAX_BYTES`] and the field overhead, so
+/// that our layer sees an oversized head first and refuses it as JSON. Beyond this (a head of
+/// more than 64 KiB, or a request line hyper cannot parse at all) hyper answers on its own:
+/// such a request is not one a client of this API sends by mistake.
+pub const HYPER_BUF_MAX_BYTES: usize = 64 * 1024;
+/// Time a connection may take to send a request head, in milliseconds; then hyper closes it
+/// (there is no request to answer). Also bounds how long an idle keep-alive connection is held.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+
 /// The API node's router with every route, fallback and layer, ready to serve.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, RouterOptions::default())
+}
+
+/// [`router`] with options (the access log, the request timeout).
+pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
     let routes = Router::new()
         .merge(routes::health::routes())
         .merge(routes::catalog::routes())
         .merge(routes::coupons::routes())
         .merge(routes::claims::routes());
-    with_common_layers(routes).with_state(state)
+    with_layers(routes, options).with_state(state)
 }
 
 /// What every router of the API gets, whatever its routes: JSON 404 for unknown paths, JSON 405
 /// for known paths with a wrong method (axum keeps adding `Allow`), the body limit (enforced by
-/// the body extractors, so [`ApiJson`] turns it into 413 `body_too_large`) and request tracing.
+/// the body extractors, so [`ApiJson`] turns it into 413 `body_too_large`), request tracing and
+/// the layers of [`with_layers`] with the default options.
 ///
 /// Call it *after* adding all routes: the 405 fallback attaches to the routes present.
 pub fn with_common_layers<S>(router: Router<S>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router
+    with_layers(router, RouterOptions::default())
+}
+
+/// [`with_common_layers`] with options. Besides the fallbacks and the body limit: 414/431 for an
+/// oversized head, 408 after the request timeout, any other non-JSON error the stack produces
+/// rewritten as JSON, and (if asked) the access log, outermost so that it sees the final status
+/// and the whole latency.
+pub fn with_layers<S>(router: Router<S>, options: RouterOptions) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let timeout = Duration::from_millis(options.request_timeout_ms);
+    let router = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(from_fn(move |request, next| layers::request_timeout(timeout, request, next)))
+        .layer(map_response(error::json_errors))
+        .layer(from_fn(layers::head_limits))
+        .layer(TraceLayer::new_for_http());
+    if options.access_log { router.layer(from_fn(layers::access_log)) } else { router }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits for
 /// in-flight requests to finish (graceful shutdown). Handlers can extract
 /// `ConnectInfo<SocketAddr>` (the peer address, for per-address limits).
+///
+/// HTTP/1.1 over hyper directly rather than `axum::serve`, for hyper's limits: its header-count
+/// and head-buffer limits are set above the router's own ([`HYPER_HEADERS_MAX`],
+/// [`HYPER_BUF_MAX_BYTES`]), so an oversized head is refused by the router's layer with a JSON
+/// body instead of by hyper with an empty one; and a connection that sends no head within
+/// [`HEADER_READ_TIMEOUT_MS`] is closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Closed when shutdown begins; each connection holds a receiver until it is done, so the
+    // sender's `closed()` completes once the last one has finished.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+                .max_headers(HYPER_HEADERS_MAX)
+                .max_buf_size(HYPER_BUF_MAX_BYTES);
+            let conn =
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => log_connection_end(result),
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    log_connection_end(conn.await);
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(stop_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Pause after a failed `accept`, in milliseconds.
+const ACCEPT_RETRY_MS: u64 = 50;
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
 }

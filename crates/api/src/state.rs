@@ -1,7 +1,7 @@
 //! What every handler can reach. Cheap to clone (all `Arc`s): axum clones it per request.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hongbao_clock::SharedClock;
 
@@ -32,9 +32,16 @@ impl std::ops::Deref for ApiState {
 pub struct Parts {
     pub campaign: Arc<Campaign>,
     pub catalog: Arc<CatalogStore>,
-    /// `/readyz` answers 200 only while this is set: the app sets it once its dependencies
-    /// answer and clears it when shutdown begins, so load balancers drain the node first.
+    /// Set by the app once it serves and cleared when shutdown begins, so load balancers drain
+    /// the node first. `/readyz` answers 200 only while this is set and the store is open.
     pub ready: Arc<AtomicBool>,
+    /// Set by the app once its store is open (implied by [`ApiState::set_ready`]`(true)`).
+    pub store_open: Arc<AtomicBool>,
+    /// Whether [`Parts::profiles`] came from a profile file ([`ApiState::with_profiles`]) or is
+    /// the empty table (everyone is a new user): both are valid, `/readyz` says which.
+    pub profiles_loaded: bool,
+    /// What `/readyz` last concluded about the game side; see [`ApiState::game_side`].
+    pub game_side: Arc<Mutex<GameSideWatch>>,
     /// The time every decision reads (windows, waves, tickets, coupons, order times).
     pub clock: SharedClock,
     /// Every user's registrations and preferences; unknown users are new users.
@@ -68,6 +75,9 @@ impl ApiState {
             campaign,
             catalog,
             ready: Arc::new(AtomicBool::new(false)),
+            store_open: Arc::new(AtomicBool::new(false)),
+            profiles_loaded: false,
+            game_side: Arc::new(Mutex::new(GameSideWatch::default())),
             clock,
             profiles,
             roles,
@@ -81,8 +91,11 @@ impl ApiState {
         Arc::make_mut(&mut self.0)
     }
 
+    /// The users' profiles, loaded from a profile file.
     pub fn with_profiles(mut self, profiles: Arc<ProfileTable>) -> ApiState {
-        self.parts_mut().profiles = profiles;
+        let parts = self.parts_mut();
+        parts.profiles = profiles;
+        parts.profiles_loaded = true;
         self
     }
 
@@ -113,13 +126,78 @@ impl ApiState {
         }
     }
 
+    /// Whether this node should take traffic: the app serves (not draining) and the store is
+    /// open. The campaign's window and the game side do not count: a node answers
+    /// `campaign_not_open` correctly, and a slow game side degrades lists instead of failing.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.store_open.load(Ordering::Acquire)
     }
 
+    /// `true` once the app serves; `false` when shutdown begins. The app calls this only after
+    /// its store is open, so `true` also marks the store open.
     pub fn set_ready(&self, ready: bool) {
+        if ready {
+            self.mark_store_open();
+        }
         self.ready.store(ready, Ordering::Release);
     }
+
+    /// The app opened its store.
+    pub fn mark_store_open(&self) {
+        self.store_open.store(true, Ordering::Release);
+    }
+
+    pub fn is_store_open(&self) -> bool {
+        self.store_open.load(Ordering::Acquire)
+    }
+
+    /// Whether the game side answers, judged from the role cache's counters of calls to it
+    /// since the previous judgement: some succeeded → reachable; all failed → unreachable; none
+    /// made → the previous judgement (unknown until a first call). No call is made for this:
+    /// a readiness probe must not add load to the game side, nor wait on it.
+    pub fn game_side(&self) -> GameSide {
+        let stats = self.roles.stats();
+        let calls = stats.misses.load(Ordering::Relaxed);
+        let errors = stats.upstream_errors.load(Ordering::Relaxed);
+        let mut watch = self.game_side.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let new_calls = calls.saturating_sub(watch.calls);
+        let new_errors = errors.saturating_sub(watch.errors);
+        if new_calls > 0 {
+            watch.verdict =
+                if new_errors >= new_calls { GameSide::Unreachable } else { GameSide::Reachable };
+        }
+        watch.calls = calls;
+        watch.errors = errors;
+        watch.verdict
+    }
+}
+
+/// What the node can tell of the game side without calling it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GameSide {
+    /// No call to the game side yet.
+    #[default]
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+impl GameSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GameSide::Unknown => "unknown",
+            GameSide::Reachable => "reachable",
+            GameSide::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The role cache's counters as of the last judgement, and that judgement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GameSideWatch {
+    calls: u64,
+    errors: u64,
+    verdict: GameSide,
 }
 
 /// The campaign's coupon key: its own secret, or (demo) one derived from the first ticket key.

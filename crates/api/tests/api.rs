@@ -7,9 +7,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::routing::{get, post};
-use hongbao_api::{ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, router, with_common_layers};
-use hongbao_clock::SystemClock;
-use hongbao_domain::Campaign;
+use hongbao_api::{
+    ApiJson, ApiQuery, ApiState, BODY_LIMIT_BYTES, RouterOptions, router, router_with,
+    with_common_layers, with_layers,
+};
+use hongbao_clock::{ManualClock, SystemClock};
+use hongbao_domain::{Campaign, sign_ticket};
 use hongbao_gateway::{MemoryRoleSource, RoleCache, RoleCacheConfig};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -93,7 +96,7 @@ async fn readiness_follows_the_flag() {
     let app = router(state.clone());
     let r = get_with(&app, "/readyz", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json(), json!({"status": "ready"}));
+    assert_eq!(r.json()["ready"], true);
 
     state.set_ready(false);
     get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
@@ -389,4 +392,249 @@ async fn serve_answers_over_tcp_and_shuts_down_gracefully() {
 
     stop_tx.send(()).expect("server still running");
     server.await.expect("server task").expect("serve result");
+}
+
+// --- readiness -----------------------------------------------------------------------------------
+
+fn state_at(now_unix_s: i64) -> ApiState {
+    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
+    let source = Arc::new(MemoryRoleSource::new());
+    let roles = Arc::new(RoleCache::new(source, None, RoleCacheConfig::default()));
+    let clock = ManualClock::new(u64::try_from(now_unix_s).expect("after 1970") * 1000);
+    ApiState::new(Arc::new(campaign), roles, clock)
+}
+
+fn spring() -> Campaign {
+    Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign")
+}
+
+#[tokio::test]
+async fn readiness_reports_each_part_and_waits_for_the_store() {
+    let c = spring();
+    let state = state_at(c.starts_at_unix_s - 60);
+    let app = router(state.clone());
+    let r = get_with(&app, "/readyz", &[]).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    let body = r.json();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["campaign"], "not_open");
+    assert_eq!(body["opens_at"], c.starts_at_unix_s);
+    assert_eq!(body["ends_at"], c.ends_at_unix_s);
+    assert_eq!(body["store"], "not_open");
+    assert_eq!(body["profiles"], "none");
+    assert_eq!(body["game_side"], "unknown");
+
+    // Serving is not enough while the store is not open (as the app marks it).
+    state.ready.store(true, std::sync::atomic::Ordering::Release);
+    get_with(&app, "/readyz", &[]).await.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    state.mark_store_open();
+    let r = get_with(&app, "/readyz", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!((body["ready"].clone(), body["store"].clone()), (json!(true), json!("open")));
+    assert!(body.get("error").is_none(), "{body}");
+
+    // Loaded profiles are reported; the campaign's window follows the clock.
+    let table = hongbao_domain::ProfileTable::empty(c.games.iter().map(|g| g.id.clone()).collect());
+    let state = state_at(c.ends_at_unix_s).with_profiles(Arc::new(table));
+    state.set_ready(true);
+    let body = get_with(&router(state), "/readyz", &[]).await.json();
+    assert_eq!(
+        (body["profiles"].clone(), body["campaign"].clone()),
+        (json!("loaded"), json!("closed"))
+    );
+}
+
+// --- errors the HTTP stack produces, over a real connection -------------------------------------
+
+/// An answer read off the wire: status, lower-cased headers and the body.
+struct Wire {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Wire {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"), "{:?}", self.headers);
+        let body: Value = serde_json::from_str(&self.body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+}
+
+/// Serves `app` on a free port; stops when the returned sender is dropped.
+async fn serve_app(app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hongbao_api::serve(listener, app, async move {
+        let _ = stop_rx.await;
+    }));
+    (addr, stop_tx)
+}
+
+/// Writes `head` (request line and headers, without the blank line), `Connection: close` and
+/// `body`, then reads the whole answer.
+async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Wire {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+    request.extend_from_slice(body);
+    conn.write_all(&request).await.expect("write");
+    let mut bytes = Vec::new();
+    conn.read_to_end(&mut bytes).await.expect("read");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok());
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Wire { status: status.expect("a status line"), headers, body: body.to_string() }
+}
+
+fn ticket_for(user: u64) -> String {
+    let c = spring();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    sign_ticket(&c.auth.ticket_keys[0], user, i64::try_from(now).expect("fits") - 10, 3600)
+}
+
+#[tokio::test]
+async fn the_stacks_own_refusals_are_json_over_tcp() {
+    let (addr, _stop) = serve_app(router(state())).await;
+    let host = "Host: test";
+
+    // 414: a request target over our limit, long before hyper's own.
+    let long = format!("GET /healthz?pad={} HTTP/1.1\r\n{host}", "a".repeat(10 * 1024));
+    raw(addr, &long, b"").await.assert_error(414, "uri_too_long");
+
+    // 431: more header fields than we take (hyper alone refuses over 100, with no body).
+    let many: String = (0..120).map(|i| format!("\r\nx-pad-{i}: {i}")).collect();
+    raw(addr, &format!("GET /healthz HTTP/1.1\r\n{host}{many}"), b"")
+        .await
+        .assert_error(431, "headers_too_large");
+    // … and a head too big in bytes.
+    let big = format!("GET /healthz HTTP/1.1\r\n{host}\r\nx-big: {}", "b".repeat(20 * 1024));
+    raw(addr, &big, b"").await.assert_error(431, "headers_too_large");
+
+    // 400: a path segment whose percent-encoding is not UTF-8.
+    let auth = format!("Authorization: Bearer {}", ticket_for(10_001));
+    raw(addr, &format!("GET /v1/orders/%ff%fe HTTP/1.1\r\n{host}\r\n{auth}"), b"")
+        .await
+        .assert_error(400, "invalid_path");
+    raw(addr, &format!("GET /v1/coupons/%c3%28/gifts HTTP/1.1\r\n{host}\r\n{auth}"), b"")
+        .await
+        .assert_error(400, "invalid_path");
+
+    // 404, 405 (with Allow).
+    raw(addr, &format!("GET /nope HTTP/1.1\r\n{host}"), b"").await.assert_error(404, "not_found");
+    let r = raw(addr, &format!("DELETE /healthz HTTP/1.1\r\n{host}"), b"").await;
+    r.assert_error(405, "method_not_allowed");
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
+
+    // 413: a body over the limit.
+    let body = vec![b'x'; BODY_LIMIT_BYTES + 1];
+    let head = format!(
+        "POST /v1/coupons HTTP/1.1\r\n{host}\r\n{auth}\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    raw(addr, &head, &body).await.assert_error(413, "body_too_large");
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_is_json_408_over_tcp() {
+    // The handler never finishes, so the only possible answer is the timeout's.
+    let routes = Router::new().route("/stuck", get(std::future::pending::<()>));
+    let options = RouterOptions { request_timeout_ms: 50, ..RouterOptions::default() };
+    let (addr, _stop) = serve_app(with_layers(routes, options)).await;
+    raw(addr, "GET /stuck HTTP/1.1\r\nHost: test", b"").await.assert_error(408, "request_timeout");
+}
+
+#[tokio::test]
+async fn a_plain_text_refusal_from_axum_is_rewritten_as_json() {
+    // axum's own `Path` (not `ApiPath`) answers a bad segment in plain text.
+    let routes = Router::new()
+        .route(
+            "/n/{n}",
+            get(|axum::extract::Path(n): axum::extract::Path<u32>| async move { n.to_string() }),
+        )
+        .route("/teapot", get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }));
+    let (addr, _stop) = serve_app(with_common_layers(routes)).await;
+    raw(addr, "GET /n/seven HTTP/1.1\r\nHost: test", b"").await.assert_error(400, "bad_request");
+    raw(addr, "GET /teapot HTTP/1.1\r\nHost: test", b"").await.assert_error(418, "request_refused");
+    assert_eq!(raw(addr, "GET /n/7 HTTP/1.1\r\nHost: test", b"").await.body, "7");
+}
+
+// --- access log ----------------------------------------------------------------------------------
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_with_the_route_and_no_secrets() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let options = RouterOptions { access_log: true, ..RouterOptions::default() };
+    let app = router_with(state(), options);
+    let ticket = ticket_for(10_001);
+    let secret_id = "0123456789abcdef0123456789abcdef";
+    let r = get_with(
+        &app,
+        &format!("/v1/orders/{secret_id}"),
+        &[(header::AUTHORIZATION, &format!("Bearer {ticket}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("hongbao::access")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    assert!(line.contains(" INFO "), "{line}");
+    for field in ["method=GET", "route=/v1/orders/{order_id}", "status=404", "latency_ms="] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    assert!(!text.contains(&ticket) && !text.contains(secret_id), "{text}");
+
+    // Off by default.
+    let before = captured.0.lock().expect("lock").len();
+    get_with(&router(state()), "/healthz", &[]).await;
+    let after =
+        String::from_utf8(captured.0.lock().expect("lock")[before..].to_vec()).expect("UTF-8");
+    assert!(!after.contains("hongbao::access"), "{after}");
 }

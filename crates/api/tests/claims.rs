@@ -201,3 +201,92 @@ async fn refusals_are_typed_and_change_nothing() {
     }
     assert!(h.store.orders_of(user, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_list_of_a_redeemed_coupon_is_its_order() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 6);
+    let c = coupon(&h, user).await;
+    let (_, before) = h.list(user, &c).await;
+    assert!(before.get("redeemed").is_none(), "{before}");
+    assert!(!before["gifts"].as_array().unwrap().is_empty(), "{before}");
+    let (status, answer) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    let (status, list) = h.list(user, &c).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["gifts"], json!([]), "{list}");
+    assert_eq!(list["redeemed"]["order_id"], answer["order_id"], "{list}");
+    assert_eq!(list["redeemed"]["gift_id"], "ck-lucky");
+    assert_eq!(list["redeemed"]["status"], "queued");
+}
+
+#[tokio::test]
+async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 7);
+    let listed = |list: &Value, gift: &str| {
+        list["gifts"].as_array().unwrap().iter().any(|g| g["gift_id"] == gift)
+    };
+    // ck-lucky: two per user.
+    for _ in 0..2 {
+        let c = coupon(&h, user).await;
+        let (_, list) = h.list(user, &c).await;
+        assert!(listed(&list, "ck-lucky"), "{list}");
+        let (status, answer) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    let c = coupon(&h, user).await;
+    let (status, list) = h.list(user, &c).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert!(!listed(&list, "ck-lucky"), "{list}");
+    assert!(!list["gifts"].as_array().unwrap().is_empty(), "other gifts stay: {list}");
+    // Another user is not affected.
+    let (other, _) = user_with_role(&h, "cloud-kingdom", 8);
+    let oc = coupon(&h, other).await;
+    assert!(listed(&h.list(other, &oc).await.1, "ck-lucky"));
+}
+
+#[tokio::test]
+async fn a_claim_before_the_campaign_opens_says_when_it_does() {
+    let h = harness();
+    let (user, role) = user_with_role(&h, "cloud-kingdom", 9);
+    let c = coupon(&h, user).await;
+    let starts = h.campaign.starts_at_unix_s;
+    // The coupon was granted earlier; the clock now reads before the opening (a coupon does
+    // not record when it was granted, only when it expires).
+    h.set_now(starts - 30);
+    let request = axum::http::Request::post("/v1/claims")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.ticket(user)))
+        .body(Body::from(body(&c, "ck-lucky", &role).to_string()))
+        .unwrap();
+    let (status, headers, e) = h.call_with_headers(request).await;
+    assert_eq!((status, code(&e)), (StatusCode::FORBIDDEN, "campaign_not_open"));
+    assert_eq!(e["error"]["opens_at"], starts, "{e}");
+    assert_eq!(retry_after(&headers), 30);
+
+    // A user whose wave opens later.
+    h.set_now(starts + 3600);
+    let (late, late_opens) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .filter(|&u| {
+            let game = h.campaign.game_by_id("cloud-kingdom").unwrap().index;
+            !h.model.roles(u, game).is_empty()
+        })
+        .map(|u| (u, hongbao_domain::release::opens_at(&h.campaign, u)))
+        .find(|&(_, at)| at > starts + 1)
+        .unwrap();
+    let game = h.campaign.game_by_id("cloud-kingdom").unwrap().index;
+    let late_role = h.model.roles(late, game)[0].clone();
+    let lc = coupon(&h, late).await;
+    h.set_now(starts);
+    let request = axum::http::Request::post("/v1/claims")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", h.ticket(late)))
+        .body(Body::from(body(&lc, "ck-lucky", &late_role).to_string()))
+        .unwrap();
+    let (status, headers, e) = h.call_with_headers(request).await;
+    assert_eq!((status, code(&e)), (StatusCode::FORBIDDEN, "wave_not_open"));
+    assert_eq!(e["error"]["opens_at"], late_opens, "{e}");
+    assert_eq!(retry_after(&headers), u64::try_from(late_opens - starts).unwrap());
+}

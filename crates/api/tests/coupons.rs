@@ -98,15 +98,41 @@ async fn bad_grab_bodies_get_clear_4xx_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn outside_the_campaign_window_grab_is_refused() {
+async fn outside_the_campaign_window_grab_is_refused_with_when_it_opens() {
     let h = harness();
-    h.set_now(h.campaign.starts_at_unix_s - 10);
-    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    let starts = h.campaign.starts_at_unix_s;
+    h.set_now(starts - 10);
+    let (status, headers, b) = h.grab_with_headers(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_not_open"));
+    assert_eq!(b["error"]["opens_at"], starts, "{b}");
+    assert_eq!(retry_after(&headers), 10);
     h.set_now(h.campaign.ends_at_unix_s);
-    let (status, b) = h.grab(FIRST_USER_ID, "swipe").await;
+    let (status, headers, b) = h.grab_with_headers(FIRST_USER_ID, "swipe").await;
     assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "campaign_closed"));
+    assert_eq!(b["error"]["ended_at"], h.campaign.ends_at_unix_s, "{b}");
+    assert!(headers.get("retry-after").is_none(), "nothing to wait for: {headers:?}");
     assert_eq!(h.granted(), 0);
+}
+
+#[tokio::test]
+async fn a_user_whose_wave_has_not_come_is_told_when_it_does() {
+    let h = harness();
+    let starts = h.campaign.starts_at_unix_s;
+    h.set_now(starts);
+    let (user, opens_at) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .map(|u| (u, hongbao_domain::release::opens_at(&h.campaign, u)))
+        .find(|&(_, at)| at > starts + 1)
+        .unwrap();
+    let (status, headers, b) = h.grab_with_headers(user, "swipe").await;
+    assert_eq!((status, code(&b)), (StatusCode::FORBIDDEN, "wave_not_open"));
+    assert_eq!(b["error"]["opens_at"], opens_at, "{b}");
+    assert_eq!(retry_after(&headers), u64::try_from(opens_at - starts).unwrap());
+    // A moment before it opens, still at least a second to wait.
+    h.set_now(opens_at - 1);
+    let (_, headers, _) = h.grab_with_headers(user, "swipe").await;
+    assert_eq!(retry_after(&headers), 1);
+    h.set_now(opens_at);
+    assert_eq!(h.grab(user, "swipe").await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]
@@ -202,4 +228,27 @@ async fn foreign_tampered_and_expired_coupons_are_refused() {
     let (status, b) = h.list(owner, &coupon).await;
     assert_eq!((status, code(&b)), (StatusCode::GONE, "expired_coupon"));
     assert_eq!(h.granted(), 1);
+}
+
+async fn readyz(h: &Harness) -> serde_json::Value {
+    h.call(Request::get("/readyz").body(Body::empty()).expect("request")).await.1
+}
+
+#[tokio::test]
+async fn readiness_reports_the_game_side_from_the_role_lookups_it_saw() {
+    for (down, verdict) in [(false, "reachable"), (true, "unreachable")] {
+        let h = harness_with(EXAMPLE, down);
+        let body = readyz(&h).await;
+        assert_eq!(body["game_side"], "unknown", "no look-up yet: {body}");
+        assert_eq!(body["profiles"], "loaded");
+        let user = user_in_games(&h, 3);
+        let (_, grabbed) = h.grab(user, "swipe").await;
+        h.list(user, grabbed["coupon"].as_str().unwrap()).await;
+        let body = readyz(&h).await;
+        assert_eq!(body["game_side"], verdict, "{body}");
+        // The game side does not decide readiness: lists degrade instead of failing.
+        assert_eq!(body["ready"], true, "{body}");
+        // No look-up since: the last verdict stands.
+        assert_eq!(readyz(&h).await["game_side"], verdict);
+    }
 }

@@ -10,7 +10,7 @@
 //!   body is 422 `idempotency_key_reused`; keys are remembered 24 hours.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hongbao_domain::{Order, OrderId, RoleId, ZoneId};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::claim_service::{ClaimCommand, ClaimError, Claimed};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, IdempotencyKeyHeader};
+use crate::extract::{ApiJson, ApiPath, IdempotencyKeyHeader};
 use crate::state::ApiState;
 
 /// Orders `GET /v1/orders` returns at most.
@@ -68,7 +68,11 @@ async fn claim(
         role_id: body.role_id,
         idempotency_key,
     };
-    let Claimed { order, created } = state.claim_service().claim(command).await?;
+    let Claimed { order, created } = state
+        .claim_service()
+        .claim(command)
+        .await
+        .map_err(|e| ApiError::from(e).retry_from(state.clock.now_unix_s()))?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let body = ClaimedBody {
         order_id: order.id.as_str().to_string(),
@@ -124,7 +128,7 @@ fn order_not_found() -> ApiError {
 async fn get_order(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(order_id): Path<String>,
+    ApiPath(order_id): ApiPath<String>,
 ) -> Result<axum::response::Response, ApiError> {
     let id = OrderId::parse(&order_id).map_err(|_| order_not_found())?;
     let order = state

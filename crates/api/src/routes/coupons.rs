@@ -6,21 +6,22 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use futures_util::future::join_all;
-use hongbao_domain::campaign::MAX_GAMES;
+use hongbao_domain::campaign::{MAX_GAMES, MAX_GIFTS};
 use hongbao_domain::eligibility::{check_open, games_needing_roles};
 use hongbao_domain::{
-    Channel, Coupon, GameIndex, Role, RoleContext, Subject, gift_list, sign_coupon, verify_coupon,
+    Channel, Coupon, GameIndex, GiftIndex, OrderId, Role, RoleContext, Subject, gift_list,
+    sign_coupon, verify_coupon,
 };
-use hongbao_store::{GrantOutcome, GrantRequest};
+use hongbao_store::{GrantOutcome, GrantRequest, ORDERS_OF_MAX};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::ApiState;
 
 pub fn routes() -> Router<ApiState> {
@@ -57,7 +58,7 @@ async fn grab(
             )
         })?;
     let now = state.clock.now_unix_s();
-    check_open(campaign, caller.user, now)?;
+    check_open(campaign, caller.user, now).map_err(|e| ApiError::from(e).retry_from(now))?;
     let request = GrantRequest {
         user: caller.user,
         channel: spec.channel,
@@ -106,6 +107,17 @@ pub struct GiftListBody<'a> {
     /// True when the game side did not answer in time: gifts that need a role check are left
     /// out rather than failing the whole list.
     pub degraded: bool,
+    /// The order this coupon was already redeemed for; `gifts` is then empty, as the coupon
+    /// can claim nothing else (claiming the same gift again only replays this order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redeemed: Option<RedeemedBody<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct RedeemedBody<'a> {
+    pub order_id: &'a str,
+    pub gift_id: &'a str,
+    pub status: &'static str,
 }
 
 #[derive(Serialize)]
@@ -117,13 +129,28 @@ pub struct ListedGift<'a> {
 async fn list_gifts(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(coupon): Path<String>,
+    ApiPath(coupon): ApiPath<String>,
 ) -> Result<axum::response::Response, ApiError> {
     let campaign = &state.campaign;
     let now = state.clock.now_unix_s();
     let coupon = verify_coupon(&state.coupon_key, &coupon, &campaign.id, now)?;
     coupon.check_owner(caller.user)?;
-    check_open(campaign, caller.user, now)?;
+    // A redeemed coupon's answer is its order, whatever the window says now.
+    let order_id = OrderId::derive(&campaign.id, caller.user, &coupon.id());
+    if let Some(order) = state.claims.order(&order_id).await? {
+        let body = GiftListBody {
+            catalog_version: state.catalog.version(),
+            gifts: Vec::new(),
+            degraded: false,
+            redeemed: Some(RedeemedBody {
+                order_id: order.id.as_str(),
+                gift_id: &order.gift_id,
+                status: order.status.as_str(),
+            }),
+        };
+        return Ok(axum::response::IntoResponse::into_response(ApiJson(body)));
+    }
+    check_open(campaign, caller.user, now).map_err(|e| ApiError::from(e).retry_from(now))?;
 
     let profile = state.profiles.get(caller.user);
     let subject = Subject {
@@ -147,19 +174,52 @@ async fn list_gifts(
         sold_out,
         now,
     );
+    // Nothing to filter in an empty list: spare the read.
+    let at_limit = if list.gifts.is_empty() {
+        Vec::new()
+    } else {
+        gifts_at_limit(&state, caller.user).await?
+    };
     let body = GiftListBody {
         catalog_version: state.catalog.version(),
         gifts: list
             .gifts
             .iter()
+            .filter(|index| !at_limit.contains(index))
             .map(|&index| {
                 let gift = &campaign.gifts[usize::from(index.0)];
                 ListedGift { gift_id: &gift.id, game_id: &campaign.game(gift.game).id }
             })
             .collect(),
         degraded: list.degraded,
+        redeemed: None,
     };
     Ok(axum::response::IntoResponse::into_response(ApiJson(body)))
+}
+
+/// The gifts `user` has claimed as many times as their per-user limit allows: a claim of one
+/// would only be refused with `limit_reached`, so the list does not offer it. One read of the
+/// user's orders (bounded by [`ORDERS_OF_MAX`]; a user holds at most one order per coupon, and
+/// coupons per user are few).
+async fn gifts_at_limit(state: &ApiState, user: u64) -> Result<Vec<GiftIndex>, ApiError> {
+    let orders = state.claims.orders_of(user, ORDERS_OF_MAX).await?;
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let campaign = &state.campaign;
+    let mut claimed = [0u32; MAX_GIFTS];
+    for order in &orders {
+        if let Some(gift) = campaign.gift_by_id(&order.gift_id) {
+            let count = &mut claimed[usize::from(gift.index.0)];
+            *count = count.saturating_add(1);
+        }
+    }
+    Ok(campaign
+        .gifts
+        .iter()
+        .filter(|gift| claimed[usize::from(gift.index.0)] >= gift.per_user)
+        .map(|gift| gift.index)
+        .collect())
 }
 
 /// A user's roles in one game, as far as the list needs them.

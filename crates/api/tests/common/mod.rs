@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use hongbao_api::ApiState;
 use hongbao_clock::{Clock, ManualClock};
 use hongbao_domain::profile::{ProfileHeader, ProfileWriter};
@@ -99,12 +99,21 @@ impl Harness {
     }
 
     pub async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_with_headers(request).await;
+        (status, body)
+    }
+
+    pub async fn call_with_headers(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body =
             if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, body)
+        (status, headers, body)
     }
 
     pub async fn grab_as(&self, ticket: Option<&str>, body: &str) -> (StatusCode, Value) {
@@ -113,6 +122,20 @@ impl Harness {
             request = request.header("authorization", format!("Bearer {ticket}"));
         }
         self.call(request.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    /// A grab's answer with its headers.
+    pub async fn grab_with_headers(
+        &self,
+        user: u64,
+        channel: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let request = Request::post("/v1/coupons")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.ticket(user)))
+            .body(Body::from(json!({ "channel": channel }).to_string()))
+            .unwrap();
+        self.call_with_headers(request).await
     }
 
     pub async fn grab(&self, user: u64, channel: &str) -> (StatusCode, Value) {
@@ -130,6 +153,15 @@ impl Harness {
     pub fn granted(&self) -> u64 {
         Channel::ALL.iter().map(|&c| hongbao_store::GrantLedger::granted(&*self.store, c)).sum()
     }
+}
+
+/// `Retry-After` in seconds.
+pub fn retry_after(headers: &HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After in {headers:?}"))
 }
 
 pub fn code(body: &Value) -> &str {
