@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod campaign_cmd;
 mod delivery_cmd;
 mod demo;
 mod inspect;
@@ -25,10 +26,28 @@ use hongbao_domain::Campaign;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "hongbao", version, about = "Festival red-packet campaign backend")]
+#[command(
+    name = "hongbao",
+    version,
+    about = "Festival red-packet campaign backend",
+    after_help = "Example: the whole campaign on one machine, then a look at delivery:\n  \
+                  hongbao demo --addr 127.0.0.1:8080\n  \
+                  hongbao delivery status --admin http://<the admin address demo prints>\n\n\
+                  Before a real night: hongbao campaign check FILE, then hongbao serve --help."
+)]
 struct Cli {
+    /// How logs on stderr look: `text` (coloured only on a terminal) or `json` (one JSON
+    /// object per line, for log collectors). `RUST_LOG` sets the level.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,8 +55,14 @@ enum Command {
     /// Everything embedded: the example campaign, synthetic users, the game-side simulator and
     /// an API node. Needs no servers and no files.
     Demo(demo::DemoArgs),
-    /// An API node for a campaign.
+    /// A node of a campaign: the API and/or the delivery workers over the embedded store, with
+    /// operator endpoints on the admin address.
     Serve(node::ServeArgs),
+    /// Campaign files: check one before the night, or shift its dates for a rehearsal.
+    Campaign {
+        #[command(subcommand)]
+        command: campaign_cmd::CampaignCommand,
+    },
     /// The static catalog.
     Catalog {
         #[command(subcommand)]
@@ -45,12 +70,16 @@ enum Command {
     },
     /// Deterministic synthetic users: registrations, preferences and roles.
     Gen {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Number of users, ids from 10000 on (1,000,000 take about 10 MB of profiles).
         #[arg(long)]
         users: u64,
+        /// Directory for `profiles.bin` and `roles.bin` (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Seed of the model; `game-sim --seed` with the same value answers the same roles.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -62,8 +91,10 @@ enum Command {
     /// What a stopped node's store holds (JSON): orders by status and gift, stock taken, queue
     /// depth, send log length.
     Inspect {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// The stopped node's data directory (its `serve --data`).
         #[arg(long, default_value = "hongbao-data")]
         data: PathBuf,
     },
@@ -90,8 +121,10 @@ enum Command {
     /// Prints a login ticket for a user, signed with the campaign's first ticket key (what the
     /// login service would issue). Prints the ticket and nothing else.
     Ticket {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// The user id (a positive integer, as QQ numbers are).
         #[arg(long)]
         user: u64,
         /// Lifetime in seconds (at most the campaign's `ticket_max_age_s`).
@@ -151,8 +184,10 @@ enum BenchCommand {
 enum CatalogCommand {
     /// Compiles the campaign's public part into content-hashed files and a manifest.
     Build {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Directory for the files (created if missing; files of the same name are replaced).
         #[arg(long)]
         out: PathBuf,
     },
@@ -162,8 +197,10 @@ enum CatalogCommand {
 enum ProfilesCommand {
     /// Loads `DIR/profiles.bin` as `serve` does and reports its size and load time.
     Inspect {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Directory holding `profiles.bin` (a `gen --out` directory).
         #[arg(long)]
         dir: PathBuf,
     },
@@ -186,6 +223,8 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
+    let init_tracing = |default: &str| init_tracing(default, log_format);
     // Transparent huge pages off for this process: mimalloc asks for them on its arenas, and with
     // the kernel's usual `defrag = madvise` a fault on such memory may compact memory on the spot.
     // Open-loop claims at a fixed rate showed it: p99 14–24 ms with them, 4.5–9 ms in most runs
@@ -274,6 +313,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Delivery { command } => runtime()?.block_on(delivery_cmd::run(command)),
+        Command::Campaign { command } => campaign_cmd::run(command),
         Command::Inspect { config, data } => {
             let campaign = load_campaign(&config)?;
             let inspection = runtime()?.block_on(inspect::inspect(&campaign, &data))?;
@@ -321,8 +361,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Logs to stderr (stdout is for what a command prints as its result); `RUST_LOG` overrides.
-fn init_tracing(default: &str) {
+/// Colour only on a terminal (and without `NO_COLOR`): in a file or a pipe the escape codes are
+/// noise that breaks grep.
+fn init_tracing(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
+        }
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }

@@ -160,7 +160,7 @@ fn serve_refuses_out_of_range_settings_before_touching_its_data() {
         ("--capacity-scale", "0", "capacity_scale"),
     ] {
         let out = Command::new(BIN)
-            .args(["serve", "--config", config.to_str().unwrap(), "--data"])
+            .args(["serve", "--rehearsal", "--config", config.to_str().unwrap(), "--data"])
             .arg(&data)
             .args(["--addr", "127.0.0.1:0", "--role", "worker", flag, value])
             .output()
