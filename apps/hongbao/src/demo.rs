@@ -100,12 +100,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     let report = synthetic::generate(&campaign, args.users, args.seed, &args.data)?;
+    // The game's log goes where the node's reconciliation may read it.
+    let reconcile_dir = args.data.join(crate::node::RECONCILE_DIR);
+    std::fs::create_dir_all(&reconcile_dir)
+        .with_context(|| format!("create {}", reconcile_dir.display()))?;
     let sim = GameSim::new(
         &campaign,
         SimConfig {
             seed: args.seed,
             users: args.users,
-            log_path: Some(args.data.join("game-delivery-log.jsonl")),
+            log_path: Some(reconcile_dir.join(GAME_LOG)),
             ..SimConfig::default()
         },
     )
@@ -187,8 +191,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  {exe} delivery status --admin http://{admin_addr}");
     println!("  {exe} delivery pause --admin http://{admin_addr} --game {}", campaign.games[0].id);
     println!(
-        "  curl -s -XPOST -H 'content-type: application/json' -d '{{}}' \
-         http://{admin_addr}/admin/v1/reconcile   # a dry run: what reconciliation would do"
+        "  curl -s -XPOST -H 'content-type: application/json' -d '{{\"game_log\":\"{GAME_LOG}\"}}' \
+         http://{admin_addr}/admin/v1/reconcile; echo   # a dry run against the game's log"
     );
     println!();
     println!(
@@ -210,6 +214,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
 /// The line before the walkthrough's shell lines (tests find them by it).
 pub const PASTE_MARKER: &str = "Paste these lines into bash, in order:";
+/// The simulator's delivery log, in the node's reconciliation directory.
+const GAME_LOG: &str = "game-delivery-log.jsonl";
 /// The campaign's start (Unix seconds) of this data directory's demo.
 const CLOCK_FILE: &str = "demo-campaign-start";
 
