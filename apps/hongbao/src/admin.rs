@@ -22,6 +22,9 @@ pub struct AdminState {
     pub campaign: Arc<Campaign>,
     /// The node's clock: reconciliation passes run at its time.
     pub clock: hongbao_clock::SharedClock,
+    /// Canonical; reconciliation reads game logs and writes reports only under it: an admin
+    /// request must not make the node read or overwrite any file it can reach.
+    pub reconcile_dir: std::path::PathBuf,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -113,5 +116,7 @@ async fn reconcile(
     State(state): State<AdminState>,
     ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
-    crate::reconcile::admin(&state.store, &state.campaign, req, &*state.clock).await.map(ApiJson)
+    crate::reconcile::admin(&state.store, &state.campaign, &state.reconcile_dir, req, &*state.clock)
+        .await
+        .map(ApiJson)
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 pub enum DeliveryCommand {
     /// Per game: queue depth, oldest queued age, current rate, in flight, retrying, dead, expired.
     Status {
-        /// The node's admin address.
+        /// The node's admin address (its --admin-addr), as a URL.
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         admin: String,
         /// Print the raw JSON instead of a table.
@@ -18,15 +18,19 @@ pub enum DeliveryCommand {
     },
     /// Stops sending to one game (its queue keeps filling).
     Pause {
+        /// The node's admin address (its --admin-addr), as a URL.
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         admin: String,
+        /// The game's id in the campaign file (e.g. lantern-heroes).
         #[arg(long)]
         game: String,
     },
     /// Sends to one game again, at its pace.
     Resume {
+        /// The node's admin address (its --admin-addr), as a URL.
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         admin: String,
+        /// The game's id in the campaign file (e.g. lantern-heroes).
         #[arg(long)]
         game: String,
     },

@@ -1,11 +1,14 @@
 //! `hongbao demo`: the whole campaign in one process, from nothing but the binary.
 //!
-//! It runs the example campaign (built into the binary) as if it had opened a minute ago, starts
-//! the game-side simulator on a free loopback port (pointing every game at it), generates
-//! synthetic users into the data directory, and serves the API.
+//! It runs the example campaign (built into the binary) as if it had opened a minute ago (on a
+//! new data directory; a restart on the same one keeps that start), binds every port, then
+//! generates synthetic users into the data directory, starts the game-side simulator (pointing
+//! every game at it) and serves the API. It prints shell lines a newcomer can paste in order,
+//! from a red packet to a delivered gift, and the operators' commands. It is a rehearsal by
+//! definition: the example campaign's keys are the published ones.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +17,9 @@ use hongbao_clock::SystemClock;
 use anyhow::{Context, Result};
 use clap::Args;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
-use hongbao_domain::{Campaign, release, sign_ticket};
+use hongbao_domain::{
+    Campaign, Role, RoleContext, Subject, eligibility, gift_list, release, sign_ticket,
+};
 use hongbao_gamesim::{GameSim, SimConfig};
 use tokio::net::TcpListener;
 
@@ -66,33 +71,28 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             })?
         }
     };
+    let shutdown = shutdown_signal();
+    // Every port first: a clash fails in a second, naming the address, not after the users are
+    // generated.
+    let (sim_listener, api_listener, admin_listener) = bind_ports(&args).await?;
+    let (sim_addr, api_addr, admin_addr) =
+        (sim_listener.local_addr()?, api_listener.local_addr()?, admin_listener.local_addr()?);
+
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("create {}", args.data.display()))?;
     let clock = SystemClock::shared();
     let now = clock.now_unix_s();
-    let mut campaign = campaign.with_start(now - OPENED_AGO_S);
-
-    // The game side first: the API's games must point at wherever it really listens.
-    let sim_listener =
-        TcpListener::bind(args.sim_addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()))
-            .await
-            .context("bind the game simulator")?;
-    let sim_addr = sim_listener.local_addr()?;
+    // The campaign's clock survives a restart on the same data: orders, coupons and release
+    // waves keep meaning what they meant.
+    let (starts_at, clock_kept) = campaign_start(&args.data, now)?;
+    let mut campaign = campaign.with_start(starts_at);
+    // The API's games must point at wherever the simulator really listens.
     for game in &mut campaign.games {
         game.idip_url = format!("http://{sim_addr}");
     }
 
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("create {}", args.data.display()))?;
     let report = synthetic::generate(&campaign, args.users, args.seed, &args.data)?;
-    let sim = GameSim::new(
-        &campaign,
-        SimConfig {
-            seed: args.seed,
-            users: args.users,
-            log_path: Some(args.data.join("game-delivery-log.jsonl")),
-            ..SimConfig::default()
-        },
-    )
-    .context("start the game simulator")?;
+    let sim = game_sim(&args, &campaign)?;
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
@@ -108,10 +108,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ),
         clock,
     )?;
-    let api_listener = TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("bind the API on {}", args.addr))?;
-    let api_addr = api_listener.local_addr()?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -119,21 +115,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let sim_task =
         tokio::spawn(hongbao_gamesim::serve(sim_listener, sim, stopped(stop_rx.clone())));
-    let admin_listener = TcpListener::bind(args.admin_addr)
-        .await
-        .with_context(|| format!("bind the admin endpoints on {}", args.admin_addr))?;
-    let admin_addr = admin_listener.local_addr()?;
     let api_task =
         tokio::spawn(node.run(Some(api_listener), admin_listener, stopped(stop_rx.clone())));
 
-    // A sample user who plays several games, with a ticket, so the curl lines work as printed.
-    let sample_user = sample_user(&campaign, args.seed, args.users, now);
-    let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample_user, now, 3600);
-    let first_game = &campaign.games[0].id;
-
+    let sample = sample(&campaign, args.seed, args.users, now);
+    let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample.user, now, 3600);
+    let opened = if clock_kept { "kept from the last run" } else { "new" };
     println!(
-        "hongbao demo: campaign `{}` ({}) opened {OPENED_AGO_S} s ago",
-        campaign.id, campaign.title
+        "hongbao demo: campaign `{}` ({}) opened {} s ago (clock {opened}: {}; delete it to \
+         start over)",
+        campaign.id,
+        campaign.title,
+        now - campaign.starts_at_unix_s,
+        args.data.join(CLOCK_FILE).display()
     );
     println!(
         "  users       {} synthetic users (seed {}) in {}",
@@ -147,44 +141,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
-    println!(
-        "  delivery    http://{admin_addr}/admin/v1/delivery   (per-game queue, rate, delivered)"
-    );
-    println!("  sample user {sample_user}; a login ticket for it (1 h):");
-    println!("  export T={ticket}");
-    println!(
-        "  grab        curl -s -XPOST -H \"authorization: Bearer $T\" -H 'content-type: application/json' -d '{{\"channel\":\"swipe\"}}' http://{api_addr}/v1/coupons"
-    );
-    println!(
-        "  gift list   curl -s -H \"authorization: Bearer $T\" http://{api_addr}/v1/coupons/$COUPON/gifts"
-    );
-    println!(
-        "  roles       curl -s 'http://{sim_addr}/idip/v1/roles?user={sample_user}&game={first_game}'"
-    );
-    println!(
-        "  claim       curl -s -XPOST -H \"authorization: Bearer $T\" -H 'content-type: application/json' -d '{{\"coupon\":\"'$COUPON'\",\"gift_id\":\"<a listed gift>\",\"zone_id\":<zone>,\"role_id\":<role>}}' http://{api_addr}/v1/claims"
-    );
-    println!("  orders      curl -s -H \"authorization: Bearer $T\" http://{api_addr}/v1/orders");
-    // A gentle synthetic load: a few users a second walk the whole journey (grab, list, claim,
-    // wait for delivery), so the delivery status moves. Those whose release wave is not open yet
-    // are refused (`wave_not_open`), as they would be in the real campaign.
-    let load_task = (!args.no_load).then(|| {
-        let mut load = hongbao_loadgen::LoadConfig::new(
-            format!("http://{api_addr}"),
-            campaign.clone(),
-            hongbao_loadgen::Scenario::Journey,
-            DEMO_LOAD_PER_S,
-            Duration::from_secs(DEMO_LOAD_DURATION_S),
-        );
-        load.users = args.users;
-        load.user_dist = hongbao_loadgen::UserDist::Uniform;
-        load.progress = false;
-        println!("  load        {DEMO_LOAD_PER_S} journeys/s (grab, list, claim, wait for delivery); --no-load turns it off");
-        tokio::spawn(hongbao_loadgen::run(load))
-    });
-    println!("Ctrl-C stops.");
+    println!("  admin       http://{admin_addr}/admin/v1/delivery   (operators only)");
+    let load_task = (!args.no_load).then(|| start_load(&args, &campaign, api_addr));
+    println!();
+    println!("{PASTE_MARKER}");
+    print!("{}", walkthrough(&sample, &ticket, api_addr, sim_addr));
+    println!();
+    print_operators(&campaign, admin_addr, &args.data);
 
-    shutdown_signal().await;
+    shutdown.await;
     if let Some(task) = load_task {
         task.abort();
     }
@@ -194,13 +159,193 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// The first synthetic user registered in at least three games whose release wave is open: a
-/// list worth looking at, right now.
-fn sample_user(campaign: &Campaign, seed: u64, users: u64, now: i64) -> u64 {
+/// Binds the simulator's, the API's and the admin listeners, each refusal naming its flag.
+async fn bind_ports(args: &DemoArgs) -> Result<(TcpListener, TcpListener, TcpListener)> {
+    let sim_addr = args.sim_addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+    let sim = TcpListener::bind(sim_addr)
+        .await
+        .with_context(|| format!("bind the game simulator on {sim_addr} (--sim-addr)"))?;
+    let api = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("bind the API on {} (--addr)", args.addr))?;
+    let admin = TcpListener::bind(args.admin_addr).await.with_context(|| {
+        format!("bind the admin endpoints on {} (--admin-addr)", args.admin_addr)
+    })?;
+    Ok((sim, api, admin))
+}
+
+/// The game-side simulator, its delivery log where the node's reconciliation may read it.
+fn game_sim(args: &DemoArgs, campaign: &Campaign) -> Result<Arc<GameSim>> {
+    let reconcile_dir = args.data.join(crate::node::RECONCILE_DIR);
+    std::fs::create_dir_all(&reconcile_dir)
+        .with_context(|| format!("create {}", reconcile_dir.display()))?;
+    let config = SimConfig {
+        seed: args.seed,
+        users: args.users,
+        log_path: Some(reconcile_dir.join(GAME_LOG)),
+        ..SimConfig::default()
+    };
+    GameSim::new(campaign, config).context("start the game simulator")
+}
+
+/// The gentle synthetic journey load that shows the campaign moving.
+fn start_load(
+    args: &DemoArgs,
+    campaign: &Arc<Campaign>,
+    api_addr: SocketAddr,
+) -> tokio::task::JoinHandle<Result<hongbao_loadgen::Report, hongbao_loadgen::LoadError>> {
+    let mut load = hongbao_loadgen::LoadConfig::new(
+        format!("http://{api_addr}"),
+        campaign.clone(),
+        hongbao_loadgen::Scenario::Journey,
+        DEMO_LOAD_PER_S,
+        Duration::from_secs(DEMO_LOAD_DURATION_S),
+    );
+    load.users = args.users;
+    load.user_dist = hongbao_loadgen::UserDist::Uniform;
+    load.progress = false;
+    println!(
+        "  load        {DEMO_LOAD_PER_S} journeys/s (grab, list, claim, wait for delivery); \
+         --no-load turns it off"
+    );
+    tokio::spawn(hongbao_loadgen::run(load))
+}
+
+/// The operators' commands, each with this demo's admin address, and what a restart keeps.
+fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
+    let exe = std::env::current_exe()
+        .ok()
+        .map_or_else(|| "hongbao".to_string(), |p| p.display().to_string());
+    println!("Operators (the admin address is loopback only):");
+    println!("  {exe} delivery status --admin http://{admin_addr}");
+    println!("  {exe} delivery pause --admin http://{admin_addr} --game {}", campaign.games[0].id);
+    println!(
+        "  curl -s -XPOST -H 'content-type: application/json' -d '{{\"game_log\":\"{GAME_LOG}\"}}' \
+         http://{admin_addr}/admin/v1/reconcile; echo   # a dry run against the game's log"
+    );
+    println!();
+    println!(
+        "Kept across restarts on {}: the campaign's clock, users, orders and delivery queues. \
+         Not kept: roles created on the simulator (it holds them in memory; create them again).",
+        data.display()
+    );
+    println!("Ctrl-C stops.");
+}
+
+/// The line before the walkthrough's shell lines (tests find them by it).
+pub const PASTE_MARKER: &str = "Paste these lines into bash, in order:";
+/// The simulator's delivery log, in the node's reconciliation directory.
+const GAME_LOG: &str = "game-delivery-log.jsonl";
+/// The campaign's start (Unix seconds) of this data directory's demo.
+const CLOCK_FILE: &str = "demo-campaign-start";
+
+/// The demo campaign's start: the one this data directory's last run recorded, or a minute ago
+/// (then recorded). Returns it and whether it was kept.
+fn campaign_start(data: &Path, now: i64) -> Result<(i64, bool)> {
+    let path = data.join(CLOCK_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let start = text.trim().parse::<i64>().with_context(|| {
+                format!("{} holds no Unix time; delete it to start over", path.display())
+            })?;
+            Ok((start, true))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let start = now - OPENED_AGO_S;
+            std::fs::write(&path, format!("{start}\n"))
+                .with_context(|| format!("write {}", path.display()))?;
+            Ok((start, false))
+        }
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+/// The user the printed lines are for, and what they will meet.
+struct Sample {
+    user: u64,
+    /// A game the user plays no role in: where the lines show how a new user creates one.
+    unplayed_game: Option<String>,
+}
+
+/// The first synthetic user registered in at least three games whose release wave is open and
+/// whose first listed gift the best role (highest level, the first of equals: what the printed
+/// lines pick) can claim with a ticket of any age: the lines then work as pasted.
+fn sample(campaign: &Campaign, seed: u64, users: u64, now: i64) -> Sample {
     let model = SynthModel::new(seed, users, campaign.games.len());
-    (FIRST_USER_ID..FIRST_USER_ID + users)
-        .find(|&u| {
-            model.profile(u).registered.0.count_ones() >= 3 && release::opens_at(campaign, u) <= now
-        })
-        .unwrap_or(FIRST_USER_ID)
+    let fits = |user: u64| {
+        let profile = model.profile(user);
+        if profile.registered.0.count_ones() < 3 || release::opens_at(campaign, user) > now {
+            return false;
+        }
+        let roles: Vec<Vec<Role>> =
+            campaign.games.iter().map(|g| model.roles(user, g.index)).collect();
+        let subject = Subject { user, profile: &profile, ticket_issued_at_unix_s: now };
+        let list = gift_list(
+            campaign,
+            &subject,
+            |game| RoleContext::AnyOf(&roles[usize::from(game.0)]),
+            |_| false,
+            now,
+        );
+        let Some(first) = list.gifts.first() else { return false };
+        let gift = &campaign.gifts[usize::from(first.0)];
+        let best = roles[usize::from(gift.game.0)].iter().rev().max_by_key(|r| r.level);
+        !gift.high_value && best.is_some_and(|role| eligibility::role_qualifies(gift, role))
+    };
+    let user = (FIRST_USER_ID..FIRST_USER_ID + users).find(|&u| fits(u)).unwrap_or(FIRST_USER_ID);
+    let registered = model.profile(user).registered;
+    let unplayed_game =
+        campaign.games.iter().find(|g| !registered.contains(g.index)).map(|g| g.id.clone());
+    Sample { user, unplayed_game }
+}
+
+/// The shell lines of the walkthrough: each runs in bash after the ones before it (curl and
+/// python3 only), from a red packet to a delivered gift.
+fn walkthrough(sample: &Sample, ticket: &str, api: SocketAddr, sim: SocketAddr) -> String {
+    let user = sample.user;
+    let json = |expr: &str| format!("python3 -c 'import json,sys; b=json.load(sys.stdin); {expr}'");
+    let auth = "-H \"authorization: Bearer $T\"";
+    let post = "-XPOST -H 'content-type: application/json'";
+    let mut lines = vec![
+        format!("# a login ticket for synthetic user {user} (1 h), as the login service issues"),
+        format!("export T={ticket}"),
+        "# grab a red packet from the swipe channel".to_string(),
+        format!(
+            "COUPON=$(curl -s {post} {auth} -d '{{\"channel\":\"swipe\"}}' http://{api}/v1/coupons | {}); echo $COUPON",
+            json("print(b[\"coupon\"])")
+        ),
+        "# the gifts it may open, ranked for this user; take the first".to_string(),
+        format!("LIST=$(curl -s {auth} http://{api}/v1/coupons/$COUPON/gifts); echo \"$LIST\""),
+        format!("GIFT=$(echo \"$LIST\" | {})", json("print(b[\"gifts\"][0][\"gift_id\"])")),
+        format!(
+            "GAME=$(echo \"$LIST\" | {}); echo $GIFT in $GAME",
+            json("print(b[\"gifts\"][0][\"game_id\"])")
+        ),
+        "# the user's roles in that game (the game side, IDIP); the claim names one".to_string(),
+        format!("curl -s \"http://{sim}/idip/v1/roles?user={user}&game=$GAME\"; echo"),
+        format!(
+            "R=$(curl -s \"http://{sim}/idip/v1/roles?user={user}&game=$GAME\" | {}); read ZONE ROLE <<< \"$R\"",
+            json(
+                "r=max(b[\"roles\"], key=lambda r: r[\"level\"]); print(r[\"zone_id\"], r[\"role_id\"])"
+            )
+        ),
+    ];
+    if let Some(game) = &sample.unplayed_game {
+        lines.push(format!(
+            "# a new user has no role in {game}: it creates one (level 1) before claiming a new-user pack"
+        ));
+        lines.push(format!(
+            "curl -s {post} -d '{{\"user\":{user},\"game\":\"{game}\",\"zone_id\":1}}' http://{sim}/idip/v1/roles; echo"
+        ));
+    }
+    lines.extend([
+        "# claim: 202 once durable and queued for delivery".to_string(),
+        format!(
+            "CLAIM=$(curl -s {post} {auth} -d '{{\"coupon\":\"'$COUPON'\",\"gift_id\":\"'$GIFT'\",\"zone_id\":'$ZONE',\"role_id\":'$ROLE'}}' http://{api}/v1/claims); echo $CLAIM"
+        ),
+        format!("ORDER=$(echo \"$CLAIM\" | {})", json("print(b[\"order_id\"])")),
+        "# the order: queued, then delivered to the role in the game".to_string(),
+        format!("curl -s {auth} http://{api}/v1/orders/$ORDER; echo"),
+    ]);
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }

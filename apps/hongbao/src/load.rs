@@ -26,7 +26,9 @@ enum ScenarioArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ProfileArg {
+    /// The rate from start to end.
     Constant,
+    /// From a tenth of the rate to the rate within seconds, hold, drop back.
     Spike,
 }
 
@@ -38,6 +40,7 @@ pub struct LoadArgs {
     /// The campaign the node serves (ticket key, channels, gifts, games' IDIP URLs).
     #[arg(long)]
     config: PathBuf,
+    /// What each iteration does.
     #[arg(long, value_enum)]
     scenario: ScenarioArg,
     /// Replay: the requests to send, one per line, loaded into memory before the run.
@@ -103,6 +106,7 @@ pub struct LoadArgs {
     /// Journey: stop polling an order after this long.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     poll_limit: Duration,
+    /// Seed of the user draws and channel picks (the same seed, the same users).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// No progress bar (it is hidden anyway when stderr is not a terminal).

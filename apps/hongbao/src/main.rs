@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod campaign_cmd;
 mod delivery_cmd;
 mod demo;
 mod inspect;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hongbao_clock::{Clock, SystemClock};
 use hongbao_domain::Campaign;
 
 /// glibc's malloc and free were about a sixth of the server's CPU on the claim path (many small,
@@ -25,10 +27,28 @@ use hongbao_domain::Campaign;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "hongbao", version, about = "Festival red-packet campaign backend")]
+#[command(
+    name = "hongbao",
+    version,
+    about = "Festival red-packet campaign backend",
+    after_help = "Example: the whole campaign on one machine, then a look at delivery:\n  \
+                  hongbao demo --addr 127.0.0.1:8080\n  \
+                  hongbao delivery status --admin http://<the admin address demo prints>\n\n\
+                  Before a real night: hongbao campaign check FILE, then hongbao serve --help."
+)]
 struct Cli {
+    /// How logs on stderr look: `text` (coloured only on a terminal) or `json` (one JSON
+    /// object per line, for log collectors). `RUST_LOG` sets the level.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,8 +56,14 @@ enum Command {
     /// Everything embedded: the example campaign, synthetic users, the game-side simulator and
     /// an API node. Needs no servers and no files.
     Demo(demo::DemoArgs),
-    /// An API node for a campaign.
+    /// A node of a campaign: the API and/or the delivery workers over the embedded store, with
+    /// operator endpoints on the admin address.
     Serve(node::ServeArgs),
+    /// Campaign files: check one before the night, or shift its dates for a rehearsal.
+    Campaign {
+        #[command(subcommand)]
+        command: campaign_cmd::CampaignCommand,
+    },
     /// The static catalog.
     Catalog {
         #[command(subcommand)]
@@ -45,12 +71,16 @@ enum Command {
     },
     /// Deterministic synthetic users: registrations, preferences and roles.
     Gen {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Number of users, ids from 10000 on (1,000,000 take about 10 MB of profiles).
         #[arg(long)]
         users: u64,
+        /// Directory for `profiles.bin` and `roles.bin` (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Seed of the model; `game-sim --seed` with the same value answers the same roles.
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -62,8 +92,10 @@ enum Command {
     /// What a stopped node's store holds (JSON): orders by status and gift, stock taken, queue
     /// depth, send log length.
     Inspect {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// The stopped node's data directory (its `serve --data`).
         #[arg(long, default_value = "hongbao-data")]
         data: PathBuf,
     },
@@ -90,8 +122,10 @@ enum Command {
     /// Prints a login ticket for a user, signed with the campaign's first ticket key (what the
     /// login service would issue). Prints the ticket and nothing else.
     Ticket {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// The user id (a positive integer, as QQ numbers are).
         #[arg(long)]
         user: u64,
         /// Lifetime in seconds (at most the campaign's `ticket_max_age_s`).
@@ -151,8 +185,10 @@ enum BenchCommand {
 enum CatalogCommand {
     /// Compiles the campaign's public part into content-hashed files and a manifest.
     Build {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Directory for the files (created if missing; files of the same name are replaced).
         #[arg(long)]
         out: PathBuf,
     },
@@ -162,8 +198,10 @@ enum CatalogCommand {
 enum ProfilesCommand {
     /// Loads `DIR/profiles.bin` as `serve` does and reports its size and load time.
     Inspect {
+        /// The campaign file (TOML; `config/spring-festival.toml` is the example).
         #[arg(long)]
         config: PathBuf,
+        /// Directory holding `profiles.bin` (a `gen --out` directory).
         #[arg(long)]
         dir: PathBuf,
     },
@@ -186,6 +224,8 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
+    let init_tracing = |default: &str| init_tracing(default, log_format);
     // Transparent huge pages off for this process: mimalloc asks for them on its arenas, and with
     // the kernel's usual `defrag = madvise` a fault on such memory may compact memory on the spot.
     // Open-loop claims at a fixed rate showed it: p99 14–24 ms with them, 4.5–9 ms in most runs
@@ -213,67 +253,17 @@ fn main() -> Result<()> {
             init_tracing("warn");
             runtime()?.block_on(reconcile::run(args, &hongbao_clock::SystemClock))
         }
-        Command::Bench { command: BenchCommand::SeedOrders(args) } => {
-            init_tracing("warn");
-            runtime()?.block_on(reconcile::seed_orders(args))
-        }
         Command::Load(args) => {
             init_tracing("warn");
             runtime()?.block_on(load::run(args))
         }
         Command::Catalog { command: CatalogCommand::Build { config, out } } => {
-            let campaign = load_campaign(&config)?;
-            let catalog = hongbao_catalog::build(&campaign);
-            hongbao_catalog::write(&catalog, &out)
-                .with_context(|| format!("write catalog into {}", out.display()))?;
-            println!("catalog {} written to {}", catalog.version, out.display());
-            for file in &catalog.files {
-                println!("  {} ({} bytes)", file.name, file.bytes.len());
-            }
-            Ok(())
+            catalog_build(&config, &out)
         }
-        Command::Bench { command: BenchCommand::Floor { addr } } => {
-            runtime()?.block_on(bench::floor(addr))
-        }
-        Command::Bench { command: BenchCommand::InMemory { config, profiles, addr } } => {
-            init_tracing("warn");
-            let campaign = load_campaign(&config)?;
-            runtime()?.block_on(bench::in_memory(campaign, &profiles, addr))
-        }
-        Command::Bench {
-            command: BenchCommand::Claims { config, users, seed, balance_s, out },
-        } => {
-            let campaign = load_campaign(&config)?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let lines =
-                bench::claims(&campaign, seed, users, i64::try_from(now)?, balance_s, &out)?;
-            println!("{lines} claims written to {}", out.display());
-            Ok(())
-        }
-        Command::Bench { command: BenchCommand::Tokens { config, users, out } } => {
-            let campaign = load_campaign(&config)?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            bench::tokens(&campaign, users, i64::try_from(now)?, &out)
-        }
-        Command::Ticket { config, user, ttl_s } => {
-            let campaign = load_campaign(&config)?;
-            anyhow::ensure!(user > 0, "--user must be a positive user id");
-            anyhow::ensure!(
-                ttl_s > 0 && ttl_s <= campaign.auth.ticket_max_age_s,
-                "--ttl-s must be between 1 and the campaign's ticket_max_age_s ({})",
-                campaign.auth.ticket_max_age_s
-            );
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let ticket = hongbao_domain::sign_ticket(
-                &campaign.auth.ticket_keys[0],
-                user,
-                i64::try_from(now)?,
-                ttl_s,
-            );
-            println!("{ticket}");
-            Ok(())
-        }
+        Command::Bench { command } => bench_command(command, init_tracing),
+        Command::Ticket { config, user, ttl_s } => ticket(&config, user, ttl_s),
         Command::Delivery { command } => runtime()?.block_on(delivery_cmd::run(command)),
+        Command::Campaign { command } => campaign_cmd::run(command),
         Command::Inspect { config, data } => {
             let campaign = load_campaign(&config)?;
             let inspection = runtime()?.block_on(inspect::inspect(&campaign, &data))?;
@@ -288,22 +278,82 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Profiles { command: ProfilesCommand::Inspect { config, dir } } => {
-            let campaign = load_campaign(&config)?;
-            let started = std::time::Instant::now();
-            let table = synthetic::load_profiles(&dir, &campaign)?;
-            let elapsed = started.elapsed();
-            let users = table.len().max(1);
-            println!(
-                "loaded {} users in {:.3} s: {} resident bytes, {:.1} bytes per user (seed {})",
-                table.len(),
-                elapsed.as_secs_f64(),
-                table.resident_bytes(),
-                table.resident_bytes() as f64 / users as f64,
-                table.header().seed,
-            );
-            Ok(())
+            profiles_inspect(&config, &dir)
         }
     }
+}
+
+/// `hongbao catalog build`.
+fn catalog_build(config: &Path, out: &Path) -> Result<()> {
+    let campaign = load_campaign(config)?;
+    let catalog = hongbao_catalog::build(&campaign);
+    hongbao_catalog::write(&catalog, out)
+        .with_context(|| format!("write catalog into {}", out.display()))?;
+    println!("catalog {} written to {}", catalog.version, out.display());
+    for file in &catalog.files {
+        println!("  {} ({} bytes)", file.name, file.bytes.len());
+    }
+    Ok(())
+}
+
+/// `hongbao bench …`: the benchmarks' servers and their pre-made inputs.
+fn bench_command(command: BenchCommand, init_tracing: impl Fn(&str)) -> Result<()> {
+    let now = SystemClock.now_unix_s();
+    match command {
+        BenchCommand::SeedOrders(args) => {
+            init_tracing("warn");
+            runtime()?.block_on(reconcile::seed_orders(args))
+        }
+        BenchCommand::Floor { addr } => runtime()?.block_on(bench::floor(addr)),
+        BenchCommand::InMemory { config, profiles, addr } => {
+            init_tracing("warn");
+            let campaign = load_campaign(&config)?;
+            runtime()?.block_on(bench::in_memory(campaign, &profiles, addr))
+        }
+        BenchCommand::Claims { config, users, seed, balance_s, out } => {
+            let campaign = load_campaign(&config)?;
+            let lines = bench::claims(&campaign, seed, users, now, balance_s, &out)?;
+            println!("{lines} claims written to {}", out.display());
+            Ok(())
+        }
+        BenchCommand::Tokens { config, users, out } => {
+            let campaign = load_campaign(&config)?;
+            bench::tokens(&campaign, users, now, &out)
+        }
+    }
+}
+
+/// `hongbao ticket`: prints exactly the ticket.
+fn ticket(config: &Path, user: u64, ttl_s: u64) -> Result<()> {
+    let campaign = load_campaign(config)?;
+    anyhow::ensure!(user > 0, "--user must be a positive user id");
+    anyhow::ensure!(
+        ttl_s > 0 && ttl_s <= campaign.auth.ticket_max_age_s,
+        "--ttl-s must be between 1 and the campaign's ticket_max_age_s ({})",
+        campaign.auth.ticket_max_age_s
+    );
+    let now = SystemClock.now_unix_s();
+    let ticket = hongbao_domain::sign_ticket(&campaign.auth.ticket_keys[0], user, now, ttl_s);
+    println!("{ticket}");
+    Ok(())
+}
+
+/// `hongbao profiles inspect`.
+fn profiles_inspect(config: &Path, dir: &Path) -> Result<()> {
+    let campaign = load_campaign(config)?;
+    let started = std::time::Instant::now();
+    let table = synthetic::load_profiles(dir, &campaign)?;
+    let elapsed = started.elapsed();
+    let users = table.len().max(1);
+    println!(
+        "loaded {} users in {:.3} s: {} resident bytes, {:.1} bytes per user (seed {})",
+        table.len(),
+        elapsed.as_secs_f64(),
+        table.resident_bytes(),
+        table.resident_bytes() as f64 / users as f64,
+        table.header().seed,
+    );
+    Ok(())
 }
 
 /// Whether the runtime's workers are idle, for the store writer's group-commit linger
@@ -321,8 +371,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Logs to stderr (stdout is for what a command prints as its result); `RUST_LOG` overrides.
-fn init_tracing(default: &str) {
+/// Colour only on a terminal (and without `NO_COLOR`): in a file or a pipe the escape codes are
+/// noise that breaks grep.
+fn init_tracing(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
+        }
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }

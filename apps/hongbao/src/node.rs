@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
@@ -20,16 +20,32 @@ use crate::{admin, load_campaign, parse_addr, synthetic};
 
 #[derive(Args)]
 pub struct ServeArgs {
+    /// The campaign file (TOML; check it first with `hongbao campaign check`).
     #[arg(long)]
     pub config: PathBuf,
+    /// Where the API listens (host:port; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     pub addr: SocketAddr,
-    /// Directory holding `profiles.bin` from `hongbao gen`; without it every user is new.
+    /// Directory holding `profiles.bin` (from `hongbao gen` or the registration export): which
+    /// games each user plays, for eligibility and ranking. Required unless --no-profiles.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// Run without --profiles: every user counts as new in every game (eligibility and ranking
+    /// differ from the real campaign's). For tests and rehearsals only.
+    #[arg(long, conflicts_with = "profiles")]
+    pub no_profiles: bool,
+    /// This is a rehearsal: accept ticket and coupon keys marked `example = true` (published,
+    /// dev-only keys anyone can sign with), which a real night refuses.
+    #[arg(long)]
+    pub rehearsal: bool,
     /// Data directory of the embedded store (grants, orders, delivery queues, send log).
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
+    /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
+    /// into; request paths are relative to it, and paths outside it are refused
+    /// [default: DATA/reconcile].
+    #[arg(long)]
+    pub reconcile_dir: Option<PathBuf>,
     /// Operator endpoints (`/admin/v1/…`); keep it on loopback until requests are signed.
     #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_addr)]
     pub admin_addr: SocketAddr,
@@ -73,6 +89,9 @@ pub fn store_config(batch_max: usize, linger_ms: u64) -> EmbeddedConfig {
     EmbeddedConfig { batch_max, linger, ..EmbeddedConfig::default() }
 }
 
+/// The reconciliation directory under a node's data directory, unless `--reconcile-dir` says.
+pub const RECONCILE_DIR: &str = "reconcile";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NodeRole {
     All,
@@ -82,8 +101,10 @@ pub enum NodeRole {
 
 #[derive(Args)]
 pub struct GameSimArgs {
+    /// The campaign file: its games (ids, delivery capacities) are the simulated ones.
     #[arg(long)]
     pub config: PathBuf,
+    /// Where the simulator listens (host:port; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:9100", value_parser = parse_addr)]
     pub addr: SocketAddr,
     /// Seed of the synthetic users; the same as `hongbao gen --seed` gives the same roles.
@@ -98,8 +119,10 @@ pub struct GameSimArgs {
     /// Multiplies every game's delivery capacity.
     #[arg(long, default_value_t = 1.0)]
     pub capacity_scale: f64,
+    /// Delay of every role look-up, in milliseconds (a real game side's typical answer time).
     #[arg(long, default_value_t = 30)]
     pub role_latency_ms: u64,
+    /// Delay of every delivery, in milliseconds.
     #[arg(long, default_value_t = 2)]
     pub deliver_latency_ms: u64,
     /// Share of deliveries answered `error` and not applied.
@@ -108,6 +131,7 @@ pub struct GameSimArgs {
     /// Share of deliveries that hang past the caller's timeout (then applied or not).
     #[arg(long, default_value_t = 0.0)]
     pub timeout_rate: f64,
+    /// How long a delivery picked by --timeout-rate hangs, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_hang_ms: u64,
     /// Share of deliveries acknowledged but then lost by the game (for reconciliation tests).
@@ -139,14 +163,23 @@ impl GameSimArgs {
 pub async fn game_sim(args: GameSimArgs) -> Result<()> {
     let campaign = load_campaign(&args.config)?;
     let sim = GameSim::new(&campaign, args.sim_config()).context("start the game simulator")?;
+    let shutdown = shutdown_signal();
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("bind {}", args.addr))?;
     println!("game-sim listening on http://{}", listener.local_addr()?);
-    hongbao_gamesim::serve(listener, sim, shutdown_signal()).await.context("serve the simulator")
+    hongbao_gamesim::serve(listener, sim, shutdown).await.context("serve the simulator")
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let campaign = Arc::new(load_campaign(&args.config)?);
+    refuse_example_keys(&campaign, &args.config, args.rehearsal)?;
+    if args.profiles.is_none() && !args.no_profiles && args.role != NodeRole::Worker {
+        bail!(
+            "no --profiles: without the users' registrations every user counts as new in every \
+             game, and gift lists and ranking come out wrong; give --profiles DIR (from \
+             `hongbao gen` or the registration export), or --no-profiles to run without them"
+        );
+    }
     let profiles = match &args.profiles {
         Some(dir) => synthetic::load_profiles(dir, &campaign)?,
         None => ProfileTable::empty(campaign.games.iter().map(|g| g.id.clone()).collect()),
@@ -160,9 +193,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything is opened: a bad flag must not create the data directory or bump the
     // store's incarnation. (The dispatcher checks again when it starts.)
     delivery.validate().context("check the delivery settings")?;
+    let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
-    let node =
+    let mut node =
         Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?;
+    if let Some(dir) = &args.reconcile_dir {
+        node.set_reconcile_dir(dir)?;
+    }
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -177,7 +214,29 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("bind {}", args.admin_addr))?;
     println!("admin listening on http://{}", admin.local_addr()?);
-    node.run(api, admin, shutdown_signal()).await
+    tracing::info!(
+        campaign = %node.state.campaign.id,
+        role = ?args.role,
+        data = %args.data.display(),
+        admin = %admin.local_addr()?,
+        "node serving"
+    );
+    node.run(api, admin, shutdown).await
+}
+
+/// Refuses keys the campaign file marks as examples unless this is a rehearsal: a node that
+/// signs with a published key accepts tickets and coupons anyone can make.
+pub fn refuse_example_keys(campaign: &Campaign, file: &Path, rehearsal: bool) -> Result<()> {
+    if rehearsal || campaign.auth.example_keys.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}: {} marked `example = true`: a published, dev-only key anyone can sign tickets and \
+         coupons with; give the campaign its own keys (e.g. `secret_env`), or pass --rehearsal \
+         if this is a rehearsal",
+        file.display(),
+        campaign.auth.example_keys.join(" and ")
+    )
 }
 
 /// The API's state as a node builds it, but for its store: the users' profiles and the role
@@ -199,6 +258,8 @@ pub struct Node {
     pub state: ApiState,
     store: Arc<EmbeddedStore>,
     dispatcher: Option<Arc<Dispatcher>>,
+    /// Canonical: the admin endpoint's reconciliation reads and writes only under it.
+    reconcile_dir: PathBuf,
 }
 
 impl Node {
@@ -236,7 +297,17 @@ impl Node {
         let state = api_state(campaign, profiles, idip, clock)
             .with_grants(store.clone())
             .with_claims(store.clone());
-        Ok(Node { state, store, dispatcher })
+        let mut node = Node { state, store, dispatcher, reconcile_dir: PathBuf::new() };
+        node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
+        Ok(node)
+    }
+
+    /// Confines the admin endpoint's reconciliation to `dir` (created if missing).
+    pub fn set_reconcile_dir(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        self.reconcile_dir =
+            dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
+        Ok(())
     }
 
     /// Serves until `shutdown`; then stops taking traffic, drains requests, stops the workers
@@ -247,7 +318,7 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher } = self;
+        let Node { state, store, dispatcher, reconcile_dir } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -260,6 +331,7 @@ impl Node {
             store: store.clone(),
             campaign: state.campaign.clone(),
             clock: state.clock.clone(),
+            reconcile_dir,
         });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {
@@ -300,23 +372,31 @@ impl Node {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        // Registered now, not at the first await: a signal that arrives between the listening
+        // line and the serve loop still stops the node gracefully instead of killing it.
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            async fn received(signal: Option<Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            tokio::select! {
+                () = received(term) => {},
+                () = received(interrupt) => {},
+            }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

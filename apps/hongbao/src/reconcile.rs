@@ -27,6 +27,7 @@ use crate::load_campaign;
 
 #[derive(Args)]
 pub struct ReconcileArgs {
+    /// The campaign file the node serves.
     #[arg(long)]
     pub config: PathBuf,
     /// The node's data directory (its store is `DIR/store`); the node must be stopped — while
@@ -50,9 +51,18 @@ pub struct ReconcileArgs {
     /// Where the files go (default: DATA/reconcile/<unix ms>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Requeue the resend list and record what the game has as delivered.
+    /// Requeue the resend list and record what the game has as delivered (without it: a dry
+    /// run that reports what it would do and changes nothing).
     #[arg(long)]
     pub apply: bool,
+    /// `--apply` refuses to deliver again more than this share of the delivered orders
+    /// (0 to 1); a larger share usually means the wrong game log, not lost gifts.
+    #[arg(long, default_value_t = hongbao_reconcile::MAX_REQUEUE_SHARE_DEFAULT)]
+    pub max_requeue_share: f64,
+    /// Apply even when a guard refuses (the game log does not cover the deliveries, or the
+    /// share above is exceeded): only after reviewing the dry run's resend list.
+    #[arg(long, requires = "apply")]
+    pub force: bool,
     /// Orders waiting and due longer than this are listed as stuck.
     #[arg(long, default_value_t = 600)]
     pub stuck_after_s: u64,
@@ -149,11 +159,18 @@ async fn pass(
     options.include_dead = args.include_dead;
     options.include_expired = args.include_expired;
     options.apply = args.apply;
+    options.guards =
+        hongbao_reconcile::Guards { max_requeue_share: args.max_requeue_share, force: args.force };
     options.out =
         Some(args.out.clone().unwrap_or_else(|| args.data.join("reconcile").join(now.to_string())));
     options.temp_dir = args.temp_dir.clone();
     options.sort_run_len = args.sort_run_len;
-    let summary = hongbao_reconcile::reconcile(store, &options).await.context("reconcile")?;
+    let summary = match hongbao_reconcile::reconcile(store, &options).await {
+        Err(ReconcileError::Refused(refusal)) => {
+            bail!("--apply refused, nothing changed: {refusal}; --force applies anyway")
+        }
+        other => other.context("reconcile")?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -185,12 +202,19 @@ async fn apply_list(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
+    /// Repair; without it the pass is a dry run that reports what it would do.
     #[serde(default)]
     pub apply: bool,
-    /// A game log on the node's machine.
+    /// Most share of the delivered orders `apply` may deliver again (default 0.05).
+    pub max_requeue_share: Option<f64>,
+    /// Apply even when a guard refuses.
+    #[serde(default)]
+    pub force: bool,
+    /// A game log under the node's `--reconcile-dir` (relative to it, or absolute inside it).
     pub game_log: Option<PathBuf>,
     pub game_log_until_ms: Option<u64>,
-    /// Where the files go on the node's machine; without it only the summary is made.
+    /// Where the files go, under the node's `--reconcile-dir`; without it only the summary is
+    /// made.
     pub out: Option<PathBuf>,
     pub from_ms: Option<u64>,
     pub to_ms: Option<u64>,
@@ -210,9 +234,12 @@ static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn admin(
     store: &Arc<EmbeddedStore>,
     campaign: &Campaign,
+    reconcile_dir: &Path,
     req: ReconcileRequest,
     clock: &dyn Clock,
 ) -> Result<Summary, ApiError> {
+    let game_log = req.game_log.as_deref().map(|p| confine(reconcile_dir, p)).transpose()?;
+    let out = req.out.as_deref().map(|p| confine(reconcile_dir, p)).transpose()?;
     let Ok(_running) = RUNNING.try_lock() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -224,9 +251,15 @@ pub async fn admin(
     let mut options =
         Options::new(now, game_ids(campaign), campaign.delivery_deadline_s.saturating_mul(1000));
     options.apply = req.apply;
-    options.game_log = req.game_log;
+    options.guards = hongbao_reconcile::Guards {
+        max_requeue_share: req
+            .max_requeue_share
+            .unwrap_or(hongbao_reconcile::MAX_REQUEUE_SHARE_DEFAULT),
+        force: req.force,
+    };
+    options.game_log = game_log;
     options.game_log_until_ms = req.game_log_until_ms;
-    options.out = req.out;
+    options.out = out;
     options.from_ms = req.from_ms;
     options.to_ms = req.to_ms;
     if let Some(s) = req.stuck_after_s {
@@ -246,11 +279,55 @@ pub async fn admin(
         ReconcileError::GameLog { .. } | ReconcileError::InvalidOptions(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_reconcile_request", e.to_string())
         }
+        ReconcileError::Refused(refusal) => ApiError::new(
+            StatusCode::CONFLICT,
+            refusal.code(),
+            format!("apply refused, nothing changed: {refusal}; `\"force\": true` applies anyway"),
+        ),
         ReconcileError::Store(StoreError::Unavailable(_)) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
         }
         e => ApiError::internal(e.to_string()),
     })
+}
+
+/// `requested` resolved under `dir` (canonical): relative paths are taken from it, `..` is
+/// refused, and symbolic links are followed before the check, so no path leads outside it.
+fn confine(dir: &Path, requested: &Path) -> Result<PathBuf, ApiError> {
+    let refuse = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "path_outside_reconcile_dir",
+            format!(
+                "{} is outside the node's reconciliation directory {} (its --reconcile-dir); \
+                 give a path relative to it",
+                requested.display(),
+                dir.display()
+            ),
+        )
+    };
+    if requested.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(refuse());
+    }
+    let joined = dir.join(requested);
+    // The longest part that exists, resolved; the rest (a report directory still to be made)
+    // holds no `..` and no link, so it cannot leave.
+    let mut existing = joined.as_path();
+    let mut missing = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(path) => break path,
+            Err(_) => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(refuse());
+                };
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+        }
+    };
+    let resolved = missing.iter().rev().fold(resolved, |path, name| path.join(name));
+    if resolved.starts_with(dir) { Ok(resolved) } else { Err(refuse()) }
 }
 
 // --- benchmark data ------------------------------------------------------------------------
@@ -323,18 +400,7 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
         std::fs::File::create(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?,
     );
-    let items: Vec<String> = campaign
-        .gifts
-        .iter()
-        .map(|g| {
-            let items: Vec<hongbao_gamesim::DeliveryItem> = g
-                .items
-                .iter()
-                .map(|i| hongbao_gamesim::DeliveryItem { item: i.item.clone(), count: i.count })
-                .collect();
-            serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
-        })
-        .collect();
+    let items = items_json(&campaign);
     let started = Instant::now();
     let queued = |n: u64| draw(n, 1) < args.queued_share;
     let mut stats = Seeded::default();
@@ -342,38 +408,7 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
     // 1. Orders to deliver, then their deliveries (game log in delivery order).
     let claimed = claim_range(&store, &campaign, (0..args.orders).filter(|n| !queued(*n))).await?;
     eprintln!("claimed {claimed} orders in {:.1} s", started.elapsed().as_secs_f64());
-    loop {
-        let mut leased_any = false;
-        for game in &campaign.games {
-            let now = SystemClock.now_ms();
-            let entries = store.lease(game.index, LEASE_BATCH_MAX, now).await?;
-            leased_any |= !entries.is_empty();
-            let store = &store;
-            let delivered =
-                || Finish { state: FinalState::Delivered { duplicate: false }, at_ms: now };
-            let mut finishing: FuturesUnordered<_> = entries
-                .into_iter()
-                .map(|e| async move { (e.lease.order.clone(), store.finish(e, delivered()).await) })
-                .collect();
-            while let Some((order, finished)) = finishing.next().await {
-                match finished {
-                    Ok(()) => {}
-                    Err(QueueError::LeaseLost(id)) => bail!("a fresh lease of {id} was lost"),
-                    Err(error) => return Err(error).context("finish a seeded delivery"),
-                }
-                stats.delivered += 1;
-                let n = order.user - SEED_FIRST_USER;
-                if draw(n, 2) < args.lost_share {
-                    stats.lost += 1;
-                    continue;
-                }
-                write_log_line(&mut log, &campaign, &items, &order, now.saturating_sub(1))?;
-            }
-        }
-        if !leased_any {
-            break;
-        }
-    }
+    deliver_seeded(&store, &campaign, &items, args.lost_share, &mut log, &mut stats).await?;
     eprintln!("delivered {} orders in {:.1} s", stats.delivered, started.elapsed().as_secs_f64());
 
     // 2. Orders left queued; a share of them the game already has.
@@ -401,6 +436,65 @@ pub async fn seed_orders(args: SeedArgs) -> Result<()> {
         log_path.display()
     );
     Ok(())
+}
+
+/// Each gift's items as the game's log writes them.
+fn items_json(campaign: &Campaign) -> Vec<String> {
+    campaign
+        .gifts
+        .iter()
+        .map(|g| {
+            let items: Vec<hongbao_gamesim::DeliveryItem> = g
+                .items
+                .iter()
+                .map(|i| hongbao_gamesim::DeliveryItem { item: i.item.clone(), count: i.count })
+                .collect();
+            serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+        })
+        .collect()
+}
+
+/// Leases and finishes every queued order as delivered, logging each in the game's log but a
+/// `lost_share` of them (the game applied them and lost the record).
+async fn deliver_seeded(
+    store: &EmbeddedStore,
+    campaign: &Campaign,
+    items: &[String],
+    lost_share: f64,
+    log: &mut impl std::io::Write,
+    stats: &mut Seeded,
+) -> Result<()> {
+    loop {
+        let mut leased_any = false;
+        for game in &campaign.games {
+            let now = SystemClock.now_ms();
+            let entries = store.lease(game.index, LEASE_BATCH_MAX, now).await?;
+            leased_any |= !entries.is_empty();
+            let delivered =
+                || Finish { state: FinalState::Delivered { duplicate: false }, at_ms: now };
+            let mut finishing: FuturesUnordered<_> = entries
+                .into_iter()
+                .map(|e| async move { (e.lease.order.clone(), store.finish(e, delivered()).await) })
+                .collect();
+            while let Some((order, finished)) = finishing.next().await {
+                match finished {
+                    Ok(()) => {}
+                    Err(QueueError::LeaseLost(id)) => bail!("a fresh lease of {id} was lost"),
+                    Err(error) => return Err(error).context("finish a seeded delivery"),
+                }
+                stats.delivered += 1;
+                let n = order.user - SEED_FIRST_USER;
+                if draw(n, 2) < lost_share {
+                    stats.lost += 1;
+                    continue;
+                }
+                write_log_line(log, campaign, items, &order, now.saturating_sub(1))?;
+            }
+        }
+        if !leased_any {
+            return Ok(());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -490,6 +584,8 @@ fn write_log_line(
 
 #[cfg(test)]
 mod tests {
+    use hongbao_store::LedgerScan;
+
     use super::*;
 
     #[test]
@@ -526,6 +622,7 @@ mod tests {
             store: store.clone(),
             campaign,
             clock: SystemClock::shared(),
+            reconcile_dir: dir.path().canonicalize().expect("dir"),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/admin/v1/reconcile", listener.local_addr().expect("addr"));
@@ -563,6 +660,85 @@ mod tests {
         );
         let (status, body) = post(serde_json::json!({"aply": true})).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_body")));
+
+        // Files only under the reconciliation directory: nothing else is read or written.
+        let elsewhere = tempfile::tempdir().expect("dir");
+        std::fs::write(elsewhere.path().join("game.log"), "").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("link")).expect("link");
+        for body in [
+            serde_json::json!({"game_log": elsewhere.path().join("game.log")}),
+            serde_json::json!({"out": elsewhere.path().join("out")}),
+            serde_json::json!({"out": "../out"}),
+            serde_json::json!({"out": "link/out"}),
+            serde_json::json!({"game_log": "link/game.log"}),
+        ] {
+            let (status, answer) = post(body.clone()).await;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (403, Some("path_outside_reconcile_dir")),
+                "{body}: {answer}"
+            );
+            assert!(answer["error"]["message"].as_str().unwrap_or("").contains("--reconcile-dir"));
+        }
+        assert!(!elsewhere.path().join("out").exists());
+
+        // Every order delivered, then an empty game log: it "lost" them all. The dry run says
+        // what it would do and that apply would refuse; apply refuses; nothing moves.
+        let campaign = load_campaign(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/spring-festival.toml"),
+        )
+        .expect("campaign");
+        let now = SystemClock.now_ms();
+        for game in &campaign.games {
+            for entry in store.lease(game.index, LEASE_BATCH_MAX, now).await.expect("lease") {
+                let done = Finish { state: FinalState::Delivered { duplicate: false }, at_ms: now };
+                store.finish(entry, done).await.expect("finish");
+            }
+        }
+        std::fs::write(dir.path().join("empty.log"), "").expect("write");
+        let depth = |s: &EmbeddedStore| campaign.games.iter().map(|g| s.queue_depth(g.index)).sum();
+        let depth_before: u64 = depth(&store);
+        let (status, body) = post(serde_json::json!({"game_log": "empty.log"})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (body["resend"].as_u64(), body["refusal"]["code"].as_str(), body["apply"].as_bool()),
+            (Some(5), Some("game_log_does_not_cover"), Some(false))
+        );
+        let (status, body) =
+            post(serde_json::json!({"apply": true, "game_log": "empty.log", "out": "refused"}))
+                .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("game_log_does_not_cover")),
+            "{body}"
+        );
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains("\"force\": true"));
+        assert_eq!(depth(&store), depth_before, "a refused apply requeues nothing");
+        assert!(!dir.path().join("refused").exists());
+        // A log that covers the deliveries but lacks one of five: a fifth is over the share.
+        let orders = store.scan_orders(None, 10).await.expect("scan");
+        let lines: String = orders[1..]
+            .iter()
+            .map(|o| {
+                format!(
+                    "{{\"serial\":\"{}\",\"game\":\"{}\",\"user\":{},\"applied_at_ms\":{now}}}\n",
+                    o.id, o.game_id, o.user
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("partial.log"), lines).expect("write");
+        let (status, body) =
+            post(serde_json::json!({"apply": true, "game_log": "partial.log"})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("requeue_share_exceeded")),
+            "{body}"
+        );
+        assert_eq!(depth(&store), depth_before);
+        let (status, body) =
+            post(serde_json::json!({"apply": true, "game_log": "empty.log", "force": true})).await;
+        assert_eq!((status, body["applied"]["requeued"].as_u64()), (200, Some(5)), "{body}");
         let _ = stop.send(());
         server.await.expect("join").expect("serve");
     }

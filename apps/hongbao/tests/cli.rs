@@ -160,7 +160,7 @@ fn serve_refuses_out_of_range_settings_before_touching_its_data() {
         ("--capacity-scale", "0", "capacity_scale"),
     ] {
         let out = Command::new(BIN)
-            .args(["serve", "--config", config.to_str().unwrap(), "--data"])
+            .args(["serve", "--rehearsal", "--config", config.to_str().unwrap(), "--data"])
             .arg(&data)
             .args(["--addr", "127.0.0.1:0", "--role", "worker", flag, value])
             .output()
@@ -260,4 +260,100 @@ async fn bench_in_memory_decides_claims_as_serve_does() {
     assert_eq!(conflict.status(), 409);
     let conflict: serde_json::Value = conflict.json().await.unwrap();
     assert_eq!(conflict["error"]["code"], "coupon_already_redeemed");
+}
+
+/// Reads the demo's stdout up to its walkthrough and returns the first line and the shell lines.
+fn demo_walkthrough(demo: &mut Running) -> (String, Vec<String>) {
+    use std::io::BufRead;
+    let mut first = String::new();
+    demo.stdout.read_line(&mut first).expect("read stdout");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(demo.stdout.read_line(&mut line).expect("read stdout") > 0, "no walkthrough");
+        if line.starts_with("Paste these lines into bash") {
+            break;
+        }
+    }
+    let mut lines = Vec::new();
+    loop {
+        line.clear();
+        assert!(
+            demo.stdout.read_line(&mut line).expect("read stdout") > 0,
+            "the walkthrough never ends"
+        );
+        if line.trim().is_empty() {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    (first, lines)
+}
+
+/// The demo's printed lines, pasted into bash in order, claim a gift and find the order; a
+/// restart on the same data keeps the campaign's clock.
+#[test]
+fn demo_walkthrough_runs_as_pasted_and_a_restart_keeps_the_clock() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "demo",
+        "--addr",
+        "127.0.0.1:0",
+        "--users",
+        "2000",
+        "--no-load",
+        "--data",
+        data.path().to_str().unwrap(),
+    ];
+    let mut demo = Running::spawn(&args);
+    let (first, lines) = demo_walkthrough(&mut demo);
+    assert!(first.contains("clock new"), "{first}");
+    assert!(lines.iter().any(|l| l.contains("POST") && l.contains("/idip/v1/roles")), "{lines:?}");
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the lines failed:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The claim's answer, then the order itself (found: its id, not a 404 error).
+    let claim_line = stdout.lines().find(|l| l.contains("\"deliver_by\"")).unwrap_or_default();
+    let claim: serde_json::Value = serde_json::from_str(claim_line).expect("the claim's answer");
+    assert_eq!(claim["status"], "queued", "{stdout}");
+    let order: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("the order");
+    assert_eq!(order["order_id"], claim["order_id"], "{stdout}");
+    assert!(demo.terminate().success());
+
+    let mut again = Running::spawn(&args);
+    let (first, _) = demo_walkthrough(&mut again);
+    assert!(first.contains("clock kept"), "{first}");
+    let opened_ago: i64 = first
+        .split("opened ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("opened N s ago");
+    assert!(opened_ago >= 60, "{first}");
+    let kept = std::fs::read_to_string(data.path().join("demo-campaign-start")).unwrap();
+    assert!(kept.trim().parse::<i64>().is_ok());
+    assert!(again.terminate().success());
+}
+
+/// A taken port fails the demo before it generates anything, naming the address.
+#[test]
+fn demo_fails_fast_on_a_taken_port_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--addr", &addr, "--no-load", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr) && stderr.contains("--addr"), "{stderr}");
+    assert!(!data.path().join("profiles.bin").exists(), "users were generated first");
 }

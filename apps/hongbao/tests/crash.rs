@@ -27,6 +27,8 @@ fn campaign_file(dir: &std::path::Path, sim: &str) -> (String, Campaign) {
 fn serve(config: &str, data: &str) -> (Running, String) {
     let mut node = Running::spawn(&[
         "serve",
+        "--rehearsal",
+        "--no-profiles",
         "--config",
         config,
         "--data",

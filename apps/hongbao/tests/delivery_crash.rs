@@ -26,6 +26,7 @@ fn serve(config: &str, data: &str) -> (Running, String, String) {
     let profiles = format!("{data}/profiles");
     let mut node = Running::spawn(&[
         "serve",
+        "--rehearsal",
         "--config",
         config,
         "--data",

@@ -83,6 +83,28 @@ fn seeded_faults_are_found_applied_once_and_a_running_node_is_refused() {
     let anomalies = std::fs::read_to_string(data.join("first/anomalies.jsonl")).unwrap();
     assert_eq!(anomalies.lines().count() as u64, unrecorded);
 
+    // Apply refuses, changing nothing, a game log that does not cover the deliveries (an
+    // empty one "lost" them all) and a share of re-deliveries above the stated one.
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let log = data.join("game.log");
+    for (game_log, share, says) in
+        [(&empty, "1", "does not cover"), (&log, "0.001", "delivered orders again")]
+    {
+        let refused = Command::new(BIN)
+            .args(["reconcile", "--config", config, "--data", data.to_str().unwrap(), "--apply"])
+            .args(["--game-log", game_log.to_str().unwrap(), "--max-requeue-share", share])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{share}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(says) && stderr.contains("--force"), "{stderr}");
+    }
+    let unchanged = summary(&data, "unchanged", &[]);
+    assert_eq!(unchanged["classes"], first["classes"], "a refused apply changed something");
+    assert_eq!(unchanged["quiet"], first["quiet"]);
+
     let applied = summary(&data, "apply", &["--apply"]);
     assert_eq!(applied["applied"]["requeued"], lost);
     assert_eq!(applied["applied"]["recorded"], unrecorded);

@@ -133,6 +133,10 @@ pub struct AuthSettings {
     pub coupon_secret: Option<SecretBytes>,
     pub ticket_max_age_s: u64,
     pub high_value_fresh_login_s: u64,
+    /// Fields of the keys marked `example = true` (e.g. `auth.ticket_keys[0]`): published
+    /// with the project, so anyone can sign tickets or coupons with them. A node refuses them
+    /// unless told it runs a rehearsal.
+    pub example_keys: Vec<String>,
 }
 
 /// A login-ticket key. `Debug` never prints the secret.
@@ -329,6 +333,9 @@ struct RawTicketKey {
     secret: Option<String>,
     #[serde(default)]
     secret_env: Option<String>,
+    /// A published, dev-only key (see [`AuthSettings::example_keys`]).
+    #[serde(default)]
+    example: bool,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +345,8 @@ struct RawSecret {
     secret: Option<String>,
     #[serde(default)]
     secret_env: Option<String>,
+    #[serde(default)]
+    example: bool,
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,7 @@ use crate::classify::{
     Action, Class, Facts, Finding, GameFacts, Quiet, Rules, SentFacts, classify,
 };
 use crate::gamelog::{self, Applied, GameNames, LogEvent, SORT_RUN_LEN_DEFAULT, SortedGameLog};
+use crate::guard::{self, Guards, Refusal};
 use crate::report::{ApplyTally, GameLogSummary, Report, Row, Summary};
 
 /// Rows per page of the store's scans (at most [`SCAN_PAGE_MAX`]).
@@ -33,7 +34,7 @@ pub trait Ledger: ClaimLedger + LedgerScan + LedgerRepair {}
 impl<T: ClaimLedger + LedgerScan + LedgerRepair> Ledger for T {}
 
 /// How to run a pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// The pass's clock (Unix ms): the stuck test and the repairs' time.
     pub now_ms: u64,
@@ -51,8 +52,11 @@ pub struct Options {
     pub stuck_after_ms: u64,
     pub include_dead: bool,
     pub include_expired: bool,
-    /// Requeue the resend list and record what the game has.
+    /// Requeue the resend list and record what the game has. Without it the pass is a dry
+    /// run: it reports what it would do and changes nothing.
     pub apply: bool,
+    /// What `apply` refuses to do unless forced (see [`crate::guard`]).
+    pub guards: Guards,
     /// A resent order's new deadline is `now_ms + resend_deliver_within_ms`.
     pub resend_deliver_within_ms: u64,
     /// Where the files go; `None`: count only.
@@ -77,6 +81,7 @@ impl Options {
             include_dead: false,
             include_expired: false,
             apply: false,
+            guards: Guards::default(),
             resend_deliver_within_ms,
             out: None,
             temp_dir: None,
@@ -112,6 +117,9 @@ pub enum ReconcileError {
     Output(#[source] io::Error),
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// `apply` without `force`, and the dry run before it failed a guard: nothing was changed.
+    #[error("apply refused: {0}")]
+    Refused(Refusal),
     /// A stream the merge relies on was not in key order: a store bug, never guessed around.
     #[error("{0} came out of order")]
     Unsorted(&'static str),
@@ -122,8 +130,25 @@ fn output(e: io::Error) -> ReconcileError {
 }
 
 /// Runs one pass over `store` (see the crate doc). Returns the summary; the rows are in
-/// `options.out`.
+/// `options.out`. With `apply` (and without `guards.force`), a dry run goes first, and a guard
+/// it fails refuses the pass before anything is changed ([`ReconcileError::Refused`]).
 pub async fn reconcile<S: Ledger>(store: &S, options: &Options) -> Result<Summary, ReconcileError> {
+    let share = options.guards.max_requeue_share;
+    if !(0.0..=1.0).contains(&share) {
+        return Err(ReconcileError::InvalidOptions(format!(
+            "the largest requeue share {share} is outside 0..=1"
+        )));
+    }
+    if options.apply && !options.guards.force {
+        let dry = Options { apply: false, out: None, ..options.clone() };
+        if let Some(refusal) = pass(store, &dry).await?.refusal {
+            return Err(ReconcileError::Refused(refusal));
+        }
+    }
+    pass(store, options).await
+}
+
+async fn pass<S: Ledger>(store: &S, options: &Options) -> Result<Summary, ReconcileError> {
     let started = Instant::now();
     if options.page_len == 0 || options.page_len > SCAN_PAGE_MAX {
         return Err(ReconcileError::InvalidOptions(format!(
@@ -191,6 +216,17 @@ pub async fn reconcile<S: Ledger>(store: &S, options: &Options) -> Result<Summar
             }
             _ => None,
         };
+        if let Some(o) = &order
+            && o.status == OrderStatus::Delivered
+            && rules.in_window(o.created_at_ms)
+        {
+            summary.exposure.delivered += 1;
+            // The time classify judges a delivery by against the log's coverage.
+            let at_ms = sent_facts.last_at_ms.max(o.delivered_at_ms).unwrap_or(0);
+            if game.log.is_some() && at_ms <= rules.game_log_until_ms {
+                summary.exposure.judged(at_ms);
+            }
+        }
         let facts =
             Facts { order: order.as_ref(), sent: sent_facts, game: game_facts, entry_present };
         let verdict = classify(&facts, &rules);
@@ -211,6 +247,12 @@ pub async fn reconcile<S: Ledger>(store: &S, options: &Options) -> Result<Summar
     }
     summary.orders_scanned = orders.scanned;
     summary.sent_rows_scanned = sent.scanned;
+    summary.exposure.redeliver = summary.classes.get(&Class::LostAtGame).copied().unwrap_or(0);
+    let log_span = summary
+        .game_log
+        .as_ref()
+        .map(|g| (g.stats.first_applied_at_ms, g.stats.last_applied_at_ms));
+    summary.refusal = guard::check(&summary.exposure, log_span, options.guards.max_requeue_share);
 
     // The repairs end before the queue pass, so it sees their entries settled.
     apply.drain(&mut summary, &mut report).await?;

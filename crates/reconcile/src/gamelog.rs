@@ -125,6 +125,9 @@ pub struct GameLogStats {
     pub runs: u64,
     /// Intermediate merge passes (runs beyond [`MERGE_FAN_IN_MAX`]).
     pub merge_passes: u64,
+    /// Earliest `applied_at_ms` in the log: with the latest, the span of time the log can
+    /// speak for (the guard of `apply` compares it with the deliveries it judges).
+    pub first_applied_at_ms: Option<u64>,
     /// Latest `applied_at_ms` in the log.
     pub last_applied_at_ms: Option<u64>,
 }
@@ -232,6 +235,9 @@ pub fn sort_reader(
             }
         };
         stats.last_applied_at_ms = stats.last_applied_at_ms.max(Some(parsed.applied_at_ms));
+        stats.first_applied_at_ms = Some(
+            stats.first_applied_at_ms.map_or(parsed.applied_at_ms, |f| f.min(parsed.applied_at_ms)),
+        );
         let Ok(order_id) = OrderId::parse(&parsed.serial) else {
             stats.foreign_serials += 1;
             report(LogEvent::ForeignSerial {

@@ -48,6 +48,7 @@
 pub mod classify;
 mod engine;
 pub mod gamelog;
+pub mod guard;
 pub mod report;
 
 pub use classify::{Action, Class, Quiet, classify};
@@ -58,4 +59,5 @@ pub use engine::{
 pub use gamelog::{
     GAME_NAMES_MAX, MERGE_FAN_IN_MAX, RUN_READ_BUFFER_BYTES, SORT_RUN_LEN_DEFAULT, SORT_RUN_LEN_MAX,
 };
+pub use guard::{Exposure, Guards, MAX_REQUEUE_SHARE_DEFAULT, Refusal};
 pub use report::{ApplyTally, Row, Summary};

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::classify::{Action, Class, Quiet};
 use crate::gamelog::GameLogStats;
+use crate::guard::{Exposure, Refusal};
 
 pub const RESEND_JSONL: &str = "resend.jsonl";
 pub const RESEND_CSV: &str = "resend.csv";
@@ -224,7 +225,7 @@ pub struct GameLogSummary {
 }
 
 /// The result of a pass: counts only (the rows are in the files).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     pub started_at_ms: u64,
     pub elapsed_ms: u64,
@@ -248,6 +249,11 @@ pub struct Summary {
     pub record: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<ApplyTally>,
+    /// What the guards of `apply` look at.
+    pub exposure: Exposure,
+    /// The guard `apply` fails on this pass's findings (a dry run says so beforehand; a forced
+    /// apply went ahead anyway).
+    pub refusal: Option<Refusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
     /// No finding of any class.
@@ -271,6 +277,8 @@ impl Summary {
             resend: 0,
             record: 0,
             applied: apply.then(ApplyTally::default),
+            exposure: Exposure::default(),
+            refusal: None,
             out: None,
             clean: true,
         }
@@ -365,6 +373,13 @@ impl Summary {
                 a.not_found,
                 a.errors
             );
+        }
+        if !self.apply {
+            let _ = writeln!(t, "dry run: nothing changed (--apply repairs)");
+        }
+        if let Some(refusal) = &self.refusal {
+            let verb = if self.apply { "applied although" } else { "--apply would refuse:" };
+            let _ = writeln!(t, "{verb} {refusal}");
         }
         if let Some(out) = &self.out {
             let _ = writeln!(

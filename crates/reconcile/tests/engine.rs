@@ -7,7 +7,9 @@ use std::path::Path;
 
 use hongbao_domain::{Channel, Coupon, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
 use hongbao_queue::{DeliveryQueue, FinalState, Finish};
-use hongbao_reconcile::{Class, Options, Quiet, Summary, reconcile, requeue_list};
+use hongbao_reconcile::{
+    Class, Options, Quiet, ReconcileError, Refusal, Summary, reconcile, requeue_list,
+};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, LedgerScan, MemoryStore,
 };
@@ -259,6 +261,8 @@ async fn every_class_is_found_exactly_and_repairs_are_idempotent() {
     // Apply: resend two, record two.
     let mut apply = options(dir.path(), "apply");
     apply.apply = true;
+    // A third of this world's deliveries is lost on purpose: above any sane default share.
+    apply.guards.max_requeue_share = 1.0;
     let applied = reconcile(&w.store, &apply).await.expect("apply");
     let tally = applied.applied.expect("tally");
     assert_eq!((tally.requeued, tally.repaired, tally.recorded), (1, 1, 2), "{tally:?}");
@@ -325,4 +329,70 @@ async fn without_a_game_log_only_our_records_are_judged() {
     assert_eq!(nonzero(&s), expected, "{}", s.table());
     assert!(s.game_log.is_none() && s.out.is_none());
     assert!(!dir.path().join("nolog").exists());
+}
+
+/// Everything a pass could change: every order and every queue's depth.
+async fn snapshot(store: &MemoryStore) -> (Vec<Order>, [u64; 2]) {
+    let orders = store.scan_orders(None, 1_000).await.expect("scan");
+    (orders, [store.queue_depth(GameIndex(0)), store.queue_depth(GameIndex(1))])
+}
+
+/// An empty game log "loses" every delivered order: the dry run says `apply` would refuse,
+/// `apply` refuses and changes nothing, and only `force` goes ahead.
+#[tokio::test]
+async fn apply_refuses_a_game_log_that_does_not_cover_the_deliveries() {
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(dir.path()).await;
+    std::fs::write(dir.path().join("empty.log"), "").expect("write");
+    let before = snapshot(&w.store).await;
+
+    let mut dry = options(dir.path(), "dry");
+    dry.game_log = Some(dir.path().join("empty.log"));
+    dry.guards.max_requeue_share = 1.0;
+    let s = reconcile(&w.store, &dry).await.expect("dry run");
+    assert_eq!(s.classes[&Class::LostAtGame], 3, "{}", s.table());
+    assert!(
+        matches!(s.refusal, Some(Refusal::GameLogDoesNotCover { log_first_ms: None, .. })),
+        "{:?}",
+        s.refusal
+    );
+    assert!(s.table().contains("--apply would refuse"), "{}", s.table());
+    assert_eq!(snapshot(&w.store).await, before, "a dry run changes nothing");
+
+    let mut apply = dry.clone();
+    apply.apply = true;
+    apply.out = Some(dir.path().join("refused"));
+    match reconcile(&w.store, &apply).await {
+        Err(ReconcileError::Refused(Refusal::GameLogDoesNotCover { .. })) => {}
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&w.store).await, before, "a refused apply changes nothing");
+    assert!(!dir.path().join("refused").exists(), "a refused apply writes no report");
+
+    apply.guards.force = true;
+    let forced = reconcile(&w.store, &apply).await.expect("forced");
+    assert_eq!(forced.applied.expect("tally").requeued, 3);
+    assert!(forced.refusal.is_some(), "the summary still says what was overridden");
+}
+
+/// More re-deliveries than the stated share of delivered orders: refused, nothing changed.
+#[tokio::test]
+async fn apply_refuses_to_redeliver_more_than_the_stated_share() {
+    let dir = tempfile::tempdir().expect("dir");
+    let w = world(dir.path()).await;
+    let before = snapshot(&w.store).await;
+    let mut apply = options(dir.path(), "apply");
+    apply.apply = true;
+    match reconcile(&w.store, &apply).await {
+        Err(ReconcileError::Refused(Refusal::RequeueShareExceeded {
+            redeliver: 1,
+            delivered: 3,
+            ..
+        })) => {}
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&w.store).await, before);
+    apply.guards.max_requeue_share = 0.34;
+    let applied = reconcile(&w.store, &apply).await.expect("within the share");
+    assert_eq!(applied.applied.expect("tally").requeued, 1);
 }

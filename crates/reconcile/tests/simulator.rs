@@ -155,6 +155,8 @@ impl Rig {
         options.game_log = Some(self.log.clone());
         options.out = Some(out.to_path_buf());
         options.apply = apply;
+        // A fifth of the first deliveries is lost on purpose: above the default share.
+        options.guards.max_requeue_share = 1.0;
         options.sort_run_len = 16;
         options.page_len = 7;
         options

@@ -114,8 +114,8 @@ fn duplicate_channel_is_refused() {
 #[test]
 fn duplicate_ticket_key_is_refused() {
     let text = edited(
-        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\" }]",
-        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\" }, { id = \"dev-1\", secret = \"another-secret-0123456789\" }]",
+        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\", example = true }]",
+        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\", example = true }, { id = \"dev-1\", secret = \"another-secret-0123456789\" }]",
     );
     let (field, reason) = invalid(&text);
     assert_eq!(field, "auth.ticket_keys[1].id");
@@ -321,7 +321,7 @@ fn empty_env_name_is_refused() {
 #[test]
 fn no_ticket_keys_is_refused() {
     let (field, _) = invalid(&edited(
-        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\" }]",
+        "ticket_keys = [{ id = \"dev-1\", secret = \"dev-only-change-me-0123456789abcdef\", example = true }]",
         "ticket_keys = []",
     ));
     assert_eq!(field, "auth.ticket_keys");
@@ -372,4 +372,12 @@ fn coupon_key_is_optional_resolved_and_redacted() {
         "coupon_key = { secret = \"\" }\nticket_max_age_s = 86400",
     );
     assert_eq!(invalid(&empty).0, "auth.coupon_key.secret");
+}
+
+#[test]
+fn keys_marked_as_examples_are_listed() {
+    let c = parse(EXAMPLE).expect("the example parses");
+    assert_eq!(c.auth.example_keys, vec!["auth.ticket_keys[0]".to_string()]);
+    let real = edited(", example = true }", " }");
+    assert!(parse(&real).expect("parses").auth.example_keys.is_empty());
 }

@@ -185,6 +185,7 @@ fn auth(c: &Checker<'_>, raw: &RawAuth, env: Env<'_>) -> Result<AuthSettings, Ca
     }
     let mut key_ids = HashSet::new();
     let mut ticket_keys = Vec::with_capacity(raw.ticket_keys.len());
+    let mut example_keys = Vec::new();
     for (i, key) in raw.ticket_keys.iter().enumerate() {
         let field = format!("auth.ticket_keys[{i}]");
         let key_id = c.id(&format!("{field}.id"), &key.id)?;
@@ -192,6 +193,9 @@ fn auth(c: &Checker<'_>, raw: &RawAuth, env: Env<'_>) -> Result<AuthSettings, Ca
         let secret = c.secret(&field, key.secret.as_deref(), key.secret_env.as_deref(), env)?;
         if secret.len() < 16 {
             return Err(c.fail(format!("{field}.secret"), "secret is shorter than 16 bytes"));
+        }
+        if key.example {
+            example_keys.push(field);
         }
         ticket_keys.push(TicketKey { id: key_id, secret: secret.into_bytes() });
     }
@@ -202,6 +206,9 @@ fn auth(c: &Checker<'_>, raw: &RawAuth, env: Env<'_>) -> Result<AuthSettings, Ca
                 c.secret("auth.coupon_key", k.secret.as_deref(), k.secret_env.as_deref(), env)?;
             if secret.len() < 16 {
                 return Err(c.fail("auth.coupon_key.secret", "secret is shorter than 16 bytes"));
+            }
+            if k.example {
+                example_keys.push("auth.coupon_key".to_string());
             }
             Some(SecretBytes(secret.into_bytes()))
         }
@@ -215,6 +222,7 @@ fn auth(c: &Checker<'_>, raw: &RawAuth, env: Env<'_>) -> Result<AuthSettings, Ca
             raw.high_value_fresh_login_s,
             1,
         )?,
+        example_keys,
     })
 }
 
