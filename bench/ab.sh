@@ -5,15 +5,19 @@
 #   delivery  bench/delivery.sh S  (drain a backlog of S seconds of every game's capacity;
 #                                   S = 20 is 100,000 orders)
 # Usage: bench/ab.sh REV claim|delivery [RUNS] [S]
-#   BASE_BIN / NEW_BIN skip the builds and use these binaries instead.
+#   Each side runs its own tree's benchmark script and campaign (flags and campaign fields may
+#   differ between the two revisions); the measuring is the same.
+#   BASE_BIN / NEW_BIN skip the builds and use these binaries instead (with this tree's scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev="${1:?usage: bench/ab.sh REV claim|delivery [RUNS] [S]}"
 what="${2:?usage: bench/ab.sh REV claim|delivery [RUNS] [S]}"
 runs="${3:-3}"
 balance_s="${4:-20}"
+base_scripts="$PWD"
 if [ -z "${BASE_BIN:-}" ]; then
   base_tree="${BASE_TREE:-/tmp/hongbao-ab-$rev}"
+  base_scripts="$base_tree"
   [ -d "$base_tree" ] || git worktree add --detach "$base_tree" "$rev" >/dev/null
   (cd "$base_tree" && cargo build --release -p hongbao --quiet)
   BASE_BIN="$base_tree/target/release/hongbao"
@@ -24,11 +28,11 @@ if [ -z "${NEW_BIN:-}" ]; then
 fi
 for i in $(seq 1 "$runs"); do
   for side in base new; do
-    if [ "$side" = base ]; then bin="$BASE_BIN"; else bin="$NEW_BIN"; fi
+    if [ "$side" = base ]; then bin="$BASE_BIN"; tree="$base_scripts"; else bin="$NEW_BIN"; tree="$PWD"; fi
     echo "== run $i $side ($bin)"
     case "$what" in
-      claim) BIN="$bin" bench/claim-cpu.sh 2>&1 | grep -E "^floor|claim cpu by thread" ;;
-      delivery) NO_BUILD=1 BIN="$bin" bench/delivery.sh "$balance_s" 2>&1 | grep -vE "^$" ;;
+      claim) WORK="/tmp/hongbao-ab-claim-$side" BIN="$bin" "$tree/bench/claim-cpu.sh" 2>&1 | grep -E "^floor|claim cpu by thread" ;;
+      delivery) NO_BUILD=1 BIN="$bin" "$tree/bench/delivery.sh" "$balance_s" 2>&1 | grep -vE "^$" ;;
       *) echo "unknown benchmark $what (claim or delivery)" >&2; exit 2 ;;
     esac
   done

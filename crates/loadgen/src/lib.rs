@@ -294,55 +294,9 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         )
     });
 
-    let mut rng = SmallRng::seed_from_u64(config.seed);
-    let mut sampler = UserSampler::new(config.user_dist, config.users);
-    let channels = ctx.campaign.channels.len();
     let mut tasks = JoinSet::new();
-    // Replay: the first request the file had no line for, and when it was due.
-    let mut ran_out = None;
-    let mut lines_used = 0u64;
-    for k in 0.. {
-        let Some(offset) = schedule.time_of(k) else { break };
-        if let Some(r) = &replay
-            && k >= r.len() as u64
-        {
-            ran_out = Some((k, offset));
-            break;
-        }
-        let intended = start + offset;
-        if intended > Instant::now() {
-            tokio::time::sleep_until(intended.into()).await;
-        }
-        reap(&mut tasks);
-        let record = intended >= measure_start;
-        // Draw even for a dropped iteration, so the users offered do not depend on the server;
-        // likewise a dropped replay line is used up.
-        let job = if replay.is_some() {
-            lines_used += 1;
-            Job::Replay(k as usize)
-        } else {
-            let user = sampler.next(&mut rng);
-            let channel = ctx.campaign.channels[rng.random_range(0..channels)].channel;
-            Job::Iteration(Iteration { user, channel, intended, record })
-        };
-        match in_flight.clone().try_acquire_owned() {
-            Ok(permit) => {
-                ctx.recorder.scheduled(record, true);
-                let ctx = ctx.clone();
-                tasks.spawn(async move {
-                    match job {
-                        Job::Iteration(it) => scenario::run_iteration(&ctx, it).await,
-                        Job::Replay(line) => {
-                            scenario::run_replay(&ctx, line, intended, record).await;
-                        }
-                    }
-                    drop(permit);
-                });
-            }
-            Err(_) => ctx.recorder.scheduled(record, false),
-        }
-    }
-
+    let offered = Offer { schedule: &schedule, replay: replay.as_ref(), start, measure_start };
+    let (ran_out, lines_used) = offered.run(&config, &ctx, &in_flight, &mut tasks).await;
     drain(&mut tasks, config.drain_timeout, &ctx).await;
     if let Some(p) = progress {
         p.stop().await;
@@ -356,6 +310,77 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         ran_out_at_s: ran_out.map(|(_, offset)| offset.as_secs_f64()),
     });
     Ok(ctx.recorder.report(report_meta(&config, &ctx, replay_report), measure_start))
+}
+
+/// The run's schedule, offered to the target: one iteration (or replay line) per scheduled
+/// time, dropped when `max_in_flight` iterations are already running.
+struct Offer<'a> {
+    schedule: &'a Schedule,
+    replay: Option<&'a Arc<ReplayRequests>>,
+    start: Instant,
+    measure_start: Instant,
+}
+
+impl Offer<'_> {
+    /// Returns where a replay file ran out (index, offset) and how many of its lines were used.
+    async fn run(
+        &self,
+        config: &LoadConfig,
+        ctx: &Arc<scenario::Ctx>,
+        in_flight: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) -> (Option<(u64, Duration)>, u64) {
+        let (schedule, replay, start, measure_start) =
+            (self.schedule, self.replay, self.start, self.measure_start);
+        let mut rng = SmallRng::seed_from_u64(config.seed);
+        let mut sampler = UserSampler::new(config.user_dist, config.users);
+        let channels = ctx.campaign.channels.len();
+        // Replay: the first request the file had no line for, and when it was due.
+        let mut ran_out = None;
+        let mut lines_used = 0u64;
+        for k in 0.. {
+            let Some(offset) = schedule.time_of(k) else { break };
+            if let Some(r) = &replay
+                && k >= r.len() as u64
+            {
+                ran_out = Some((k, offset));
+                break;
+            }
+            let intended = start + offset;
+            if intended > Instant::now() {
+                tokio::time::sleep_until(intended.into()).await;
+            }
+            reap(tasks);
+            let record = intended >= measure_start;
+            // Draw even for a dropped iteration, so the users offered do not depend on the server;
+            // likewise a dropped replay line is used up.
+            let job = if replay.is_some() {
+                lines_used += 1;
+                Job::Replay(k as usize)
+            } else {
+                let user = sampler.next(&mut rng);
+                let channel = ctx.campaign.channels[rng.random_range(0..channels)].channel;
+                Job::Iteration(Iteration { user, channel, intended, record })
+            };
+            match in_flight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    ctx.recorder.scheduled(record, true);
+                    let ctx = ctx.clone();
+                    tasks.spawn(async move {
+                        match job {
+                            Job::Iteration(it) => scenario::run_iteration(&ctx, it).await,
+                            Job::Replay(line) => {
+                                scenario::run_replay(&ctx, line, intended, record).await;
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(_) => ctx.recorder.scheduled(record, false),
+            }
+        }
+        (ran_out, lines_used)
+    }
 }
 
 /// Waits up to `timeout` for the iterations still running; the rest are counted abandoned.

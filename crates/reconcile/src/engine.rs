@@ -148,8 +148,8 @@ pub async fn reconcile<S: Ledger>(store: &S, options: &Options) -> Result<Summar
     pass(store, options).await
 }
 
-async fn pass<S: Ledger>(store: &S, options: &Options) -> Result<Summary, ReconcileError> {
-    let started = Instant::now();
+/// Refuses options no pass can run with, before anything is read.
+fn check_options(options: &Options) -> Result<(), ReconcileError> {
     if options.page_len == 0 || options.page_len > SCAN_PAGE_MAX {
         return Err(ReconcileError::InvalidOptions(format!(
             "page length {} is outside 1..={SCAN_PAGE_MAX}",
@@ -166,6 +166,12 @@ async fn pass<S: Ledger>(store: &S, options: &Options) -> Result<Summary, Reconc
     if options.games.len() > usize::from(u8::MAX) + 1 {
         return Err(ReconcileError::InvalidOptions("more games than indexes".into()));
     }
+    Ok(())
+}
+
+async fn pass<S: Ledger>(store: &S, options: &Options) -> Result<Summary, ReconcileError> {
+    let started = Instant::now();
+    check_options(options)?;
     let rules = options.rules();
     let mut summary = Summary::new(options.now_ms, options.from_ms, options.to_ms, options.apply);
     let mut report = Report::create(options.out.as_deref()).map_err(output)?;
