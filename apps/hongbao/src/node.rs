@@ -69,6 +69,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = STORE_LINGER_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=STORE_LINGER_MS_MAX))]
     pub store_linger_ms: u64,
+    /// Log one line per API request (method, route, status, latency in ms; never the ticket)
+    /// under the target `hongbao::access`, at INFO.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Longest an API request may take before it is answered 408 `request_timeout`, in
+    /// milliseconds.
+    #[arg(long, default_value_t = hongbao_api::REQUEST_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
 }
 
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
@@ -200,6 +209,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(dir) = &args.reconcile_dir {
         node.set_reconcile_dir(dir)?;
     }
+    node.router_options = hongbao_api::RouterOptions {
+        access_log: args.access_log,
+        request_timeout_ms: args.request_timeout_ms,
+    };
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -260,6 +273,8 @@ pub struct Node {
     dispatcher: Option<Arc<Dispatcher>>,
     /// Canonical: the admin endpoint's reconciliation reads and writes only under it.
     reconcile_dir: PathBuf,
+    /// How the API's router is built (access log, request timeout).
+    pub router_options: hongbao_api::RouterOptions,
 }
 
 impl Node {
@@ -297,7 +312,10 @@ impl Node {
         let state = api_state(campaign, profiles, idip, clock)
             .with_grants(store.clone())
             .with_claims(store.clone());
-        let mut node = Node { state, store, dispatcher, reconcile_dir: PathBuf::new() };
+        state.mark_store_open();
+        let router_options = hongbao_api::RouterOptions::default();
+        let mut node =
+            Node { state, store, dispatcher, reconcile_dir: PathBuf::new(), router_options };
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
     }
@@ -318,7 +336,7 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher, reconcile_dir } = self;
+        let Node { state, store, dispatcher, reconcile_dir, router_options } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -338,7 +356,7 @@ impl Node {
             state.set_ready(true);
             tokio::spawn(hongbao_api::serve(
                 listener,
-                hongbao_api::router(state.clone()),
+                hongbao_api::router_with(state.clone(), router_options),
                 stopped(),
             ))
         });

@@ -191,6 +191,12 @@ fn campaign_shift_moves_the_dates_and_keeps_the_comments() {
 
 /// Runs a node with stderr to a pipe until it listens, stops it, and returns its stderr.
 fn node_stderr(extra: &[&str]) -> String {
+    node_stderr_after(extra, |_| {})
+}
+
+/// A node's stderr from start to a graceful stop, `while_serving` called with its API's base
+/// URL in between.
+fn node_stderr_after(extra: &[&str], while_serving: impl FnOnce(&str)) -> String {
     let dir = tempfile::tempdir().expect("dir");
     let config = campaign_path();
     let mut args = vec!["serve", "--rehearsal", "--no-profiles", "--role", "api"];
@@ -214,9 +220,42 @@ fn node_stderr(extra: &[&str]) -> String {
     });
     let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut node = Running { child, stdout };
+    let api = node.wait_for_url("api listening");
     node.wait_for_url("admin listening");
+    while_serving(&api);
     assert!(node.terminate().success());
     reader.join().expect("stderr reader")
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection; returns the status line.
+fn get_status_line(base: &str, path: &str) -> String {
+    use std::io::{BufRead, Write};
+    let authority = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).expect("read");
+    line
+}
+
+#[test]
+fn the_access_log_has_a_line_per_request_with_route_status_and_latency_and_no_ticket() {
+    let ticket = "not-a-real-ticket-but-secret";
+    let quiet = node_stderr_after(&[], |api| {
+        assert!(get_status_line(api, "/healthz").contains("200"));
+    });
+    assert!(!quiet.contains("hongbao::access"), "no access log unless asked: {quiet}");
+    let logged = node_stderr_after(&["--access-log"], |api| {
+        assert!(get_status_line(api, "/healthz").contains("200"));
+        let orders = format!("/v1/orders?ticket={ticket}");
+        assert!(get_status_line(api, &orders).contains("401"));
+    });
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("hongbao::access")).collect();
+    assert_eq!(lines.len(), 2, "one line per request: {logged}");
+    assert!(lines[0].contains("/healthz") && lines[0].contains("200"), "{}", lines[0]);
+    assert!(lines.iter().all(|l| l.contains("latency_ms")), "{lines:?}");
+    assert!(!logged.contains(ticket), "the ticket is never logged: {logged}");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub mod static_catalog;
 pub use claim_service::{ClaimCommand, ClaimError, ClaimService, Claimed};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
-pub use layers::RouterOptions;
+pub use layers::{ACCESS_LOG_TARGET, REQUEST_TIMEOUT_MS_DEFAULT, RouterOptions};
 pub use state::ApiState;
 pub use static_catalog::CatalogStore;
 
