@@ -58,3 +58,51 @@ async fn a_grants_only_store_refuses_claims() {
     let claim = claim_req(5, Channel::Scan, 1, 0, 5, 1, NOW_MS);
     assert!(matches!(redis.claim(claim).await, Err(StoreError::InvalidConfig(_))));
 }
+
+/// An idempotency record answers by its stored expiry on the request's clock; Redis's own TTL,
+/// a margin longer, only collects it afterwards.
+#[tokio::test]
+async fn idempotency_records_outlive_their_decisions_in_redis() {
+    use hongbao_redis::IDEMPOTENCY_GC_MARGIN_MS;
+    use hongbao_store::{IDEMPOTENCY_TTL_MS, IdempotencyKey};
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let redis = connect(&ns).await;
+    let key = IdempotencyKey::new("retry-1", [7; 32]).expect("a key");
+    let req = claim_req(4, Channel::Swipe, 1, 1, 5, 1, NOW_MS).with_idempotency(key);
+    assert!(matches!(redis.claim(req).await, Ok(ClaimOutcome::Accepted(_))));
+    let mut conn = redis::Client::open(REDIS_URL).expect("url").get_connection().expect("conn");
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(format!("{ns}:{{spring}}:idem:4:retry-1"))
+        .query(&mut conn)
+        .expect("PTTL");
+    let ttl_ms = u64::try_from(ttl_ms).expect("a record with a TTL");
+    assert!(ttl_ms > IDEMPOTENCY_TTL_MS, "{ttl_ms}");
+    assert!(ttl_ms <= IDEMPOTENCY_TTL_MS + IDEMPOTENCY_GC_MARGIN_MS, "{ttl_ms}");
+}
+
+/// Values the layout did not write are reported as corrupt, never taken for an answer.
+#[tokio::test]
+async fn foreign_values_are_corrupt() {
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let redis = connect(&ns).await;
+    let req = claim_req(4, Channel::Swipe, 1, 1, 5, 1, NOW_MS);
+    let id = req.order_id();
+    let mut conn = redis::Client::open(REDIS_URL).expect("url").get_connection().expect("conn");
+    redis::cmd("HSET")
+        .arg(format!("{ns}:{{spring}}:orders"))
+        .arg(id.as_str())
+        .arg("{\"not\":\"an order\"}")
+        .query::<i64>(&mut conn)
+        .expect("HSET");
+    assert!(matches!(redis.order(&id).await, Err(StoreError::Corrupt(_))));
+    // A huge stock (beyond Lua's exact integers) still takes one unit.
+    let other = claim_req(5, Channel::Swipe, 1, 1, u64::MAX, 1, NOW_MS);
+    assert!(matches!(redis.claim(other).await, Ok(ClaimOutcome::Accepted(_))));
+    assert_eq!(redis.stock_taken(hongbao_domain::GiftIndex(1)), 1);
+}
