@@ -19,8 +19,9 @@
 //! `Nats-Msg-Id` = order id and remove it), the delivery-queue port, reconciliation's scans, and
 //! a Redis Cluster connection (the keys are already laid out for one, see [`keys`]).
 //!
-//! Durability is Redis's: an answer is as durable as the server's `appendfsync` makes it
-//! (docs/DEPLOYMENT.md; the development instance keeps nothing).
+//! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
+//! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
+//! second of claims lost with the server); the development and CI instance keeps nothing.
 
 mod claim;
 mod grant;
