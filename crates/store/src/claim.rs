@@ -268,6 +268,16 @@ impl ClaimRequest {
     pub fn order_id(&self) -> OrderId {
         OrderId::derive(&self.coupon.campaign_id, self.coupon.user, &self.coupon.id())
     }
+
+    /// The order this claim creates if it is accepted, after the checks every store makes before
+    /// its atomic step (the claim's campaign is `binding`'s, its gift is bound): the ledger's own
+    /// rules, for adapters outside this crate. A store whose atomic step runs elsewhere (the
+    /// Redis script) builds the order here and has the step decide whether to write it, so the
+    /// order's fields are never written twice.
+    pub fn prepare_order(&self, binding: &CampaignBinding) -> Result<Order, StoreError> {
+        let prepared = crate::ledger::claim::prepare(binding, self)?;
+        Ok(crate::ledger::claim::new_order(self, &prepared))
+    }
 }
 
 /// The answer to a claim. Rejections are answers, not errors.

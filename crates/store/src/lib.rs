@@ -17,6 +17,10 @@
 //! - [`MemoryStore`]: in-process, for tests of the other crates; forgets everything on drop.
 //! - [`EmbeddedStore`]: fjall on local disk with group commit — one writer thread, one atomic
 //!   batch and one fsync per group of requests, answered only after the fsync.
+//! - `hongbao_redis::RedisLedger` (`crates/redis`, which depends on this crate): distributed
+//!   mode, where Redis runs the decisions. Its Lua scripts (one per grant, one per claim)
+//!   restate the grant and claim rules, and its differential test holds them to
+//!   [`MemoryStore`]'s answers.
 //!
 //! Shared behavioural suites (`tests/grant_ledger.rs`, `tests/claims.rs`) and a differential
 //! property test of the writer against the memory store check that they agree.

@@ -10,9 +10,11 @@
 //! - the embedded writer implements it over its batch's staged overlay: the batch's own writes
 //!   over committed fjall reads, with the Bloom filter of what the store may hold answering
 //!   "certainly absent" without a read;
-//! - a Redis adapter can run the same rules as one Lua script per command. The differential
-//!   property test of the writer (`embedded/writer/tests.rs`) drives these functions through two
-//!   backends and compares every answer and the resulting state; a third backend joins it there.
+//! - the Redis adapter (`crates/redis`, which depends on this crate) restates them as one Lua
+//!   script per command. The differential property test of the writer
+//!   (`embedded/writer/tests.rs`) drives these functions through two backends and compares every
+//!   answer and the resulting state; `crates/redis/tests/differential.rs` does the same for the
+//!   scripts against [`crate::MemoryStore`].
 //!
 //! Contract of every decision, relied on by the writer's batches: it makes all its fallible
 //! reads before its first write, so a read that fails (a disk error) fails that command alone,

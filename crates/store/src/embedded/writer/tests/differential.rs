@@ -4,7 +4,8 @@
 //! writer as one batch each (with its staging, Bloom filter, deferred leases, cursor and
 //! look-ahead) and to the memory store one by one in the equivalent order. Every answer must
 //! match, and afterwards the fake disk must hold exactly the model's orders, queues and send
-//! log. Another backend of the same rules (a Redis script) is checked by adding it here.
+//! log. The Redis scripts are checked against the memory store the same way, in
+//! `crates/redis/tests/differential.rs` (that crate depends on this one).
 
 use proptest::test_runner::TestCaseError;
 

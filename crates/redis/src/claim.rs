@@ -1,0 +1,174 @@
+//! The claim: `lua/claim.lua` and its reply, and the reads of orders.
+
+use hongbao_store::{
+    ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, ORDERS_OF_MAX, Order, OrderId, StoreError,
+};
+use redis::Value;
+
+use crate::{IDEMPOTENCY_GC_MARGIN_MS, RedisLedger, lua_limit, store_error};
+
+pub(crate) async fn claim(
+    ledger: &RedisLedger,
+    req: ClaimRequest,
+) -> Result<ClaimOutcome, StoreError> {
+    // The checks every store makes before its atomic step, and the order it would write.
+    let order = req.prepare_order(&ledger.binding)?;
+    let json = serde_json::to_string(&order).map_err(|e| {
+        StoreError::InvalidRequest(format!("order {} not serialisable: {e}", order.id))
+    })?;
+    let (keys, user) = (&ledger.keys, req.user());
+    let mut call = ledger.claim_script.prepare_invoke();
+    call.key(keys.orders())
+        .key(keys.stock())
+        .key(keys.user_gifts(user))
+        .key(keys.user_orders(user))
+        .key(keys.should_send());
+    let (fingerprint, expires) = match &req.idempotency {
+        Some(key) => {
+            call.key(keys.idempotency(user, key.key()));
+            let expires_at_ms = req.now_ms.saturating_add(IDEMPOTENCY_TTL_MS);
+            (hex::encode(key.fingerprint()), digits(expires_at_ms))
+        }
+        None => (String::new(), String::new()),
+    };
+    call.arg(order.id.as_str())
+        .arg(&order.gift_id)
+        .arg(lua_limit(req.stock))
+        .arg(req.per_user_limit)
+        .arg(digits(req.now_ms))
+        .arg(fingerprint)
+        .arg(expires)
+        .arg(IDEMPOTENCY_TTL_MS + IDEMPOTENCY_GC_MARGIN_MS)
+        .arg(json)
+        .arg(order.created_at_ms)
+        .arg(order.ready_at_ms.unwrap_or(order.created_at_ms));
+    let reply: Value = call.invoke_async(&mut ledger.conn.clone()).await.map_err(store_error)?;
+
+    let Value::Array(parts) = reply else {
+        return Err(bad_reply(&reply));
+    };
+    let [outcome, stored, taken] = parts.as_slice() else {
+        return Err(bad_reply(&Value::Array(parts)));
+    };
+    if let Ok(taken) = u64::try_from(int(taken)?) {
+        ledger.saw_taken(req.gift, taken);
+    }
+    let stored = bytes(stored)?;
+    Ok(match text(outcome)? {
+        // The order this claim wrote: the one built above, as sent.
+        "A" if stored.is_empty() => ClaimOutcome::Accepted(Box::new(order)),
+        "A" => ClaimOutcome::Accepted(Box::new(decode_order(stored)?)),
+        "R" => ClaimOutcome::Replayed(Box::new(decode_order(stored)?)),
+        "C" => ClaimOutcome::CouponAlreadyRedeemed(Box::new(decode_order(stored)?)),
+        "conflict" => ClaimOutcome::IdempotencyConflict,
+        "out_of_stock" => ClaimOutcome::OutOfStock,
+        "limit" => ClaimOutcome::LimitReached,
+        "corrupt" => {
+            return Err(StoreError::Corrupt(String::from_utf8_lossy(stored).into_owned()));
+        }
+        _ => return Err(bad_reply(outcome)),
+    })
+}
+
+pub(crate) async fn order(ledger: &RedisLedger, id: &OrderId) -> Result<Option<Order>, StoreError> {
+    let stored: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(ledger.keys.orders())
+        .arg(id.as_str())
+        .query_async(&mut ledger.conn.clone())
+        .await
+        .map_err(store_error)?;
+    stored.map(|json| decode_order(&json)).transpose()
+}
+
+/// The user's first `limit` orders by (`created_at_ms`, id): the index's own order.
+pub(crate) async fn orders_of(
+    ledger: &RedisLedger,
+    user: u64,
+    limit: usize,
+) -> Result<Vec<Order>, StoreError> {
+    let limit = limit.min(ORDERS_OF_MAX);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = ledger.conn.clone();
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(ledger.keys.user_orders(user))
+        .arg(0)
+        .arg(limit - 1)
+        .query_async(&mut conn)
+        .await
+        .map_err(store_error)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+        .arg(ledger.keys.orders())
+        .arg(&ids)
+        .query_async(&mut conn)
+        .await
+        .map_err(store_error)?;
+    // The script writes an order and its index entry together: one without the other is damage.
+    ids.iter()
+        .zip(stored)
+        .map(|(id, json)| match json {
+            Some(json) => decode_order(&json),
+            None => {
+                Err(StoreError::Corrupt(format!("user {user}'s index names missing order {id}")))
+            }
+        })
+        .collect()
+}
+
+/// A stored order, checked: it must parse and be consistent (DESIGN.md §6: data from the
+/// network is never trusted).
+fn decode_order(json: &[u8]) -> Result<Order, StoreError> {
+    let order: Order = serde_json::from_slice(json)
+        .map_err(|e| StoreError::Corrupt(format!("stored order is not an order: {e}")))?;
+    if !order.is_consistent() {
+        return Err(StoreError::Corrupt(format!("stored order {} is inconsistent", order.id)));
+    }
+    Ok(order)
+}
+
+/// A time as the script compares it: 20 digits, so that string order is numeric order for any
+/// u64.
+fn digits(ms: u64) -> String {
+    format!("{ms:020}")
+}
+
+pub(crate) fn int(value: &Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(i) => Ok(*i),
+        other => Err(bad_reply(other)),
+    }
+}
+
+pub(crate) fn bytes(value: &Value) -> Result<&[u8], StoreError> {
+    match value {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        other => Err(bad_reply(other)),
+    }
+}
+
+pub(crate) fn text(value: &Value) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes(value)?).map_err(|_| bad_reply(value))
+}
+
+fn bad_reply(value: &Value) -> StoreError {
+    StoreError::Corrupt(format!("unexpected reply of a script: {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_compare_as_strings_like_numbers() {
+        let times = [0, 9, 10, 1_800_000_000_000, u64::MAX - 1, u64::MAX];
+        for pair in times.windows(2) {
+            assert!(digits(pair[0]) < digits(pair[1]), "{pair:?}");
+            assert_eq!(digits(pair[0]).len(), 20);
+        }
+    }
+}

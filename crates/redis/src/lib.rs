@@ -1,0 +1,202 @@
+//! Redis adapters of hongbao's grant and claim ports (DESIGN.md §3, distributed mode).
+//!
+//! [`RedisLedger`] implements [`GrantLedger`] and [`ClaimLedger`] over one Redis connection
+//! (a reconnecting [`ConnectionManager`]). Each command is ONE Lua script (`EVALSHA`, loaded on
+//! first use), so it is decided and recorded atomically however many API nodes share the Redis:
+//!
+//! - a grab runs `lua/grant.lua`, the rules of the store's `ledger::grant`;
+//! - a claim runs `lua/claim.lua`, the rules of `ledger::claim` in the order
+//!   [`hongbao_store::claim`] documents. The order an acceptance writes is built by the store
+//!   itself ([`ClaimRequest::prepare_order`]); the script decides whether to write it.
+//!
+//! The scripts restate the ledger core's rules in Lua (Redis runs no Rust); the differential
+//! property test (`tests/differential.rs`) drives [`hongbao_store::MemoryStore`], which runs the
+//! core itself, and this adapter through the same random commands and requires every answer and
+//! the final state to agree.
+//!
+//! What is not here yet: publishing accepted orders to JetStream (the script records each in
+//! the `should_send` set, "recorded, not yet published", for the sweeper that will publish with
+//! `Nats-Msg-Id` = order id and remove it), the delivery-queue port, reconciliation's scans, and
+//! a Redis Cluster connection (the keys are already laid out for one, see [`keys`]).
+//!
+//! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
+//! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
+//! second of claims lost with the server); the development and CI instance keeps nothing.
+
+mod claim;
+mod grant;
+pub mod keys;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hongbao_store::{
+    CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, GrantLedger,
+    GrantOutcome, GrantRequest, Order, OrderId, StoreError,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script};
+
+pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
+
+use keys::{Keys, channel_index};
+
+/// How long one command may wait for Redis's answer. A command that timed out may or may not
+/// have been applied (as a dropped future of the ports): the same claim again tells which.
+pub const RESPONSE_TIMEOUT_MS: u64 = 2_000;
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Reconnection attempts (exponential backoff from 100 ms) before a command fails with
+/// `Unavailable`; the next command starts again.
+pub const RECONNECT_RETRIES: usize = 6;
+/// Extra Redis lifetime of an idempotency record past [`hongbao_store::IDEMPOTENCY_TTL_MS`].
+/// Whether a record still answers is decided by its stored expiry against the request's clock
+/// (the node's injected clock, like every other decision); Redis's own TTL only collects records
+/// certainly expired, even with the nodes' and Redis's clocks an hour apart.
+pub const IDEMPOTENCY_GC_MARGIN_MS: u64 = 3_600 * 1_000;
+
+/// Largest integer Lua's numbers (doubles) hold exactly. Limits above it are sent as it: no
+/// counter, incremented by one per command, comes near it, so the decision is the same.
+const LUA_EXACT_MAX: u64 = 1 << 53;
+
+/// A limit as the scripts compare it (see [`LUA_EXACT_MAX`]).
+fn lua_limit(limit: u64) -> u64 {
+    limit.min(LUA_EXACT_MAX)
+}
+
+/// The grant and claim ledgers of one campaign in Redis, under one namespace.
+pub struct RedisLedger {
+    conn: ConnectionManager,
+    binding: CampaignBinding,
+    keys: Keys,
+    /// Units taken per bound gift, as last seen by this node. See [`ClaimLedger::stock_taken`].
+    stock_taken: Vec<AtomicU64>,
+    /// Coupons granted per channel, as last seen by this node.
+    granted: [AtomicU64; 3],
+    grant_script: Script,
+    claim_script: Script,
+}
+
+impl RedisLedger {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`) for `binding`'s campaign under
+    /// `namespace` (see [`check_namespace`]), and reads the campaign's counters.
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        binding: CampaignBinding,
+    ) -> Result<Self, StoreError> {
+        check_namespace(namespace)?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::InvalidConfig(format!("redis url `{url}`: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
+            .set_response_timeout(Some(Duration::from_millis(RESPONSE_TIMEOUT_MS)))
+            .set_number_of_retries(RECONNECT_RETRIES);
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(store_error)?;
+        let ledger = Self {
+            conn,
+            keys: Keys::new(namespace, binding.campaign_id()),
+            stock_taken: (0..binding.gifts()).map(|_| AtomicU64::new(0)).collect(),
+            granted: Default::default(),
+            binding,
+            grant_script: Script::new(include_str!("lua/grant.lua")),
+            claim_script: Script::new(include_str!("lua/claim.lua")),
+        };
+        ledger.refresh_counters().await?;
+        Ok(ledger)
+    }
+
+    pub fn binding(&self) -> &CampaignBinding {
+        &self.binding
+    }
+
+    /// Reads the units taken of every bound gift and the coupons granted on every channel, so
+    /// that [`ClaimLedger::stock_taken`] and [`GrantLedger::granted`] catch up with the other
+    /// nodes. Done at connect; a caller that wants a bounded lag calls it periodically.
+    pub async fn refresh_counters(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let gift_ids: Vec<&str> = (0..self.binding.gifts())
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter_map(|i| self.binding.gift(GiftIndex(i)).map(|(id, _)| id))
+            .collect();
+        if !gift_ids.is_empty() {
+            let taken: Vec<Option<u64>> = redis::cmd("HMGET")
+                .arg(self.keys.stock())
+                .arg(&gift_ids)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            for (seen, taken) in self.stock_taken.iter().zip(taken) {
+                seen.fetch_max(taken.unwrap_or(0), Ordering::Relaxed);
+            }
+        }
+        // One GET per channel: their keys are in different slots (see `keys`).
+        for channel in [Channel::Swipe, Channel::ArMap, Channel::Scan] {
+            let granted: Option<u64> = redis::cmd("GET")
+                .arg(self.keys.grant(channel).granted)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            self.saw_granted(channel, granted.unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// Counters only grow, and replies of concurrent commands arrive in any order: keep the
+    /// largest value seen.
+    fn saw_granted(&self, channel: Channel, granted: u64) {
+        self.granted[channel_index(channel)].fetch_max(granted, Ordering::Relaxed);
+    }
+
+    fn saw_taken(&self, gift: GiftIndex, taken: u64) {
+        if let Some(seen) = self.stock_taken.get(usize::from(gift.0)) {
+            seen.fetch_max(taken, Ordering::Relaxed);
+        }
+    }
+}
+
+impl GrantLedger for RedisLedger {
+    async fn grant(&self, req: GrantRequest) -> Result<GrantOutcome, StoreError> {
+        grant::grant(self, req).await
+    }
+
+    /// Coupons granted on `channel` as this node last saw them: from its own grants' replies
+    /// and the last [`RedisLedger::refresh_counters`]. Lags other nodes' grants until then.
+    fn granted(&self, channel: Channel) -> u64 {
+        self.granted[channel_index(channel)].load(Ordering::Relaxed)
+    }
+}
+
+impl ClaimLedger for RedisLedger {
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        claim::claim(self, req).await
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        claim::order(self, id).await
+    }
+
+    async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        claim::orders_of(self, user, limit).await
+    }
+
+    /// Units of `gift` taken as this node last saw them: from every claim script's reply (each
+    /// reports the gift's count as the script saw it) and the last
+    /// [`RedisLedger::refresh_counters`]. It lags the other nodes' claims until their effect is
+    /// seen here. That is enough for what it is for: the gift list uses it only to hide
+    /// sold-out gifts, while the claim script decides stock exactly, against Redis's own count.
+    fn stock_taken(&self, gift: GiftIndex) -> u64 {
+        self.stock_taken.get(usize::from(gift.0)).map_or(0, |seen| seen.load(Ordering::Relaxed))
+    }
+}
+
+/// A Redis error as the ports' error: a reply of the wrong shape means the keys hold something
+/// this layout did not write; anything else (connection, timeout, server) is unavailability.
+fn store_error(err: RedisError) -> StoreError {
+    match err.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            StoreError::Corrupt(format!("unexpected redis reply: {err}"))
+        }
+        _ => StoreError::Unavailable(format!("redis: {err}")),
+    }
+}

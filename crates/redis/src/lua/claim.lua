@@ -1,0 +1,74 @@
+#!lua
+-- One claim, decided and recorded atomically: `ledger::claim`'s rules (crates/store/src/ledger/
+-- claim.rs) in the order `hongbao_store::claim` documents. Rejections write nothing; the
+-- `#!lua` line makes Redis refuse the whole script when out of memory rather than stop it
+-- between two writes.
+--
+-- KEYS[1]  orders (hash: order id -> Order JSON)
+-- KEYS[2]  units taken (hash: gift id -> count)
+-- KEYS[3]  the user's units per gift (hash: gift id -> count)
+-- KEYS[4]  the user's orders (zset: order id scored by created_at_ms)
+-- KEYS[5]  should-send: recorded, not yet published (zset: order id scored by ready_at_ms)
+-- KEYS[6]  the idempotency record of (user, key); absent for a claim without a key
+-- ARGV[1]  order id (derived from campaign, user, coupon)   ARGV[2] gift id
+-- ARGV[3]  stock (at most 2^53)   ARGV[4] per-user limit of the gift
+-- ARGV[5]  now, ms, 20 digits   ARGV[6] request fingerprint, 64 hex digits
+-- ARGV[7]  the record's expiry, ms, 20 digits   ARGV[8] the record's Redis TTL, ms
+-- ARGV[9]  the order an acceptance writes (JSON)   ARGV[10] its created_at_ms   ARGV[11] ready_at_ms
+-- Reply    {outcome, order JSON, units of the gift taken or -1}: outcome 'A' (accepted),
+--          'R' (replayed), 'C' (coupon already redeemed) with the order as stored now, or ''
+--          for the order ARGV[9] just written; or 'conflict', 'out_of_stock', 'limit', or
+--          'corrupt' with a message.
+--
+-- An idempotency record is one string, WARNING: persisted, changing it breaks stored records:
+-- expiry (20 digits) .. fingerprint (64 hex) .. kind ('A', 'R' or 'C') .. order id (32 hex).
+-- Times are compared as 20-digit strings: exact for any u64, where Lua's numbers are doubles.
+local order_id, gift_id = ARGV[1], ARGV[2]
+local keyed = #KEYS == 6
+
+-- 1. Idempotency key: an unexpired record answers, a conflict or its kind with the order now.
+if keyed then
+  local record = redis.call('GET', KEYS[6])
+  if record and string.sub(record, 1, 20) > ARGV[5] then
+    if string.sub(record, 21, 84) ~= ARGV[6] then
+      return {'conflict', '', -1}
+    end
+    local recorded_id = string.sub(record, 86)
+    local recorded = redis.call('HGET', KEYS[1], recorded_id)
+    if not recorded then
+      return {'corrupt', 'idempotency key names missing order ' .. recorded_id, -1}
+    end
+    return {string.sub(record, 85, 85), recorded, -1}
+  end
+end
+
+local outcome, order, taken
+local existing = redis.call('HGET', KEYS[1], order_id)
+if existing then
+  -- 2. Coupon already redeemed: the same gift replays the order, another gift is refused.
+  if cjson.decode(existing)['gift_id'] == gift_id then outcome = 'R' else outcome = 'C' end
+  order, taken = existing, -1
+else
+  -- 3. Stock.
+  taken = tonumber(redis.call('HGET', KEYS[2], gift_id) or '0')
+  if taken >= tonumber(ARGV[3]) then
+    return {'out_of_stock', '', taken}
+  end
+  -- 4. The user's limit of the gift.
+  local claimed = tonumber(redis.call('HGET', KEYS[3], gift_id) or '0')
+  if claimed >= tonumber(ARGV[4]) then
+    return {'limit', '', taken}
+  end
+  -- 5. Accepted: the order (the redemption record of its coupon), its index, the counters,
+  -- should-send.
+  taken = redis.call('HINCRBY', KEYS[2], gift_id, 1)
+  redis.call('HINCRBY', KEYS[3], gift_id, 1)
+  redis.call('HSET', KEYS[1], order_id, ARGV[9])
+  redis.call('ZADD', KEYS[4], ARGV[10], order_id)
+  redis.call('ZADD', KEYS[5], ARGV[11], order_id)
+  outcome, order = 'A', ''
+end
+if keyed then
+  redis.call('SET', KEYS[6], ARGV[7] .. ARGV[6] .. outcome .. order_id, 'PX', ARGV[8])
+end
+return {outcome, order, taken}

@@ -1,0 +1,159 @@
+//! Concurrent commands over shared adapters ("nodes") of one namespace: the scripts serialise
+//! them, so stock, per-user limits, coupons and budgets hold exactly.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{NOW_MS, claim_req, connect, namespace, redis_answers};
+use hongbao_domain::{Channel, GiftIndex};
+use hongbao_redis::RedisLedger;
+use hongbao_store::{ClaimLedger, ClaimOutcome, GrantLedger, GrantOutcome, GrantRequest};
+use tokio::task::JoinSet;
+
+const STOCK: u64 = 25;
+const CLAIMS: u64 = 200;
+
+/// Two nodes: each claim goes to one of them, alternately.
+async fn two_nodes(ns: &str) -> [Arc<RedisLedger>; 2] {
+    [Arc::new(connect(ns).await), Arc::new(connect(ns).await)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_take_exactly_the_stock() {
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for user in 1..=CLAIMS {
+        let node = Arc::clone(&nodes[(user % 2) as usize]);
+        tasks.spawn(async move {
+            node.claim(claim_req(user, Channel::Swipe, 1, 0, STOCK, 1, NOW_MS)).await
+        });
+    }
+    let (mut accepted, mut out_of_stock) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("the task ran").expect("redis answers") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            ClaimOutcome::OutOfStock => out_of_stock += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((accepted, out_of_stock), (STOCK, CLAIMS - STOCK));
+    // Each node's count lags until it reads the others' effect, and never runs ahead.
+    for node in &nodes {
+        assert!(node.stock_taken(GiftIndex(0)) <= STOCK);
+        node.refresh_counters().await.expect("redis answers");
+        assert_eq!(node.stock_taken(GiftIndex(0)), STOCK);
+        assert_eq!(node.stock_taken(GiftIndex(1)), 0);
+    }
+    let mut orders = 0;
+    for user in 1..=CLAIMS {
+        orders += nodes[0].orders_of(user, 10).await.expect("read").len() as u64;
+    }
+    assert_eq!(orders, STOCK);
+}
+
+/// One user claims one gift with many coupons at once: the per-user limit holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_one_user_respect_the_limit() {
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for serial in 1..=20u32 {
+        let node = Arc::clone(&nodes[(serial % 2) as usize]);
+        tasks.spawn(async move {
+            node.claim(claim_req(7, Channel::Scan, serial, 2, 1_000, 2, NOW_MS)).await
+        });
+    }
+    let mut accepted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("the task ran").expect("redis answers") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            ClaimOutcome::LimitReached => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 2);
+    assert_eq!(nodes[0].orders_of(7, 100).await.expect("read").len(), 2);
+}
+
+/// One coupon claimed for every gift at once: exactly one order; the others hear of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_coupon_is_redeemed_once() {
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..30u16 {
+        let node = Arc::clone(&nodes[usize::from(i % 2)]);
+        tasks.spawn(async move {
+            node.claim(claim_req(9, Channel::ArMap, 1, i % 3, 1_000, 5, NOW_MS)).await
+        });
+    }
+    let mut orders = Vec::new();
+    let mut accepted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.expect("the task ran").expect("redis answers");
+        if matches!(outcome, ClaimOutcome::Accepted(_)) {
+            accepted += 1;
+        }
+        orders.push(outcome.order().expect("every claim names the one order").clone());
+    }
+    assert_eq!(accepted, 1);
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order: {orders:?}");
+    let taken: u64 = (0..3).map(|g| nodes[0].stock_taken(GiftIndex(g))).sum();
+    assert!(taken <= 1);
+}
+
+/// Many grants at once on one channel from a few users: exactly the budget is granted, and each
+/// user's serials are 1..=n without gaps or repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_grants_hold_budget_and_serials() {
+    if !redis_answers() {
+        return;
+    }
+    const BUDGET: u64 = 30;
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..100u64 {
+        let node = Arc::clone(&nodes[(i % 2) as usize]);
+        let req = GrantRequest {
+            user: i % 10,
+            channel: Channel::Swipe,
+            per_user_limit: 4,
+            budget: BUDGET,
+        };
+        tasks.spawn(async move { (req.user, node.grant(req).await) });
+    }
+    let mut serials: Vec<Vec<u32>> = vec![Vec::new(); 10];
+    while let Some(joined) = tasks.join_next().await {
+        let (user, outcome) = joined.expect("the task ran");
+        match outcome.expect("redis answers") {
+            GrantOutcome::Granted { serial } => serials[user as usize].push(serial),
+            GrantOutcome::BudgetExhausted | GrantOutcome::UserLimitReached => {}
+        }
+    }
+    let granted: usize = serials.iter().map(Vec::len).sum();
+    assert_eq!(granted as u64, BUDGET);
+    for mut user_serials in serials {
+        user_serials.sort_unstable();
+        let expected: Vec<u32> = (1..=user_serials.len() as u32).collect();
+        assert_eq!(user_serials, expected);
+    }
+    // Each node's count lags until it reads the others' effect, and never runs ahead.
+    for node in &nodes {
+        assert!(node.granted(Channel::Swipe) <= BUDGET);
+        node.refresh_counters().await.expect("redis answers");
+        assert_eq!(node.granted(Channel::Swipe), BUDGET);
+        assert_eq!(node.granted(Channel::Scan), 0);
+    }
+}
