@@ -108,8 +108,10 @@ impl ClaimService<'_> {
     /// Decides one claim (see the module doc for the order of the decisions).
     pub async fn claim(&self, command: ClaimCommand) -> Result<Claimed, ClaimError> {
         let campaign = self.campaign;
+        // One reading for the whole claim: the coupon's expiry, the window and the order's
+        // times must agree on what "now" is.
         let now_ms = self.clock.now_ms();
-        let now_s = self.clock.now_unix_s();
+        let now_s = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let idempotency = idempotency_key(&command)?;
         let coupon = verify_coupon(self.coupon_key, &command.coupon, &campaign.id, now_s)?;
         coupon.check_owner(command.user)?;

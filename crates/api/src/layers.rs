@@ -95,13 +95,13 @@ pub(crate) async fn request_timeout(timeout: Duration, request: Request, next: N
 pub(crate) async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         target: ACCESS_LOG_TARGET,
         method = %method,
-        route = %route.as_deref().unwrap_or("unmatched"),
+        route = %route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status = response.status().as_u16(),
         latency_ms = format_args!("{latency_ms:.3}"),
         "request"
