@@ -14,7 +14,9 @@
 //! core itself, and this adapter through the same random commands and requires every answer and
 //! the final state to agree.
 //!
-//! [`RedisRoleStore`] is the role cache's shared second level (`hongbao_gateway::RoleStoreL2`).
+//! [`RedisRoleStore`] is the role cache's shared second level (`hongbao_gateway::RoleStoreL2`);
+//! [`RedisGameLeases`] gives each game to one delivery worker at a time
+//! (`hongbao_queue::GameLeases`, the global pacing).
 //!
 //! What is not here yet: publishing accepted orders to JetStream (the script records each in
 //! the `should_send` set, "recorded, not yet published", for the sweeper that will publish with
@@ -28,6 +30,7 @@
 mod claim;
 mod grant;
 pub mod keys;
+mod leases;
 mod roles;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +44,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
+pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 
 use keys::{Keys, channel_index};
