@@ -28,12 +28,12 @@ async fn contract(leases: &dyn GameLeases) {
     // Another game is separate.
     assert_eq!(leases.hold(GameIndex(5), "b", LONG_MS).await, Ok(Held::Acquired));
     // Only the holder's release counts.
-    leases.release(G, "b").await.unwrap();
+    leases.release(G, "b").await.expect("release");
     assert_eq!(leases.hold(G, "b", LONG_MS).await, Ok(Held::Elsewhere));
-    leases.release(G, "a").await.unwrap();
+    leases.release(G, "a").await.expect("release");
     assert_eq!(leases.hold(G, "b", LONG_MS).await, Ok(Held::Acquired));
     // `a` held it before, but `b` did since: acquired, not renewed.
-    leases.release(G, "b").await.unwrap();
+    leases.release(G, "b").await.expect("release");
     assert_eq!(leases.hold(G, "a", LONG_MS).await, Ok(Held::Acquired));
 }
 
