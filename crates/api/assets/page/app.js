@@ -302,7 +302,8 @@ function giftItem(gift, cat) {
   const title = el("h3", {}, gift.title);
   if (gift.audience === "new") title.append(el("span", { class: "tag" }, "new players"));
   if (gift.high_value) title.append(el("span", { class: "tag" }, "valuable"));
-  return el("li", { class: "gift", "data-gift": gift.id },
+  const classes = `gift audience-${gift.audience}` + (gift.high_value ? " valuable" : "");
+  return el("li", { class: classes, "data-gift": gift.id },
     title,
     el("p", { class: "game" }, `${game ? game.name : gift.game_id} · worth ${money(gift.value_cents)}`),
     el("p", { class: "items" }, items),
@@ -329,17 +330,21 @@ async function loadRoles(selectRoleId) {
   const found = await api("GET", `/demo/v1/roles?game=${encodeURIComponent(gift.game_id)}`);
   const box = $("roles");
   box.replaceChildren();
+  const allowed = gift.regions && gift.regions.length ? new Set(gift.regions) : null;
+  const fits = (r) => r.level >= (gift.min_role_level || 0) && (!allowed || allowed.has(r.region));
+  // Offered first: the role just created, else the highest-level role that meets the gift's
+  // requirements (what the gift list promised exists), else the first.
+  const best = found.roles.filter(fits).sort((a, b) => b.level - a.level)[0] || found.roles[0];
   found.roles.forEach((role, i) => {
     const id = `role-${i}`;
     const input = el("input", { type: "radio", name: "role", id, value: String(i) });
     input.dataset.zone = role.zone_id;
     input.dataset.role = role.role_id;
-    const pick = selectRoleId === undefined ? i === 0 : role.role_id === selectRoleId;
+    const pick = selectRoleId === undefined ? role === best : role.role_id === selectRoleId;
     if (pick) input.checked = true;
     box.append(el("div", { class: "role" }, input, el("label", { for: id },
       `Zone ${role.zone_id} (${role.region}), level ${role.level}`)));
   });
-  const allowed = gift.regions && gift.regions.length ? new Set(gift.regions) : null;
   const zones = found.zones.filter((z) => !allowed || allowed.has(z.region));
   $("zone").replaceChildren(...zones.map((z) =>
     el("option", { value: String(z.zone_id) }, `Zone ${z.zone_id} (${z.region})`)));
