@@ -19,6 +19,8 @@ const PLAYER: u64 = 10_001;
 const NEWCOMER: u64 = 9_000_001;
 /// Red packets one user may grab from the swipe channel (the example campaign's limit).
 const SWIPE_COUPONS_PER_USER: usize = 3;
+/// The page's budget for a first load, up to a listed gift (issue 18): 100 KB.
+const FIRST_LOAD_MAX_BYTES: u64 = 100 * 1000;
 
 #[tokio::test]
 async fn two_players_walk_from_sign_in_to_a_delivered_gift() {
@@ -56,6 +58,9 @@ async fn two_players_walk_from_sign_in_to_a_delivered_gift() {
     assert!(note.contains("gifts for you"), "{note}");
     assert_accessible(&browser, "gift list").await;
     shots.take(&browser, "2-gifts").await;
+    let first_load = bytes_transferred(&browser).await;
+    println!("first load, page to gift list: {first_load} bytes over the wire");
+    assert!(first_load < FIRST_LOAD_MAX_BYTES, "first load {first_load} bytes");
 
     // A pack for players of a game they play: they have roles there.
     browser
@@ -149,6 +154,22 @@ async fn assert_catalog_from_cache(browser: &Browser) {
     let sizes = entries.as_array().expect("a list");
     assert!(!sizes.is_empty(), "the page used the catalog");
     assert!(sizes.iter().all(|s| s.as_u64() == Some(0)), "catalog fetched again: {sizes:?}");
+}
+
+/// Bytes the browser received so far for this document: the page itself and every resource
+/// (headers included), as Resource Timing reports them.
+async fn bytes_transferred(browser: &Browser) -> u64 {
+    let total = browser
+        .client()
+        .execute(
+            "return [...performance.getEntriesByType('navigation'),
+                     ...performance.getEntriesByType('resource')]
+               .reduce((sum, e) => sum + e.transferSize, 0);",
+            vec![],
+        )
+        .await
+        .expect("resource timings");
+    total.as_u64().expect("a byte count")
 }
 
 /// Where screenshots go.
