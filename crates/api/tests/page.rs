@@ -133,3 +133,60 @@ async fn a_demo_ticket_signs_in_and_shows_only_the_callers_roles() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.json()["error"]["code"].is_string());
 }
+
+/// Every refusal a player can meet on the page's path (grab, list, roles, claim, order, sign-in)
+/// has its own sentence in the page's script; anything else falls back to a generic one. The
+/// codes are the ones `src/error.rs`, the routes and the domain's `code()` functions give.
+#[test]
+fn the_page_words_every_refusal_a_player_can_meet() {
+    const SCRIPT: &str = include_str!("../assets/page/app.js");
+    let codes = [
+        // tickets (401)
+        "missing_ticket",
+        "malformed_ticket",
+        "unknown_ticket_key",
+        "forged_ticket",
+        "expired_ticket",
+        "ticket_not_yet_valid",
+        // grab
+        "unknown_channel",
+        "coupon_limit_reached",
+        "channel_budget_exhausted",
+        // the campaign's window and waves (with opens_at), eligibility reasons
+        "campaign_not_open",
+        "wave_not_open",
+        "campaign_closed",
+        "not_eligible",
+        "audience_mismatch",
+        "login_not_fresh",
+        "role_level_too_low",
+        "region_not_allowed",
+        "no_qualifying_role",
+        "roles_unavailable",
+        // coupons
+        "malformed_coupon",
+        "forged_coupon",
+        "expired_coupon",
+        "coupon_not_found",
+        // claim
+        "gift_not_found",
+        "role_not_found",
+        "game_side_unavailable",
+        "coupon_already_redeemed",
+        "out_of_stock",
+        "limit_reached",
+        "invalid_request",
+        "store_unavailable",
+        // orders, demo roles, the stack
+        "order_not_found",
+        "game_not_found",
+        "role_not_created",
+        "too_many_requests",
+        "request_timeout",
+        "unavailable",
+        "internal",
+    ];
+    for code in codes {
+        assert!(SCRIPT.contains(code), "app.js has no words for `{code}`");
+    }
+}
