@@ -58,6 +58,15 @@ async fn two_players_walk_from_sign_in_to_a_delivered_gift() {
     assert!(note.contains("gifts for you"), "{note}");
     assert_accessible(&browser, "gift list").await;
     shots.take(&browser, "2-gifts").await;
+    let overflow = browser
+        .client()
+        .execute(
+            "const d = document.documentElement; return d.scrollWidth - d.clientWidth;",
+            vec![],
+        )
+        .await
+        .expect("page width");
+    assert_eq!(overflow, serde_json::json!(0), "the page fits 360 px without sideways scrolling");
     let first_load = bytes_transferred(&browser).await;
     println!("first load, page to gift list: {first_load} bytes over the wire");
     assert!(first_load < FIRST_LOAD_MAX_BYTES, "first load {first_load} bytes");
@@ -192,4 +201,49 @@ impl Shots {
         let path = self.dir.join(format!("page-{name}.png"));
         browser.screenshot(&path).await.expect("screenshot");
     }
+}
+
+/// `serve` serves the page but never the demo-only endpoints: no one signs in as anyone there.
+#[tokio::test]
+async fn serve_has_the_page_but_no_demo_endpoints() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = support::campaign_path();
+    let data = dir.path().join("data");
+    let mut node = Running::spawn(&[
+        "serve",
+        "--rehearsal",
+        "--no-profiles",
+        "--role",
+        "api",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().expect("utf-8"),
+    ]);
+    let api = node.wait_for_url("api listening");
+    node.wait_for_url("admin listening");
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{api}/")).send().await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    for (method, path) in [
+        (reqwest::Method::POST, "/demo/v1/ticket"),
+        (reqwest::Method::GET, "/demo/v1/roles?game=cloud-kingdom"),
+        (reqwest::Method::POST, "/demo/v1/roles"),
+    ] {
+        let reply = client
+            .request(method, format!("{api}{path}"))
+            .header("content-type", "application/json")
+            .body(r#"{"user":10000,"game":"cloud-kingdom","zone_id":1}"#)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(reply.status(), 404, "{path}");
+        let body: serde_json::Value = reply.json().await.expect("a JSON error");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    assert!(node.terminate().success());
 }

@@ -101,6 +101,7 @@ const MESSAGES = {
   unavailable: "We are very busy right now. Try again in a moment.",
   internal: "Something went wrong on our side. Try again in a moment.",
   offline: "No connection. Check your network and try again.",
+  demo_only: "Signing in with a player number works only in the demo; in the app you are signed in already.",
   invalid_request: "The game refused that role. Pick another one.",
 };
 
@@ -212,6 +213,8 @@ async function fetchTicket(userDigits) {
   }).catch(() => null);
   if (!response) throw new ApiFailure(0, { code: "offline" });
   const json = await response.json().catch(() => ({}));
+  // Only `hongbao demo` mounts the demo sign-in; elsewhere the app signs players in.
+  if (response.status === 404) throw new ApiFailure(404, { code: "demo_only" });
   if (!response.ok) throw new ApiFailure(response.status, json.error || {});
   return json;
 }
