@@ -354,6 +354,10 @@ async function loadRoles(selectRoleId) {
   const none = found.roles.length === 0;
   $("role-set").hidden = none;
   $("new-role").hidden = false;
+  // Reading and focus order follow the likely next step: a player with roles claims (creating
+  // one is the aside, after); a player without first creates one.
+  const actions = $("claim-form").querySelector(".actions");
+  $("claim-form").insertBefore($("new-role"), none ? actions : null);
   $("new-role-note").textContent = none
     ? "You have no role in this game yet. Create one to receive the gift."
     : "Or create a new role:";
