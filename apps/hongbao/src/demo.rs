@@ -96,7 +96,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let node = Node::open(
+    let mut node = Node::open(
         campaign.clone(),
         profiles,
         &args.data,
@@ -108,6 +108,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ),
         clock,
     )?;
+    // The campaign page signs visitors in as any user and creates roles on the simulator: only
+    // here, never on `serve`.
+    node.router_options.demo = true;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -139,6 +142,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  game side   http://{sim_addr}/idip/v1/stats   (simulator of {} games)",
         campaign.games.len()
     );
+    println!("  page        http://{api_addr}/   (the campaign page: sign in as any user)");
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
     println!("  admin       http://{admin_addr}/admin/v1/delivery   (operators only)");

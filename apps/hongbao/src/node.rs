@@ -217,6 +217,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     node.router_options = hongbao_api::RouterOptions {
         access_log: args.access_log,
         request_timeout_ms: args.request_timeout_ms,
+        // The demo-only routes (tickets for anyone) never on a real node.
+        demo: false,
     };
     let api = match args.role {
         NodeRole::Worker => None,

@@ -68,7 +68,9 @@ pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
         .merge(routes::health::routes())
         .merge(routes::catalog::routes())
         .merge(routes::coupons::routes())
-        .merge(routes::claims::routes());
+        .merge(routes::claims::routes())
+        .merge(routes::page::routes());
+    let routes = if options.demo { routes.merge(routes::demo::routes(&state)) } else { routes };
     with_layers(routes, options).with_state(state)
 }
 
