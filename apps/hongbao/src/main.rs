@@ -9,6 +9,7 @@ mod demo;
 mod inspect;
 mod load;
 mod node;
+mod operator_client;
 mod reconcile;
 mod synthetic;
 
