@@ -59,6 +59,20 @@ pub struct ServeArgs {
     /// otherwise.
     #[arg(long, conflicts_with = "operator_keys")]
     pub admin_unsigned: bool,
+    /// Networks whose clients may connect to the admin address (CIDR, comma-separated; a bare
+    /// address is itself); others are closed at accept, before a byte is read.
+    #[arg(long, default_value = crate::admin_listener::ADMIN_ALLOW_DEFAULT)]
+    pub admin_allow: crate::admin_listener::AllowList,
+    /// mTLS on the admin address: the node's certificate chain (PEM). Needs --admin-tls-key and
+    /// --admin-client-ca; clients must then present a certificate from that CA.
+    #[arg(long, requires_all = ["admin_tls_key", "admin_client_ca"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(long, requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// The CA (PEM) that admin clients' certificates must chain to.
+    #[arg(long, requires = "admin_tls_cert")]
+    pub admin_client_ca: Option<PathBuf>,
     /// What this node runs: the API, the delivery workers, or both.
     #[arg(long, value_enum, default_value_t = NodeRole::All)]
     pub role: NodeRole,
@@ -213,6 +227,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // store's incarnation. (The dispatcher checks again when it starts.)
     delivery.validate().context("check the delivery settings")?;
     let admin_auth = admin_auth(args.operator_keys.as_deref(), args.admin_unsigned)?;
+    let tls = match (&args.admin_tls_cert, &args.admin_tls_key, &args.admin_client_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(crate::admin_tls::acceptor(cert, key, ca)?),
+        _ => None,
+    };
+    let admin_access =
+        crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
     let mut node =
@@ -221,6 +241,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         node.set_reconcile_dir(dir)?;
     }
     node.admin_auth = admin_auth;
+    node.admin_access = admin_access;
     node.router_options = hongbao_api::RouterOptions {
         access_log: args.access_log,
         request_timeout_ms: args.request_timeout_ms,
@@ -238,7 +259,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let admin = TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("bind {}", args.admin_addr))?;
-    println!("admin listening on http://{}", admin.local_addr()?);
+    let scheme = if node.admin_access.tls.is_some() { "https" } else { "http" };
+    println!("admin listening on {scheme}://{}", admin.local_addr()?);
     tracing::info!(
         campaign = %node.state.campaign.id,
         role = ?args.role,
@@ -311,6 +333,8 @@ pub struct Node {
     pub router_options: hongbao_api::RouterOptions,
     /// Who may use the admin endpoints; by default nobody (no keys).
     pub admin_auth: admin::AdminAuth,
+    /// Which machines may connect to the admin address (default: loopback), and over mTLS?
+    pub admin_access: crate::admin_listener::ListenerAccess,
 }
 
 impl Node {
@@ -357,6 +381,7 @@ impl Node {
             reconcile_dir: PathBuf::new(),
             router_options,
             admin_auth: admin::AdminAuth::default(),
+            admin_access: crate::admin_listener::ListenerAccess::default(),
         };
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
@@ -378,7 +403,15 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher, reconcile_dir, router_options, admin_auth } = self;
+        let Node {
+            state,
+            store,
+            dispatcher,
+            reconcile_dir,
+            router_options,
+            admin_auth,
+            admin_access,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -394,7 +427,12 @@ impl Node {
             reconcile_dir,
             auth: admin_auth,
         });
-        let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
+        let admin_task = tokio::spawn(crate::admin_listener::serve(
+            admin,
+            admin_router,
+            admin_access,
+            stopped(),
+        ));
         let api_task = api.map(|listener| {
             state.set_ready(true);
             tokio::spawn(hongbao_api::serve(
