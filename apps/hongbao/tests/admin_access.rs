@@ -235,9 +235,10 @@ async fn the_cli_signed_commands_work_end_to_end_against_a_real_node() {
     };
     run_ok_owned(&with(&["delivery", "pause", "--admin", admin, "--game", GAME]));
     assert!(paused(&node, GAME).await);
-    let status: Value =
-        serde_json::from_str(&run_ok_owned(&with(&["delivery", "status", "--admin", admin, "--json"])))
-            .expect("JSON");
+    let status: Value = serde_json::from_str(&run_ok_owned(&with(&[
+        "delivery", "status", "--admin", admin, "--json",
+    ])))
+    .expect("JSON");
     assert!(status["games"].as_array().is_some_and(|g| !g.is_empty()), "{status}");
     run_ok_owned(&with(&["delivery", "resume", "--admin", admin, "--game", GAME]));
     assert!(!paused(&node, GAME).await);
@@ -320,4 +321,52 @@ fn a_client_outside_the_allow_list_never_reaches_an_operator_endpoint() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The operator commands the demo prints (status, pause, a reconcile dry run) work as printed:
+/// they sign with the key the demo made for its run.
+#[test]
+fn the_demo_operator_commands_work_as_printed() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("dir");
+    let mut demo = Running::spawn(&[
+        "demo",
+        "--addr",
+        "127.0.0.1:0",
+        "--users",
+        "2000",
+        "--no-load",
+        "--data",
+        data.path().to_str().expect("utf-8"),
+    ]);
+    let mut line = String::new();
+    while !line.starts_with("Operators") {
+        line.clear();
+        assert!(demo.stdout.read_line(&mut line).expect("stdout") > 0, "no operator lines");
+    }
+    let mut commands = Vec::new();
+    loop {
+        line.clear();
+        assert!(demo.stdout.read_line(&mut line).expect("stdout") > 0, "they never end");
+        if line.trim().is_empty() {
+            break;
+        }
+        commands.push(line.trim().to_string());
+    }
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    for command in &commands {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!("set -euo pipefail\n{command}")])
+            .env_remove(hongbao_keys_env())
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "{command}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(commands[0].contains("--key-file"), "{commands:?}");
+    assert!(demo.terminate().success());
 }
