@@ -40,6 +40,27 @@ pub fn acceptor(cert: &Path, key: &Path, client_ca: &Path) -> Result<tokio_rustl
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The CLI's TLS connector for an mTLS admin address: trusts `ca` for the node's certificate and
+/// presents `cert` (with `key`).
+pub fn connector(cert: &Path, key: &Path, ca: &Path) -> Result<tokio_rustls::TlsConnector> {
+    let mut roots = RootCertStore::empty();
+    for c in certificates(ca)? {
+        roots
+            .add(c)
+            .with_context(|| format!("use {} as the node's CA (--tls-ca)", ca.display()))?;
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("read a private key from {} (--tls-key)", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certificates(cert)?, key_der)
+        .with_context(|| format!("use {} with its key (--tls-cert)", cert.display()))?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_file_iter(path)

@@ -1,12 +1,11 @@
 //! `hongbao delivery status|pause|resume`: the operator's view of the delivery workers, through
 //! a node's admin endpoints, each request signed with an operator key.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::Value;
 
-use crate::operator_client::{KeyArgs, signed};
+use crate::operator_client::{KeyArgs, call};
 
 #[derive(Subcommand)]
 pub enum DeliveryCommand {
@@ -46,7 +45,6 @@ pub enum DeliveryCommand {
 }
 
 pub async fn run(command: DeliveryCommand) -> Result<()> {
-    let client = reqwest::Client::new();
     let (method, url, key, json) = match &command {
         DeliveryCommand::Status { admin, json, key } => {
             (Method::GET, format!("{}/admin/v1/delivery", admin.trim_end_matches('/')), key, *json)
@@ -64,11 +62,8 @@ pub async fn run(command: DeliveryCommand) -> Result<()> {
             true,
         ),
     };
-    let request = signed(&client, &key.key()?, method, &url, None)?;
-    let response = request.send().await.context("reach the node's admin address")?;
-    let status = response.status();
-    let body: Value = response.json().await.context("read the answer")?;
-    if !status.is_success() {
+    let (status, body) = call(key, method, &url, None).await?;
+    if !(200..300).contains(&status) {
         bail!(
             "{status} {}: {}",
             body["error"]["code"].as_str().unwrap_or("error"),

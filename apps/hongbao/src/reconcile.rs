@@ -171,18 +171,9 @@ async fn on_node(args: &ReconcileArgs, node: &str) -> Result<()> {
         "include_expired": args.include_expired,
     });
     let url = format!("{}/admin/v1/reconcile", node.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let request = crate::operator_client::signed(
-        &client,
-        &args.key.key()?,
-        reqwest::Method::POST,
-        &url,
-        Some(&body),
-    )?;
-    let response = request.send().await.context("reach the node's admin address")?;
-    let status = response.status();
-    let answer: serde_json::Value = response.json().await.context("read the answer")?;
-    if !status.is_success() {
+    let (status, answer) =
+        crate::operator_client::call(&args.key, reqwest::Method::POST, &url, Some(&body)).await?;
+    if !(200..300).contains(&status) {
         bail!(
             "{status} {}: {}",
             answer["error"]["code"].as_str().unwrap_or("error"),

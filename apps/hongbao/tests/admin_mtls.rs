@@ -43,8 +43,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// A node whose admin listener requires client certificates from `ca` (unsigned requests, so
-/// TLS is the only barrier under test); the admin address.
-fn spawn_tls_node(dir: &Path, ca: &Ca) -> (Running, SocketAddr) {
+/// TLS is the only barrier under test, unless `keys` names a keys file); the admin address.
+fn spawn_tls_node(dir: &Path, ca: &Ca, keys: Option<&str>) -> (Running, SocketAddr) {
     let (cert, key) = leaf(ca, &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
     let (cert, key, ca_file) = (
         write(dir, "server.pem", &cert),
@@ -53,26 +53,35 @@ fn spawn_tls_node(dir: &Path, ca: &Ca) -> (Running, SocketAddr) {
     );
     let config = campaign_path();
     let data = dir.join("data");
-    let mut node = Running::spawn(&[
-        "serve",
-        "--rehearsal",
-        "--no-profiles",
-        "--admin-unsigned",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--admin-tls-cert",
-        &cert,
-        "--admin-tls-key",
-        &key,
-        "--admin-client-ca",
-        &ca_file,
-    ]);
+    let signing: &[&str] = match keys {
+        Some(file) => &["--operator-keys", file],
+        None => &["--admin-unsigned"],
+    };
+    let mut node = Running::spawn(
+        &[
+            &["serve"],
+            signing,
+            &[
+                "--rehearsal",
+                "--no-profiles",
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--data",
+                data.to_str().expect("utf-8"),
+                "--addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--admin-tls-cert",
+                &cert,
+                "--admin-tls-key",
+                &key,
+                "--admin-client-ca",
+                &ca_file,
+            ],
+        ]
+        .concat(),
+    );
     node.wait_for_url("api listening");
     let mut line = String::new();
     while !line.contains("admin listening on https://") {
@@ -124,7 +133,7 @@ async fn get(addr: SocketAddr, server_ca: &Ca, client: Option<(String, String)>)
 async fn a_client_with_a_certificate_from_the_ca_reaches_the_operator_endpoints() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = ca("hongbao test CA");
-    let (_node, addr) = spawn_tls_node(dir.path(), &ca);
+    let (_node, addr) = spawn_tls_node(dir.path(), &ca, None);
     let client = leaf(&ca, &["operator"], ExtendedKeyUsagePurpose::ClientAuth);
     let answer = get(addr, &ca, Some(client)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -134,7 +143,7 @@ async fn a_client_with_a_certificate_from_the_ca_reaches_the_operator_endpoints(
 async fn a_client_without_a_certificate_never_reaches_an_operator_endpoint() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = ca("hongbao test CA");
-    let (_node, addr) = spawn_tls_node(dir.path(), &ca);
+    let (_node, addr) = spawn_tls_node(dir.path(), &ca, None);
     let answer = get(addr, &ca, None).await;
     assert!(!answer.starts_with("HTTP/"), "answered without a client certificate: {answer}");
 }
@@ -143,8 +152,39 @@ async fn a_client_without_a_certificate_never_reaches_an_operator_endpoint() {
 async fn a_client_with_a_certificate_from_another_ca_never_reaches_an_operator_endpoint() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = ca("hongbao test CA");
-    let (_node, addr) = spawn_tls_node(dir.path(), &ca);
+    let (_node, addr) = spawn_tls_node(dir.path(), &ca, None);
     let other = leaf(&self::ca("another CA"), &["operator"], ExtendedKeyUsagePurpose::ClientAuth);
     let answer = get(addr, &ca, Some(other)).await;
     assert!(!answer.starts_with("HTTP/"), "answered another CA's client: {answer}");
+}
+
+/// The CLI's signed commands reach an mTLS admin address with the operator's certificate.
+#[tokio::test]
+async fn the_cli_pauses_a_game_over_mtls_with_a_signed_request() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = ca("hongbao test CA");
+    let keys = support::write_keys_file(dir.path(), &[support::test_operator_key()]);
+    let (_node, addr) = spawn_tls_node(dir.path(), &ca, Some(&keys));
+    let (cert, key) = leaf(&ca, &["operator"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (cert, key) = (write(dir.path(), "op.pem", &cert), write(dir.path(), "op.key", &key));
+    let ca_file = dir.path().join("ca.pem");
+    let admin = format!("https://{addr}");
+    let tls =
+        ["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", ca_file.to_str().expect("utf-8")];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(&["--key-file", keys.as_str()])
+            .chain(&tls)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let run =
+        |args: Vec<String>| support::run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with(&["delivery", "pause", "--admin", &admin, "--game", "lantern-heroes"]));
+    let status: serde_json::Value =
+        serde_json::from_str(&run(with(&["delivery", "status", "--admin", &admin, "--json"])))
+            .expect("JSON");
+    let games = status["games"].as_array().expect("games");
+    let lantern = games.iter().find(|g| g["game"] == "lantern-heroes").expect("the game");
+    assert_eq!(lantern["paused"], true, "{status}");
 }
