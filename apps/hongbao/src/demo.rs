@@ -277,6 +277,13 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).with_context(|| format!("create {}", path.display()))?;
+    // `mode` applies only when the file is created: an older file keeps its permissions.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restrict {}", path.display()))?;
+    }
     file.write_all(text.as_bytes()).with_context(|| format!("write {}", path.display()))
 }
 
