@@ -262,6 +262,21 @@ async fn the_cli_signed_commands_work_end_to_end_against_a_real_node() {
     assert!(!paused(&node, GAME).await);
 }
 
+/// With no --key-file, the CLI signs with the keys file's text in $HONGBAO_OPERATOR_KEYS.
+#[tokio::test]
+async fn the_cli_signs_with_keys_from_the_environment() {
+    let node = spawn_node(&[]);
+    let text = std::fs::read_to_string(&node.keys).expect("the keys file");
+    let out = std::process::Command::new(support::BIN)
+        .args(["delivery", "pause", "--admin", &node.admin, "--game", GAME])
+        .args(["--key-id", "test-ops"])
+        .env(hongbao_keys_env(), text)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(paused(&node, GAME).await);
+}
+
 fn run_ok_owned(args: &[String]) -> String {
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
