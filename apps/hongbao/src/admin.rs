@@ -121,7 +121,9 @@ async fn verify_signature(
     // The route as registered, not the path as sent: no spelling of a path changes its scope.
     let route = parts.extensions.get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let needs = required_scope(&parts.method, route);
-    match hongbao_auth::verify(&keys, &request, needs, &*state.clock, &*state.auth.nonces) {
+    let verified =
+        hongbao_auth::verify(&keys, &request, needs, &*state.clock, &*state.auth.nonces).await;
+    match verified {
         Ok(verified) => {
             tracing::info!(key = %verified.key_id, method = %parts.method, path = %parts.uri.path(), "admin request");
             next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
@@ -151,7 +153,9 @@ fn refusal(error: AuthError) -> ApiError {
     let status = match &error {
         AuthError::Malformed { .. } => StatusCode::BAD_REQUEST,
         AuthError::MissingScope { .. } => StatusCode::FORBIDDEN,
-        AuthError::NonceStoreFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AuthError::NonceStoreFull(_) | AuthError::NonceStoreUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         AuthError::MissingHeaders(_)
         | AuthError::UnknownKey(_)
         | AuthError::StaleTimestamp(_)

@@ -17,7 +17,9 @@ mod verify;
 
 pub use canonical::{SIGNATURE_SCHEME, body_sha256_hex, canonical_query, canonical_request, sign};
 pub use keys::{KeyError, KeyRing, OperatorKey, Scope, Secret};
-pub use nonce::{InProcessNonceStore, NONCE_STORE_MAX_DEFAULT, NonceError, NonceStore};
+pub use nonce::{
+    InProcessNonceStore, NONCE_STORE_MAX_DEFAULT, NonceError, NonceFuture, NonceStore,
+};
 pub use verify::{AuthError, RequestParts, SignedHeaders, Verified, sign_headers, verify};
 
 /// Key id header.

@@ -3,6 +3,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 /// Default most nonces remembered at once by [`InProcessNonceStore`]: 65,536 signed requests in
@@ -19,7 +21,15 @@ pub enum NonceError {
     /// forgotten nonce could be replayed.
     #[error("the nonce store is full ({0} unexpired nonces); retry after older ones expire")]
     Full(usize),
+    /// A shared store could not be asked (Redis down): the request is refused, never let
+    /// through unchecked.
+    #[error("the nonce store cannot be reached: {0}")]
+    Unavailable(String),
 }
+
+/// What [`NonceStore::remember`] returns: boxed, because a shared store waits on the network
+/// and stores are used as `Arc<dyn NonceStore>`.
+pub type NonceFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NonceError>> + Send + 'a>>;
 
 /// Where used nonces are kept. Only requests whose signature verified reach it, so only a key
 /// holder can fill it. The in-process store serves one node; a distributed deployment needs a
@@ -27,13 +37,13 @@ pub enum NonceError {
 pub trait NonceStore: Send + Sync + Debug + 'static {
     /// Records `nonce` for `key_id` until `expires_at_s` (Unix seconds), unless it is already
     /// recorded and unexpired at `now_s` (`Reused`) or the store is full (`Full`).
-    fn remember(
-        &self,
-        key_id: &str,
-        nonce: &str,
+    fn remember<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: &'a str,
         now_s: u64,
         expires_at_s: u64,
-    ) -> Result<(), NonceError>;
+    ) -> NonceFuture<'a>;
 }
 
 /// The embedded store: a set plus a queue in recording order. Expiries are recorded as the
@@ -81,7 +91,20 @@ impl Default for InProcessNonceStore {
 }
 
 impl NonceStore for InProcessNonceStore {
-    fn remember(
+    fn remember<'a>(
+        &'a self,
+        key_id: &'a str,
+        nonce: &'a str,
+        now_s: u64,
+        expires_at_s: u64,
+    ) -> NonceFuture<'a> {
+        Box::pin(std::future::ready(self.remember_now(key_id, nonce, now_s, expires_at_s)))
+    }
+}
+
+impl InProcessNonceStore {
+    /// [`NonceStore::remember`] without the future: this store never waits.
+    pub fn remember_now(
         &self,
         key_id: &str,
         nonce: &str,
@@ -115,20 +138,20 @@ mod tests {
     #[test]
     fn a_nonce_is_refused_again_until_it_expires_and_per_key() {
         let store = InProcessNonceStore::new(10);
-        assert_eq!(store.remember("k", "n1", 100, 200), Ok(()));
-        assert_eq!(store.remember("k", "n1", 199, 299), Err(NonceError::Reused));
-        assert_eq!(store.remember("other", "n1", 199, 299), Ok(()));
-        assert_eq!(store.remember("k", "n1", 200, 300), Ok(()), "expired at 200");
+        assert_eq!(store.remember_now("k", "n1", 100, 200), Ok(()));
+        assert_eq!(store.remember_now("k", "n1", 199, 299), Err(NonceError::Reused));
+        assert_eq!(store.remember_now("other", "n1", 199, 299), Ok(()));
+        assert_eq!(store.remember_now("k", "n1", 200, 300), Ok(()), "expired at 200");
     }
 
     #[test]
     fn a_full_store_refuses_new_nonces_instead_of_forgetting_old_ones() {
         let store = InProcessNonceStore::new(2);
-        assert_eq!(store.remember("k", "a", 0, 100), Ok(()));
-        assert_eq!(store.remember("k", "b", 0, 100), Ok(()));
-        assert_eq!(store.remember("k", "c", 50, 150), Err(NonceError::Full(2)));
-        assert_eq!(store.remember("k", "a", 50, 150), Err(NonceError::Reused), "still known");
-        assert_eq!(store.remember("k", "c", 100, 200), Ok(()), "room once a and b expired");
+        assert_eq!(store.remember_now("k", "a", 0, 100), Ok(()));
+        assert_eq!(store.remember_now("k", "b", 0, 100), Ok(()));
+        assert_eq!(store.remember_now("k", "c", 50, 150), Err(NonceError::Full(2)));
+        assert_eq!(store.remember_now("k", "a", 50, 150), Err(NonceError::Reused), "still known");
+        assert_eq!(store.remember_now("k", "c", 100, 200), Ok(()), "room once a and b expired");
         assert_eq!(store.len(), 1);
     }
 }

@@ -59,6 +59,8 @@ pub enum AuthError {
     NonceReused(String),
     #[error("{0}")]
     NonceStoreFull(NonceError),
+    #[error("{0}")]
+    NonceStoreUnavailable(NonceError),
 }
 
 impl AuthError {
@@ -75,6 +77,7 @@ impl AuthError {
             AuthError::MissingScope { .. } => "scope_missing",
             AuthError::NonceReused(_) => "nonce_reused",
             AuthError::NonceStoreFull(_) => "nonce_store_full",
+            AuthError::NonceStoreUnavailable(_) => "nonce_store_unavailable",
         }
     }
 }
@@ -83,7 +86,7 @@ impl AuthError {
 /// records its nonce. Order: headers present and well-formed, key known, timestamp in the
 /// window, signature (constant time), scope, nonce; only a request signed by a key holder
 /// reaches the nonce store, so nobody else can fill it.
-pub fn verify(
+pub async fn verify(
     ring: &KeyRing,
     request: &RequestParts<'_>,
     needs: Scope,
@@ -134,12 +137,12 @@ pub fn verify(
     if !key.has(needs) {
         return Err(AuthError::MissingScope { key: key.id.clone(), needs });
     }
-    nonces.remember(key_id, nonce, now_s, now_s.saturating_add(NONCE_RETAIN_S)).map_err(
-        |e| match e {
-            NonceError::Reused => AuthError::NonceReused(key_id.to_string()),
-            full @ NonceError::Full(_) => AuthError::NonceStoreFull(full),
-        },
-    )?;
+    let expires_at_s = now_s.saturating_add(NONCE_RETAIN_S);
+    nonces.remember(key_id, nonce, now_s, expires_at_s).await.map_err(|e| match e {
+        NonceError::Reused => AuthError::NonceReused(key_id.to_string()),
+        full @ NonceError::Full(_) => AuthError::NonceStoreFull(full),
+        down @ NonceError::Unavailable(_) => AuthError::NonceStoreUnavailable(down),
+    })?;
     Ok(Verified { key_id: key_id.to_string() })
 }
 

@@ -6,6 +6,11 @@ use hongbao_auth::{
 };
 use hongbao_clock::ManualClock;
 
+/// The result of a verification over the in-process nonce store, which never waits.
+fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+    futures_util::FutureExt::now_or_never(future).expect("the in-process store never waits")
+}
+
 const NOW_S: u64 = 1_767_225_600;
 const NONCE: &str = "0123456789abcdef";
 
@@ -60,7 +65,7 @@ impl Signed {
             },
         };
         let clock = ManualClock::new(NOW_S * 1000);
-        verify(&ring(), &request, needs, &*clock, store).map(|v| v.key_id)
+        ready(verify(&ring(), &request, needs, &*clock, store)).map(|v| v.key_id)
     }
 }
 
@@ -140,7 +145,7 @@ fn missing_and_malformed_headers_are_refused_before_any_key_is_looked_up() {
         headers: SignedHeaders { key: Some("ops"), ..SignedHeaders::default() },
     };
     let clock = ManualClock::new(NOW_S * 1000);
-    let error = verify(&ring(), &request, Scope::Read, &*clock, &store).unwrap_err();
+    let error = ready(verify(&ring(), &request, Scope::Read, &*clock, &store)).unwrap_err();
     assert_eq!(error.code(), "signature_missing");
     assert!(error.to_string().contains("x-hongbao-signature"), "{error}");
 }
@@ -157,6 +162,7 @@ fn every_refusal_has_its_own_code() {
         AuthError::MissingScope { key: String::new(), needs: Scope::Read },
         AuthError::NonceReused(String::new()),
         AuthError::NonceStoreFull(hongbao_auth::NonceError::Full(1)),
+        AuthError::NonceStoreUnavailable(hongbao_auth::NonceError::Unavailable(String::new())),
     ];
     let codes: std::collections::HashSet<&str> = errors.iter().map(AuthError::code).collect();
     assert_eq!(codes.len(), errors.len());
