@@ -277,6 +277,36 @@ async fn the_cli_signs_with_keys_from_the_environment() {
     assert!(paused(&node, GAME).await);
 }
 
+/// `serve` without --operator-keys reads the keys file's text from $HONGBAO_OPERATOR_KEYS; both
+/// keys in it are active at once (rotation).
+#[tokio::test]
+async fn serve_reads_operator_keys_from_the_environment_with_several_active() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = write_keys_file(dir.path(), &[test_operator_key(), viewer_key()]);
+    let config = campaign_path();
+    let mut child = std::process::Command::new(support::BIN)
+        .args(["serve", "--rehearsal", "--no-profiles", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .env(hongbao_keys_env(), std::fs::read_to_string(&keys).expect("keys"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut running = Running { child, stdout };
+    running.wait_for_url("api listening");
+    let admin = running.wait_for_url("admin listening");
+    let node = Node { _dir: dir, _node: running, admin, keys };
+    let status = Req { method: "GET", path: "/admin/v1/delivery".into(), query: "", body: vec![] };
+    for key in [test_operator_key(), viewer_key()] {
+        let (code, body) = send(&node, &status, &status, &key, now_s() as u64, &nonce()).await;
+        assert_eq!(code, 200, "{}: {body}", key.id);
+    }
+}
+
 fn run_ok_owned(args: &[String]) -> String {
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
