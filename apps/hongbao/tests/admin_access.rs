@@ -415,3 +415,40 @@ fn the_demo_operator_commands_work_as_printed() {
     assert!(commands[0].contains("--key-file"), "{commands:?}");
     assert!(demo.terminate().success());
 }
+
+/// The admin listener serves at most 32 connections at once (`ADMIN_CONNECTIONS_MAX`): the
+/// next one is closed unanswered, and once the idle ones go, requests are served again.
+#[test]
+fn the_admin_listener_closes_connections_beyond_its_maximum() {
+    const MAX: usize = 32;
+    let node = spawn_node(&["--admin-unsigned"]);
+    let authority = node.admin.trim_start_matches("http://").to_string();
+    let get = |authority: &str| -> String {
+        let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+        let request = "GET /admin/v1/delivery HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let _ = stream.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // Idle connections, each answered once so it is known to hold a slot.
+    let mut idle = Vec::new();
+    for _ in 0..MAX {
+        let mut stream = std::net::TcpStream::connect(&authority).expect("connect");
+        write!(stream, "GET /admin/v1/delivery HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+        let mut first = [0u8; 12];
+        stream.read_exact(&mut first).expect("an answer");
+        assert_eq!(&first, b"HTTP/1.1 200");
+        idle.push(stream);
+    }
+    assert_eq!(get(&authority), "", "a connection beyond the maximum was answered");
+    drop(idle);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if get(&authority).starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
