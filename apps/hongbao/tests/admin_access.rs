@@ -21,6 +21,15 @@ fn viewer_key() -> OperatorKey {
     }
 }
 
+/// A key that may read and operate, not reconcile.
+fn operator_key() -> OperatorKey {
+    OperatorKey {
+        id: "operator".into(),
+        secret: Secret::from_bytes(vec![5; 32]).expect("secret"),
+        scopes: vec![Scope::Read, Scope::Operate],
+    }
+}
+
 /// A running node (API and workers) with the test key and the viewer key; its admin URL.
 struct Node {
     _dir: tempfile::TempDir,
@@ -31,7 +40,7 @@ struct Node {
 
 fn spawn_node(extra: &[&str]) -> Node {
     let dir = tempfile::tempdir().expect("dir");
-    let keys = write_keys_file(dir.path(), &[test_operator_key(), viewer_key()]);
+    let keys = write_keys_file(dir.path(), &[test_operator_key(), viewer_key(), operator_key()]);
     let data = dir.path().join("data");
     let config = campaign_path();
     let mut args = vec!["serve", "--rehearsal", "--no-profiles"];
@@ -211,6 +220,15 @@ async fn a_wrong_scope_is_refused_and_changes_nothing() {
     let status = Req { method: "GET", path: "/admin/v1/delivery".into(), query: "", body: vec![] };
     let answer = send(&node, &status, &status, &viewer_key(), now_s() as u64, &nonce()).await;
     assert_eq!(answer.0, 200, "{}", answer.1);
+    // An operating key: no reconciliation (admin), but the pause it may make goes through.
+    let reconcile =
+        Req { method: "POST", path: "/admin/v1/reconcile".into(), query: "", body: b"{}".to_vec() };
+    let answer =
+        send(&node, &reconcile, &reconcile, &operator_key(), now_s() as u64, &nonce()).await;
+    assert_refused(&node, answer, (403, "scope_missing")).await;
+    let answer = send(&node, &pause, &pause, &operator_key(), now_s() as u64, &nonce()).await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert!(paused(&node, GAME).await);
 }
 
 #[tokio::test]
