@@ -144,7 +144,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
-    println!("  admin       http://{admin_addr}/admin/v1/delivery   (operators only)");
+    println!(
+        "  admin       http://{admin_addr}/admin/v1/delivery   (operators only: signed requests, see below)"
+    );
     let load_task = (!args.no_load).then(|| start_load(&args, &campaign, api_addr));
     println!();
     println!("{PASTE_MARKER}");
