@@ -2,6 +2,8 @@
 //! README; DESIGN.md §4 is the contract for the subcommands and flags.
 
 mod admin;
+mod admin_listener;
+mod admin_tls;
 mod bench;
 mod campaign_cmd;
 mod delivery_cmd;
@@ -9,6 +11,7 @@ mod demo;
 mod inspect;
 mod load;
 mod node;
+mod operator_client;
 mod reconcile;
 mod synthetic;
 
