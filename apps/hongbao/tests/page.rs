@@ -212,6 +212,7 @@ async fn serve_has_the_page_but_no_demo_endpoints() {
     let mut node = Running::spawn(&[
         "serve",
         "--rehearsal",
+        "--admin-unsigned",
         "--no-profiles",
         "--role",
         "api",
