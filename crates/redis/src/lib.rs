@@ -14,10 +14,13 @@
 //! core itself, and this adapter through the same random commands and requires every answer and
 //! the final state to agree.
 //!
-//! What is not here yet: publishing accepted orders to JetStream (the script records each in
-//! the `should_send` set, "recorded, not yet published", for the sweeper that will publish with
-//! `Nats-Msg-Id` = order id and remove it), the delivery-queue port, reconciliation's scans, and
-//! a Redis Cluster connection (the keys are already laid out for one, see [`keys`]).
+//! For the distributed mode's publisher, sweeper and delivery queue (`hongbao-distributed`),
+//! `outbox` reads and marks the `should_send` set (recorded by the claim script, "not yet
+//! published") and records delivery outcomes with `lua/settle.lua` (the order's next state and
+//! the actual-send log, conditional on the leased state, idempotent).
+//!
+//! What is not here yet: reconciliation's scans, and a Redis Cluster connection (the keys are
+//! already laid out for one, see [`keys`]).
 //!
 //! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
 //! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
@@ -26,6 +29,7 @@
 mod claim;
 mod grant;
 pub mod keys;
+mod outbox;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,6 +42,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
+pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
 
 use keys::{Keys, channel_index};
 
@@ -75,6 +80,7 @@ pub struct RedisLedger {
     granted: [AtomicU64; 3],
     grant_script: Script,
     claim_script: Script,
+    settle_script: Script,
 }
 
 impl RedisLedger {
@@ -101,6 +107,7 @@ impl RedisLedger {
             binding,
             grant_script: Script::new(include_str!("lua/grant.lua")),
             claim_script: Script::new(include_str!("lua/claim.lua")),
+            settle_script: Script::new(include_str!("lua/settle.lua")),
         };
         ledger.refresh_counters().await?;
         Ok(ledger)
