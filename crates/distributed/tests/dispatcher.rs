@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::{Env, eventually, services_answer};
@@ -41,7 +41,7 @@ fn campaign() -> Campaign {
 
 /// One claim per order: a real role of a synthetic user, a gift of the game, a coupon serial
 /// per order (so every claim is a new order).
-fn claims(campaign: &Campaign, now_ms: u64) -> Vec<ClaimRequest> {
+fn claim_requests(campaign: &Campaign, now_ms: u64) -> Vec<ClaimRequest> {
     let model = SynthModel::new(SEED, USERS, campaign.games.len());
     let mut out = Vec::new();
     for game in &campaign.games {
@@ -76,12 +76,15 @@ fn claims(campaign: &Campaign, now_ms: u64) -> Vec<ClaimRequest> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dispatcher_drains_jetstream_into_the_games_each_order_applied_once() {
-    if !services_answer() {
-        return;
-    }
-    let campaign = campaign();
+/// The simulator, the test's Redis + JetStream, and every order claimed (their ids).
+struct Setup {
+    sim: RunningSim,
+    campaign: Campaign,
+    env: Env,
+    ids: HashSet<String>,
+}
+
+async fn setup(jetstream: JetStreamConfig) -> Setup {
     let config = SimConfig {
         seed: SEED,
         users: USERS,
@@ -90,12 +93,11 @@ async fn the_dispatcher_drains_jetstream_into_the_games_each_order_applied_once(
         deliver_latency_ms: 1,
         ..SimConfig::default()
     };
-    let sim = RunningSim::start(campaign.clone(), config).await.expect("simulator");
+    let sim = RunningSim::start(campaign(), config).await.expect("simulator");
     let campaign = sim.campaign().clone();
-    let env = Env::new(CampaignBinding::of(&campaign), JetStreamConfig::default()).await;
-
+    let env = Env::new(CampaignBinding::of(&campaign), jetstream).await;
     let claims = DistributedClaims::start(env.ledger.clone(), env.stream.clone());
-    let requests = claims_for(&campaign);
+    let requests = claim_requests(&campaign, SystemClock.now_ms());
     let total = requests.len();
     let outcomes = join_all(requests.into_iter().map(|r| claims.claim(r))).await;
     let ids: HashSet<String> = outcomes
@@ -107,56 +109,88 @@ async fn the_dispatcher_drains_jetstream_into_the_games_each_order_applied_once(
         .collect();
     assert_eq!(ids.len(), total);
     claims.shutdown().await;
-
-    let queue = Arc::new(JetStreamQueue::new(env.ledger.clone(), env.stream.clone()));
-    let client = IdipClient::new(&campaign).expect("client");
-    let dispatcher_config = DispatcherConfig {
-        capacity_scale: SCALE,
-        idle_poll_ms: 20,
-        retry_base_ms: 20,
-        retry_cap_ms: 400,
-        hold_base_ms: 50,
-        hold_cap_ms: 400,
-        call_guard_slack_ms: 500,
-        ..DispatcherConfig::default()
-    };
-    let dispatcher = Dispatcher::start(
-        &campaign,
-        client,
-        queue.clone(),
-        dispatcher_config,
-        SystemClock::shared(),
-    )
-    .expect("start");
-    let ledger = env.ledger.clone();
-    eventually("every order delivered", || {
-        let ledger = ledger.clone();
-        async move { ledger.sent(total + 1).await.expect("send log").len() == total }
-    })
-    .await;
-    dispatcher.shutdown().await;
-
-    let sent: HashSet<String> =
-        env.ledger.sent(total + 1).await.unwrap().into_iter().map(|s| s.0).collect();
-    assert_eq!(sent, ids, "each order once in the actual-send log");
-    let stats = sim.sim().stats();
-    let mut applied = BTreeMap::new();
-    for (game, s) in &stats.games {
-        eprintln!(
-            "{game}: applied {} duplicates {} busy {} max/s {} capacity/s {}",
-            s.applied, s.duplicates, s.busy, s.max_applied_in_1s, s.capacity_per_s
-        );
-        assert!(s.max_applied_in_1s <= s.capacity_per_s, "{game}: over capacity in a second");
-        applied.insert(game.clone(), s.applied);
-    }
-    assert!(applied.values().all(|&n| n == u64::from(ORDERS_PER_GAME)), "{applied:?}");
-    for game in 0..campaign.games.len() {
-        assert_eq!(env.stream.pending(game).await.unwrap(), (0, 0), "game {game} drained");
-    }
-    drop(env);
-    sim.stop().await.expect("the simulator stops cleanly");
+    Setup { sim, campaign, env, ids }
 }
 
-fn claims_for(campaign: &Campaign) -> Vec<ClaimRequest> {
-    claims(campaign, SystemClock.now_ms())
+impl Setup {
+    /// Workers over a queue of their own, as a worker process would have.
+    fn dispatcher(&self) -> Dispatcher {
+        let queue = Arc::new(JetStreamQueue::new(self.env.ledger.clone(), self.env.stream.clone()));
+        let client = IdipClient::new(&self.campaign).expect("client");
+        let config = DispatcherConfig {
+            capacity_scale: SCALE,
+            idle_poll_ms: 20,
+            retry_base_ms: 20,
+            retry_cap_ms: 400,
+            hold_base_ms: 50,
+            hold_cap_ms: 400,
+            call_guard_slack_ms: 500,
+            ..DispatcherConfig::default()
+        };
+        Dispatcher::start(&self.campaign, client, queue, config, SystemClock::shared())
+            .expect("start")
+    }
+
+    async fn wait_sent(&self, at_least: usize) {
+        let ledger = self.env.ledger.clone();
+        let max = self.ids.len() + 1;
+        eventually("orders delivered", || {
+            let ledger = ledger.clone();
+            async move { ledger.sent(max).await.expect("send log").len() >= at_least }
+        })
+        .await;
+    }
+
+    /// Each order once in the send log, applied once by its game, no game over capacity, every
+    /// consumer drained.
+    async fn check_and_stop(self) {
+        let max = self.ids.len() + 1;
+        let sent: Vec<String> =
+            self.env.ledger.sent(max).await.unwrap().into_iter().map(|s| s.0).collect();
+        assert_eq!(sent.len(), self.ids.len(), "one send-log row per order");
+        assert_eq!(sent.into_iter().collect::<HashSet<_>>(), self.ids, "each order logged");
+        let stats = self.sim.sim().stats();
+        for (game, s) in &stats.games {
+            eprintln!(
+                "{game}: applied {} duplicates {} busy {} max/s {} capacity/s {}",
+                s.applied, s.duplicates, s.busy, s.max_applied_in_1s, s.capacity_per_s
+            );
+            assert!(s.max_applied_in_1s <= s.capacity_per_s, "{game}: over capacity in a second");
+            assert_eq!(s.applied, u64::from(ORDERS_PER_GAME), "{game}: each order applied once");
+        }
+        for game in 0..self.campaign.games.len() {
+            assert_eq!(self.env.stream.pending(game).await.unwrap(), (0, 0), "game {game} drained");
+        }
+        drop(self.env);
+        self.sim.stop().await.expect("the simulator stops cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_drains_jetstream_into_the_games_each_order_applied_once() {
+    if !services_answer() {
+        return;
+    }
+    let setup = setup(JetStreamConfig::default()).await;
+    let dispatcher = setup.dispatcher();
+    setup.wait_sent(setup.ids.len()).await;
+    dispatcher.shutdown().await;
+    setup.check_and_stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_mid_drain_lose_nothing_and_the_next_ones_apply_each_order_once() {
+    if !services_answer() {
+        return;
+    }
+    // A short ack wait: the killed workers' messages come back after a second.
+    let setup = setup(JetStreamConfig { ack_wait_ms: 1_000, ..JetStreamConfig::default() }).await;
+    let first = setup.dispatcher();
+    setup.wait_sent(setup.ids.len() / 3).await;
+    // Dropped, not shut down: every worker and call aborted as a kill would, leases unacked.
+    drop(first);
+    let second = setup.dispatcher();
+    setup.wait_sent(setup.ids.len()).await;
+    second.shutdown().await;
+    setup.check_and_stop().await;
 }
