@@ -4,7 +4,8 @@ mod common;
 
 use common::{Env, NOW_MS, binding, claim_req, eventually, services_answer};
 use futures_util::future::join_all;
-use hongbao_distributed::{DistributedClaims, SweeperConfig, sweep_once};
+use hongbao_clock::ManualClock;
+use hongbao_distributed::{DistributedClaims, Sweeper, SweeperConfig, sweep_once};
 use hongbao_jetstream::{JetStreamConfig, Outgoing};
 use hongbao_store::{ClaimLedger, ClaimOutcome};
 
@@ -81,4 +82,30 @@ async fn the_sweeper_refuses_a_grace_the_dedup_window_does_not_cover() {
     assert!(config.validate(600_000).is_err());
     assert!(SweeperConfig::default().validate(600_000).is_ok());
     assert!(SweeperConfig { batch_max: 0, ..SweeperConfig::default() }.validate(600_000).is_err());
+}
+
+#[tokio::test]
+async fn the_sweeper_task_publishes_orphans_on_its_clock_and_stops_on_shutdown() {
+    if !services_answer() {
+        return;
+    }
+    let env = Env::new(binding(), JetStreamConfig::default()).await;
+    for user in 1..=3 {
+        env.ledger.claim(claim_req(user, 0, NOW_MS)).await.expect("the script alone");
+    }
+    let clock = ManualClock::new(NOW_MS);
+    let config = SweeperConfig::default();
+    let sweeper =
+        Sweeper::start(env.ledger.clone(), env.stream.clone(), config.clone(), clock.clone())
+            .expect("start");
+    let ledger = env.ledger.clone();
+    // Passes run every interval on the manual clock; only past the grace do they find work.
+    eventually("the orphans published", || {
+        clock.advance_ms(config.interval_ms);
+        let ledger = ledger.clone();
+        async move { ledger.unpublished_count().await.expect("zcard") == 0 }
+    })
+    .await;
+    sweeper.shutdown().await;
+    assert_eq!(env.stream.pending(0).await.unwrap(), (3, 0), "three orders, one message each");
 }

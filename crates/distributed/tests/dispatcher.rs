@@ -146,7 +146,7 @@ impl Setup {
     async fn check_and_stop(self) {
         let max = self.ids.len() + 1;
         let sent: Vec<String> =
-            self.env.ledger.sent(max).await.unwrap().into_iter().map(|s| s.0).collect();
+            self.env.ledger.sent(max).await.expect("send log").into_iter().map(|s| s.0).collect();
         assert_eq!(sent.len(), self.ids.len(), "one send-log row per order");
         assert_eq!(sent.into_iter().collect::<HashSet<_>>(), self.ids, "each order logged");
         let stats = self.sim.sim().stats();
@@ -159,7 +159,11 @@ impl Setup {
             assert_eq!(s.applied, u64::from(ORDERS_PER_GAME), "{game}: each order applied once");
         }
         for game in 0..self.campaign.games.len() {
-            assert_eq!(self.env.stream.pending(game).await.unwrap(), (0, 0), "game {game} drained");
+            assert_eq!(
+                self.env.stream.pending(game).await.expect("consumer info"),
+                (0, 0),
+                "game {game} drained"
+            );
         }
         drop(self.env);
         self.sim.stop().await.expect("the simulator stops cleanly");
