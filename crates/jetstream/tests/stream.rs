@@ -26,10 +26,34 @@ fn nats_answers() -> bool {
     answers
 }
 
-async fn open(config: JetStreamConfig) -> DeliveryStream {
+/// A stream under a fresh namespace, deleted when the guard drops (also when the test panics).
+async fn open(config: JetStreamConfig) -> (DeliveryStream, Cleanup) {
     let ns = format!("hbtest-{:016x}", rand::rngs::StdRng::from_os_rng().random::<u64>());
     let names = Names::new(&ns, "spring", &["g1".into(), "g2".into()]).expect("names");
-    DeliveryStream::connect(NATS_URL, names, config).await.expect("open the stream")
+    let cleanup = Cleanup(names.stream());
+    (DeliveryStream::connect(NATS_URL, names, config).await.expect("open the stream"), cleanup)
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let stream = self.0.clone();
+        // A drop may run on a runtime thread: delete from a thread and runtime of its own.
+        let deleted = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let client = async_nats::connect(NATS_URL).await?;
+                async_nats::jetstream::new(client).delete_stream(stream).await?;
+                Ok::<_, async_nats::Error>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            eprintln!("could not delete stream {}", self.0);
+        }
+    }
 }
 
 fn out(game: usize, id: &str) -> Outgoing {
@@ -41,7 +65,7 @@ async fn the_same_message_id_is_stored_once_within_the_window() {
     if !nats_answers() {
         return;
     }
-    let stream = open(JetStreamConfig::default()).await;
+    let (stream, _cleanup) = open(JetStreamConfig::default()).await;
     let first = stream.publish_all(&[out(0, "o1"), out(0, "o2")]).await;
     let again = stream.publish_all(&[out(0, "o1")]).await;
     let (first, again) = (first[0].clone().unwrap(), again[0].clone().unwrap());
@@ -54,7 +78,6 @@ async fn the_same_message_id_is_stored_once_within_the_window() {
         got.iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
     assert_eq!(ids, ["o1", "o2"], "each order once, in publish order");
     assert!(stream.fetch(1, 10).await.expect("fetch").is_empty(), "another game's subject");
-    stream.delete().await.expect("delete");
 }
 
 #[tokio::test]
@@ -63,7 +86,7 @@ async fn a_batch_of_publishes_is_acknowledged_together_and_each_answer_is_its_ow
         return;
     }
     const BATCH: usize = 500;
-    let stream = open(JetStreamConfig::default()).await;
+    let (stream, _cleanup) = open(JetStreamConfig::default()).await;
     let batch: Vec<_> = (0..BATCH).map(|i| out(i % 2, &format!("o{i}"))).collect();
     let acks = stream.publish_all(&batch).await;
     assert_eq!(acks.len(), BATCH);
@@ -91,7 +114,6 @@ async fn a_batch_of_publishes_is_acknowledged_together_and_each_answer_is_its_ow
     assert_eq!(rest.len(), BATCH / 2 - 2, "the acked and the terminated one are gone");
     let naked = rest.iter().find(|m| m.payload == got[1].payload).expect("the naked one is back");
     assert_eq!(naked.info().expect("info").delivered, 2);
-    stream.delete().await.expect("delete");
 }
 
 #[tokio::test]
@@ -99,8 +121,7 @@ async fn publishing_to_a_game_the_campaign_does_not_have_is_refused() {
     if !nats_answers() {
         return;
     }
-    let stream = open(JetStreamConfig::default()).await;
+    let (stream, _cleanup) = open(JetStreamConfig::default()).await;
     let acks = stream.publish_all(&[out(9, "x")]).await;
     assert!(acks[0].is_err());
-    stream.delete().await.expect("delete");
 }
