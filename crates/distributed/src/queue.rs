@@ -118,18 +118,14 @@ impl JetStreamQueue {
         }
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         if delivered >= self.stream.config().deliveries_max - 1 {
+            // JetStream would drop it after the next delivery, leaving the order "queued".
             let reason = format!("handed out {delivered} times without an outcome");
-            let next = settled_order(order, &OrderEvent::Fail { reason }, now_ms);
-            if self.ledger.settle(&stored, &next).await.map_err(unavailable)? != Settled::Stale {
-                ack(&message, AckKind::Term).await?;
-            }
-            return Ok(None);
+            return self.dead_letter(&message, &stored, reason, now_ms).await.map(|()| None);
         }
         let Some(items) = self.ledger.binding().gift_items(&order.gift_id) else {
+            // Written by a claim of a campaign that has since lost the gift: no retry fixes it.
             let reason = format!("gift `{}` is not in the campaign", order.gift_id);
-            let next = settled_order(order, &OrderEvent::Fail { reason }, now_ms);
-            self.ledger.settle(&stored, &next).await.map_err(unavailable)?;
-            return ack(&message, AckKind::Term).await.map(|()| None);
+            return self.dead_letter(&message, &stored, reason, now_ms).await.map(|()| None);
         };
         let view = QueuedOrder {
             order_id: order.id.as_str().to_string(),
@@ -145,6 +141,25 @@ impl JetStreamQueue {
         self.keeper.locked().insert(id, (game, message.clone()));
         let lease = JetStreamLease { message, stored, id, keeper: self.keeper.clone() };
         Ok(Some(Leased { order: view, lease }))
+    }
+
+    /// Records the order dead and terminates its message; a stale record (someone else holds
+    /// the order and settled it) leaves the message to them.
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        stored: &StoredOrder,
+        reason: String,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
+        tracing::error!(order = %stored.order.id, %reason, "dead letter");
+        let next = settled_order(&stored.order, &OrderEvent::Fail { reason }, now_ms);
+        match self.ledger.settle(stored, &next).await.map_err(unavailable)? {
+            Settled::Stale => Ok(()),
+            Settled::Written | Settled::AlreadyWritten | Settled::Missing => {
+                ack(message, AckKind::Term).await
+            }
+        }
     }
 
     /// Records `event` over the leased state; `LeaseLost` when someone else already did.

@@ -162,3 +162,31 @@ async fn a_worker_that_dies_with_a_lease_loses_nothing_and_doubles_nothing() {
     assert_eq!(sent, want, "each order once in the actual-send log");
     assert!(queue.lease(G1, 10, LATER_MS).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_jetstream_is_about_to_give_up_on_is_recorded_dead_not_dropped() {
+    if !services_answer() {
+        return;
+    }
+    // JetStream stops delivering after 3 deliveries; the queue ends it at the 2nd.
+    let config = JetStreamConfig { deliveries_max: 3, ..quick() };
+    let env = Env::new(binding(), config).await;
+    let ids = orders(&env, 1).await;
+    let queue = JetStreamQueue::new(env.ledger.clone(), env.stream.clone());
+    let mut held = lease_ids(&queue, &[&ids[0]], NOW_MS).await;
+    queue.release(held.remove(0)).await.unwrap();
+
+    let stream = env.stream.clone();
+    let queue = &queue;
+    eventually("the message terminated", || {
+        let stream = stream.clone();
+        async move {
+            assert!(queue.lease(G1, 10, NOW_MS).await.unwrap().is_empty(), "not handed out");
+            stream.pending(0).await.unwrap() == (0, 0)
+        }
+    })
+    .await;
+    let order = env.ledger.order(&OrderId::parse(&ids[0]).unwrap()).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Dead);
+    assert!(order.last_error.unwrap_or_default().contains("handed out 2 times"));
+}
