@@ -196,6 +196,9 @@ impl DeliveryQueue for JetStreamQueue {
         max: usize,
         now_ms: u64,
     ) -> Result<Vec<Leased<JetStreamLease>>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let messages = self.stream.fetch(usize::from(game.0), max).await.map_err(unavailable)?;
         if messages.is_empty() {
             return Ok(Vec::new());

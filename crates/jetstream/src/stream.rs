@@ -143,7 +143,10 @@ impl DeliveryStream {
     /// waiting for more: each is delivered to us until acked, naked, or its ack wait runs out.
     pub async fn fetch(&self, game: usize, max: usize) -> Result<Vec<Message>, JetStreamError> {
         let consumer = self.consumer(game)?;
-        let max = max.clamp(1, FETCH_BATCH_MAX);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = max.min(FETCH_BATCH_MAX);
         let mut batch = consumer
             .fetch()
             .max_messages(max)
