@@ -33,6 +33,11 @@ impl DistributedClaims {
         &self.ledger
     }
 
+    /// The publisher's counters.
+    pub fn publisher_stats(&self) -> crate::PublisherStats {
+        self.publisher.stats()
+    }
+
     /// Stops the publisher after answering the claims it holds.
     pub async fn shutdown(self) {
         self.publisher.shutdown().await;

@@ -26,7 +26,9 @@ mod queue;
 mod sweeper;
 
 pub use claims::DistributedClaims;
-pub use publisher::{PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher};
+pub use publisher::{
+    PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,
+};
 pub use queue::{JetStreamLease, JetStreamQueue};
 pub use sweeper::{
     SWEEP_BATCH_MAX_DEFAULT, SWEEP_GRACE_MS_DEFAULT, SWEEP_INTERVAL_MS_DEFAULT, SweepPass, Sweeper,

@@ -8,6 +8,7 @@
 //! [`PUBLISH_BATCHES_IN_FLIGHT`] batches await their acks at a time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hongbao_jetstream::{DeliveryStream, Outgoing};
 use hongbao_redis::RedisLedger;
@@ -24,6 +25,23 @@ pub const PUBLISH_BATCH_MAX: usize = 512;
 /// Batches awaiting their acknowledgements at once.
 pub const PUBLISH_BATCHES_IN_FLIGHT: usize = 8;
 
+/// What the publisher did so far: `published / batches` is the publishes per ack round trip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    pub batches: u64,
+    /// Publishes acknowledged.
+    pub published: u64,
+    /// Publishes not acknowledged (their claims answered `Unavailable`).
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    published: AtomicU64,
+    failed: AtomicU64,
+}
+
 struct Job {
     out: Outgoing,
     done: oneshot::Sender<Result<(), StoreError>>,
@@ -35,6 +53,7 @@ pub struct Publisher {
     ledger: Arc<RedisLedger>,
     jobs: mpsc::Sender<Job>,
     task: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -47,8 +66,17 @@ impl Publisher {
     /// Starts the publishing task. Call inside a Tokio runtime.
     pub fn start(ledger: Arc<RedisLedger>, stream: Arc<DeliveryStream>) -> Publisher {
         let (jobs, rx) = mpsc::channel(PUBLISH_QUEUE_MAX);
-        let task = tokio::spawn(run(rx, ledger.clone(), stream));
-        Publisher { ledger, jobs, task }
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(rx, ledger.clone(), stream, counters.clone()));
+        Publisher { ledger, jobs, task, counters }
+    }
+
+    pub fn stats(&self) -> PublisherStats {
+        PublisherStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            published: self.counters.published.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Publishes `order` and returns once JetStream acknowledged it (stored, or a duplicate of
@@ -71,7 +99,12 @@ impl Publisher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, ledger: Arc<RedisLedger>, stream: Arc<DeliveryStream>) {
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    ledger: Arc<RedisLedger>,
+    stream: Arc<DeliveryStream>,
+    counters: Arc<Counters>,
+) {
     let permits = Arc::new(Semaphore::new(PUBLISH_BATCHES_IN_FLIGHT));
     let mut batches = JoinSet::new();
     loop {
@@ -81,9 +114,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, ledger: Arc<RedisLedger>, stream: Arc<
         if rx.recv_many(&mut jobs, PUBLISH_BATCH_MAX).await == 0 {
             break;
         }
-        let (ledger, stream) = (ledger.clone(), stream.clone());
+        let (ledger, stream, counters) = (ledger.clone(), stream.clone(), counters.clone());
         batches.spawn(async move {
-            publish_batch(&ledger, &stream, jobs).await;
+            publish_batch(&ledger, &stream, jobs, &counters).await;
             drop(permit);
         });
         while batches.try_join_next().is_some() {}
@@ -92,7 +125,12 @@ async fn run(mut rx: mpsc::Receiver<Job>, ledger: Arc<RedisLedger>, stream: Arc<
 }
 
 /// One batch: publish, await the acks together, answer the claims, mark the acked published.
-async fn publish_batch(ledger: &RedisLedger, stream: &DeliveryStream, jobs: Vec<Job>) {
+async fn publish_batch(
+    ledger: &RedisLedger,
+    stream: &DeliveryStream,
+    jobs: Vec<Job>,
+    counters: &Counters,
+) {
     let outs: Vec<Outgoing> = jobs.iter().map(|j| j.out.clone()).collect();
     let acks = stream.publish_all(&outs).await;
     let mut published = Vec::with_capacity(jobs.len());
@@ -110,6 +148,9 @@ async fn publish_batch(ledger: &RedisLedger, stream: &DeliveryStream, jobs: Vec<
         // A claim that gave up waiting (its request ended) no longer listens: nothing to do.
         let _ = job.done.send(answer);
     }
+    counters.batches.fetch_add(1, Ordering::Relaxed);
+    counters.published.fetch_add(published.len() as u64, Ordering::Relaxed);
+    counters.failed.fetch_add((outs.len() - published.len()) as u64, Ordering::Relaxed);
     let ids: Vec<&str> = published.iter().map(String::as_str).collect();
     if let Err(e) = ledger.mark_published(&ids).await {
         // Harmless: the sweeper publishes them again, which the stream deduplicates.

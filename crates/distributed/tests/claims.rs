@@ -35,6 +35,9 @@ async fn concurrent_claims_are_published_once_each_and_marked_published() {
     let (g1, g2) = (env.stream.pending(0).await.unwrap(), env.stream.pending(1).await.unwrap());
     assert_eq!(g1.0 + g2.0, CLAIMS, "one message per accepted order");
     assert_eq!(g2.0, CLAIMS / 3, "gift c's orders on g2's subject");
+    let stats = claims.publisher_stats();
+    eprintln!("{stats:?}: {} publishes per acknowledged batch", stats.published / stats.batches);
+    assert_eq!((stats.published, stats.failed), (CLAIMS, 0), "one publish per accepted claim");
     claims.shutdown().await;
 }
 
