@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use hongbao_domain::{GameIndex, OrderEvent};
-use hongbao_jetstream::{DeliveryStream, Message};
+use hongbao_jetstream::{AckKind, DeliveryStream, Message};
 use hongbao_queue::{
     DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, QueuedOrder, Retry,
 };
@@ -25,7 +25,6 @@ use hongbao_store::Order;
 use tokio::task::JoinHandle;
 
 use crate::message::order_id;
-use async_nats::jetstream::AckKind;
 
 /// A leased order: its message (the lease) and the order as read when leased.
 pub struct JetStreamLease {

@@ -23,8 +23,8 @@ pub mod config;
 mod names;
 mod stream;
 
-pub use async_nats::jetstream::Message;
 pub use async_nats::jetstream::consumer::pull::Config as ConsumerConfig;
+pub use async_nats::jetstream::{AckKind, Message};
 pub use config::JetStreamConfig;
 pub use names::{NAME_MAX_LEN, Names};
 pub use stream::{DeliveryStream, Outgoing, Published};
