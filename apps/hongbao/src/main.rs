@@ -8,6 +8,7 @@ mod bench;
 mod campaign_cmd;
 mod delivery_cmd;
 mod demo;
+mod fleet;
 mod inspect;
 mod load;
 mod node;

@@ -10,9 +10,11 @@ use clap::Args;
 use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
 use hongbao_delivery::{Dispatcher, DispatcherConfig};
+use hongbao_distributed::{BackendConfig, SweeperConfig};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
+use hongbao_jetstream::JetStreamConfig;
 use hongbao_store::{CampaignBinding, EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 
@@ -41,6 +43,19 @@ pub struct ServeArgs {
     /// Data directory of the embedded store (grants, orders, delivery queues, send log).
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
+    /// Redis of the distributed mode (e.g. redis://10.0.0.5:6379): grabs, claims, orders, the
+    /// role cache's shared level and the game leases live there instead of in --data. Needs
+    /// --nats.
+    #[arg(long, requires = "nats", conflicts_with_all = ["data", "reconcile_dir"])]
+    pub redis: Option<String>,
+    /// NATS with JetStream of the distributed mode (e.g. nats://10.0.0.6:4222): the deliveries'
+    /// durable queue. Needs --redis.
+    #[arg(long, requires = "redis")]
+    pub nats: Option<String>,
+    /// Prefix of this campaign's keys in Redis and of its stream and consumers in JetStream
+    /// (distributed mode), so campaigns, rehearsals and demos sharing servers never meet.
+    #[arg(long, default_value = "hongbao", requires = "redis")]
+    pub namespace: String,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
     /// [default: DATA/reconcile].
@@ -240,8 +255,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
-    let mut node =
-        Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?;
+    let mut node = match (&args.redis, &args.nats) {
+        (Some(redis), Some(nats)) => {
+            let backend = BackendConfig {
+                redis_url: redis.clone(),
+                nats_url: nats.clone(),
+                namespace: args.namespace.clone(),
+                jetstream: JetStreamConfig::default(),
+                sweeper: SweeperConfig::default(),
+            };
+            Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
+        }
+        _ => Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?,
+    };
     if let Some(dir) = &args.reconcile_dir {
         node.set_reconcile_dir(dir)?;
     }
@@ -268,10 +294,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("bind {}", args.admin_addr))?;
     let scheme = if node.admin_access.tls.is_some() { "https" } else { "http" };
     println!("admin listening on {scheme}://{}", admin.local_addr()?);
+    let backend = match &args.redis {
+        Some(_) => format!("distributed, namespace {}", args.namespace),
+        None => args.data.display().to_string(),
+    };
     tracing::info!(
         campaign = %node.state.campaign.id,
         role = ?args.role,
-        data = %args.data.display(),
+        %backend,
         admin = %admin.local_addr()?,
         "node serving"
     );
@@ -332,10 +362,13 @@ pub fn api_state(
 /// delivery workers.
 pub struct Node {
     pub state: ApiState,
-    store: Arc<EmbeddedStore>,
-    dispatcher: Option<Arc<Dispatcher>>,
+    /// The embedded store, on an embedded node.
+    pub(crate) store: Option<Arc<EmbeddedStore>>,
+    /// The distributed backend's running parts, on a distributed node.
+    pub(crate) fleet: Option<crate::fleet::FleetParts>,
+    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     /// Canonical: the admin endpoint's reconciliation reads and writes only under it.
-    reconcile_dir: PathBuf,
+    pub(crate) reconcile_dir: PathBuf,
     /// How the API's router is built (access log, request timeout).
     pub router_options: hongbao_api::RouterOptions,
     /// Who may use the admin endpoints; by default nobody (no keys).
@@ -383,7 +416,8 @@ impl Node {
         let router_options = hongbao_api::RouterOptions::default();
         let mut node = Node {
             state,
-            store,
+            store: Some(store),
+            fleet: None,
             dispatcher,
             reconcile_dir: PathBuf::new(),
             router_options,
@@ -413,6 +447,7 @@ impl Node {
         let Node {
             state,
             store,
+            fleet,
             dispatcher,
             reconcile_dir,
             router_options,
@@ -465,9 +500,12 @@ impl Node {
             }
         }
         drop(state);
+        if let Some(fleet) = fleet {
+            fleet.shutdown().await;
+        }
         // Handlers are gone once serving returns; if a straggler still holds the store, its
         // Drop closes it the same way when released.
-        if let Ok(store) = Arc::try_unwrap(store) {
+        if let Some(Ok(store)) = store.map(Arc::try_unwrap) {
             tokio::task::spawn_blocking(move || store.close())
                 .await
                 .context("close the store")?

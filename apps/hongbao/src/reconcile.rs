@@ -660,7 +660,7 @@ mod tests {
         assert_eq!(claim_range(&store, &campaign, 0..5).await.expect("claims"), 5);
         let state = crate::admin::AdminState {
             dispatcher: None,
-            store: store.clone(),
+            store: Some(store.clone()),
             campaign,
             clock: SystemClock::shared(),
             reconcile_dir: dir.path().canonicalize().expect("dir"),
