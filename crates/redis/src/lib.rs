@@ -32,11 +32,12 @@ use std::time::Duration;
 
 use hongbao_store::{
     CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, GrantLedger,
-    GrantOutcome, GrantRequest, Order, OrderId, StoreError,
+    GrantOutcome, GrantRequest, HighValueUsage, Order, OrderId, StoreError,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
+pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS};
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 
 use keys::{Keys, channel_index};
@@ -187,6 +188,10 @@ impl ClaimLedger for RedisLedger {
     /// sold-out gifts, while the claim script decides stock exactly, against Redis's own count.
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         self.stock_taken.get(usize::from(gift.0)).map_or(0, |seen| seen.load(Ordering::Relaxed))
+    }
+
+    async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        claim::high_value_usage(self, user, now_ms).await
     }
 }
 
