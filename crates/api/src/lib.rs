@@ -6,6 +6,7 @@
 //! - [`state`]: [`ApiState`], what handlers reach;
 //! - [`claim_service`]: every decision of a claim, free of HTTP;
 //! - [`layers`]: request-head limits, the request timeout and the access log;
+//! - [`limits`]: per-address and per-user request rates (429 `rate_limited`);
 //! - [`routes`]: one module per resource, merged by [`router`];
 //! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
 
@@ -26,6 +27,7 @@ pub mod claim_service;
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod limits;
 pub mod ports;
 pub mod routes;
 pub mod state;
