@@ -78,6 +78,32 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hongbao_api::REQUEST_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// Proxies (CIDRs or addresses, comma-separated) whose `X-Forwarded-For` names the client
+    /// for the per-address rate limit; without it the socket's peer is the client.
+    #[arg(long, value_name = "CIDR[,…]",
+          value_parser = |s: &str| hongbao_api::limits::parse_trusted_proxies(s))]
+    pub trusted_proxy: Option<Vec<ipnet::IpNet>>,
+    /// Serve without the campaign's per-user and per-address request rates (`[limits]`): for
+    /// benchmarks that measure what they cost.
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// Most open API connections; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_max: usize,
+    /// Most open API connections from one client address; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_PER_ADDR_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_per_addr_max: usize,
+    /// Most API requests handled at once; more are answered 503 `overloaded`.
+    #[arg(long, default_value_t = hongbao_api::IN_FLIGHT_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub in_flight_max: usize,
+    /// Longest a connection may take to send a request head, and longest an idle keep-alive
+    /// connection is held, in milliseconds; then it is closed.
+    #[arg(long, default_value_t = hongbao_api::HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
 }
 
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
@@ -213,6 +239,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         access_log: args.access_log,
         request_timeout_ms: args.request_timeout_ms,
     };
+    node.serve_options = hongbao_api::ServeOptions {
+        connections_max: args.connections_max,
+        connections_per_addr_max: args.connections_per_addr_max,
+        in_flight_max: args.in_flight_max,
+        header_read_timeout_ms: args.header_read_timeout_ms,
+    };
+    if args.no_rate_limits {
+        node.rate_limits = None;
+    } else {
+        let trusted = args.trusted_proxy.clone().unwrap_or_default();
+        node.rate_limits = Some(node.rate_limits_trusting(trusted));
+    }
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -275,6 +313,10 @@ pub struct Node {
     reconcile_dir: PathBuf,
     /// How the API's router is built (access log, request timeout).
     pub router_options: hongbao_api::RouterOptions,
+    /// How the API's listener holds connections and requests.
+    pub serve_options: hongbao_api::ServeOptions,
+    /// The campaign's request rates; `None` serves without them.
+    pub rate_limits: Option<Arc<hongbao_api::RateLimits>>,
 }
 
 impl Node {
@@ -313,11 +355,25 @@ impl Node {
             .with_grants(store.clone())
             .with_claims(store.clone());
         state.mark_store_open();
-        let router_options = hongbao_api::RouterOptions::default();
-        let mut node =
-            Node { state, store, dispatcher, reconcile_dir: PathBuf::new(), router_options };
+        let mut node = Node {
+            state,
+            store,
+            dispatcher,
+            reconcile_dir: PathBuf::new(),
+            router_options: hongbao_api::RouterOptions::default(),
+            serve_options: hongbao_api::ServeOptions::default(),
+            rate_limits: None,
+        };
+        node.rate_limits = Some(node.rate_limits_trusting(Vec::new()));
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
+    }
+
+    /// The campaign's request rates on this node's clock, believing `X-Forwarded-For` from
+    /// `trusted` proxies only.
+    pub fn rate_limits_trusting(&self, trusted: Vec<ipnet::IpNet>) -> Arc<hongbao_api::RateLimits> {
+        let limits = &self.state.campaign.limits;
+        Arc::new(hongbao_api::RateLimits::new(limits, trusted, self.state.clock.clone()))
     }
 
     /// Confines the admin endpoint's reconciliation to `dir` (created if missing).
@@ -336,7 +392,15 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher, reconcile_dir, router_options } = self;
+        let Node {
+            state,
+            store,
+            dispatcher,
+            reconcile_dir,
+            router_options,
+            serve_options,
+            rate_limits,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -354,12 +418,14 @@ impl Node {
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
         let api_task = api.map(|listener| {
             state.set_ready(true);
-            tokio::spawn(hongbao_api::serve(
-                listener,
-                hongbao_api::router_with(state.clone(), router_options),
-                stopped(),
-            ))
+            let mut router = hongbao_api::router_with(state.clone(), router_options);
+            if let Some(limits) = &rate_limits {
+                router = hongbao_api::with_rate_limits(router, Arc::clone(limits));
+            }
+            tokio::spawn(hongbao_api::serve_with(listener, router, serve_options, stopped()))
         });
+        // Keeps the limiters' keyed state bounded; stops with the node.
+        let limits_task = rate_limits.map(|limits| tokio::spawn(limits.maintain(stopped())));
         shutdown.await;
         state.set_ready(false);
         let _ = stop_tx.send(true);
@@ -368,6 +434,9 @@ impl Node {
             served = task.await.context("api task")?.context("serve the API");
         }
         admin_task.await.context("admin task")?.context("serve the admin endpoints")?;
+        if let Some(task) = limits_task {
+            task.await.context("rate-limit maintenance task")?;
+        }
         if let Some(dispatcher) = dispatcher {
             match Arc::try_unwrap(dispatcher) {
                 Ok(d) => d.shutdown().await,
