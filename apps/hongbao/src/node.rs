@@ -106,6 +106,31 @@ pub struct ServeArgs {
     pub header_read_timeout_ms: u64,
 }
 
+/// File descriptors kept for everything but API connections: the store's files, the admin
+/// listener and its connections, the game-side client's pool, logs.
+pub const FILES_RESERVED: usize = 1_024;
+
+/// `wanted` API connections, or fewer if the process's open-file limit (raised at start) could
+/// not hold them beside [`FILES_RESERVED`]: past the file limit `accept` fails for everyone,
+/// while the cap closes only the excess.
+fn connections_within_file_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    if let Some(files) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        let room =
+            usize::try_from(files).unwrap_or(usize::MAX).saturating_sub(FILES_RESERVED).max(1);
+        if wanted > room {
+            tracing::warn!(
+                wanted,
+                room,
+                files,
+                "--connections-max lowered to fit the open-file limit"
+            );
+            return room;
+        }
+    }
+    wanted
+}
+
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
 /// fsync, so more than a second is a mistake, not a setting.
 pub const STORE_LINGER_MS_MAX: u64 = 1000;
@@ -240,7 +265,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         request_timeout_ms: args.request_timeout_ms,
     };
     node.serve_options = hongbao_api::ServeOptions {
-        connections_max: args.connections_max,
+        connections_max: connections_within_file_limit(args.connections_max),
         connections_per_addr_max: args.connections_per_addr_max,
         in_flight_max: args.in_flight_max,
         header_read_timeout_ms: args.header_read_timeout_ms,
