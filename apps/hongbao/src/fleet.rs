@@ -107,7 +107,7 @@ impl Node {
             .with_grants(parts.ledger.clone())
             .with_claims(parts.claims.clone());
         state.mark_store_open();
-        Ok(Node {
+        let mut node = Node {
             state,
             store: None,
             fleet: Some(FleetParts { claims: parts.claims, sweeper }),
@@ -116,6 +116,13 @@ impl Node {
             router_options: hongbao_api::RouterOptions::default(),
             admin_auth: crate::admin::AdminAuth::default(),
             admin_access: crate::admin_listener::ListenerAccess::default(),
-        })
+            serve_options: hongbao_api::ServeOptions::default(),
+            rate_limits: None,
+        };
+        // Per node, as in the embedded mode: each node holds its own buckets, so a fleet's
+        // per-user rate is up to the number of nodes times the campaign's (a shared limiter in
+        // Redis would cost a round trip per request).
+        node.rate_limits = Some(node.rate_limits_trusting(Vec::new()));
+        Ok(node)
     }
 }

@@ -117,6 +117,57 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hongbao_api::REQUEST_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// Proxies (CIDRs or addresses, comma-separated) whose `X-Forwarded-For` names the client
+    /// for the per-address rate limit; without it the socket's peer is the client.
+    #[arg(long, value_name = "CIDR[,…]",
+          value_parser = |s: &str| hongbao_api::limits::parse_trusted_proxies(s))]
+    pub trusted_proxy: Option<Vec<ipnet::IpNet>>,
+    /// Serve without the campaign's per-user and per-address request rates (`[limits]`): for
+    /// benchmarks that measure what they cost.
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// Most open API connections; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_max: usize,
+    /// Most open API connections from one client address; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_PER_ADDR_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_per_addr_max: usize,
+    /// Most API requests handled at once; more are answered 503 `overloaded`.
+    #[arg(long, default_value_t = hongbao_api::IN_FLIGHT_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub in_flight_max: usize,
+    /// Longest a connection may take to send a request head, and longest an idle keep-alive
+    /// connection is held, in milliseconds; then it is closed.
+    #[arg(long, default_value_t = hongbao_api::HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+}
+
+/// File descriptors kept for everything but API connections: the store's files, the admin
+/// listener and its connections, the game-side client's pool, logs.
+pub const FILES_RESERVED: usize = 1_024;
+
+/// `wanted` API connections, or fewer if the process's open-file limit (raised at start) could
+/// not hold them beside [`FILES_RESERVED`]: past the file limit `accept` fails for everyone,
+/// while the cap closes only the excess.
+fn connections_within_file_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    if let Some(files) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        let room =
+            usize::try_from(files).unwrap_or(usize::MAX).saturating_sub(FILES_RESERVED).max(1);
+        if wanted > room {
+            tracing::warn!(
+                wanted,
+                room,
+                files,
+                "--connections-max lowered to fit the open-file limit"
+            );
+            return room;
+        }
+    }
+    wanted
 }
 
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
@@ -279,6 +330,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         // The demo-only routes (tickets for anyone) never on a real node.
         demo: false,
     };
+    node.serve_options = hongbao_api::ServeOptions {
+        connections_max: connections_within_file_limit(args.connections_max),
+        connections_per_addr_max: args.connections_per_addr_max,
+        in_flight_max: args.in_flight_max,
+        header_read_timeout_ms: args.header_read_timeout_ms,
+    };
+    if args.no_rate_limits {
+        node.rate_limits = None;
+    } else {
+        let trusted = args.trusted_proxy.clone().unwrap_or_default();
+        node.rate_limits = Some(node.rate_limits_trusting(trusted));
+    }
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -375,6 +438,10 @@ pub struct Node {
     pub admin_auth: admin::AdminAuth,
     /// Which machines may connect to the admin address (default: loopback), and over mTLS?
     pub admin_access: crate::admin_listener::ListenerAccess,
+    /// How the API's listener holds connections and requests.
+    pub serve_options: hongbao_api::ServeOptions,
+    /// The campaign's request rates; `None` serves without them.
+    pub rate_limits: Option<Arc<hongbao_api::RateLimits>>,
 }
 
 impl Node {
@@ -413,19 +480,28 @@ impl Node {
             .with_grants(store.clone())
             .with_claims(store.clone());
         state.mark_store_open();
-        let router_options = hongbao_api::RouterOptions::default();
         let mut node = Node {
             state,
             store: Some(store),
             fleet: None,
             dispatcher,
             reconcile_dir: PathBuf::new(),
-            router_options,
+            router_options: hongbao_api::RouterOptions::default(),
             admin_auth: admin::AdminAuth::default(),
             admin_access: crate::admin_listener::ListenerAccess::default(),
+            serve_options: hongbao_api::ServeOptions::default(),
+            rate_limits: None,
         };
+        node.rate_limits = Some(node.rate_limits_trusting(Vec::new()));
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
+    }
+
+    /// The campaign's request rates on this node's clock, believing `X-Forwarded-For` from
+    /// `trusted` proxies only.
+    pub fn rate_limits_trusting(&self, trusted: Vec<ipnet::IpNet>) -> Arc<hongbao_api::RateLimits> {
+        let limits = &self.state.campaign.limits;
+        Arc::new(hongbao_api::RateLimits::new(limits, trusted, self.state.clock.clone()))
     }
 
     /// Confines the admin endpoint's reconciliation to `dir` (created if missing).
@@ -453,6 +529,8 @@ impl Node {
             router_options,
             admin_auth,
             admin_access,
+            serve_options,
+            rate_limits,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
@@ -477,12 +555,14 @@ impl Node {
         ));
         let api_task = api.map(|listener| {
             state.set_ready(true);
-            tokio::spawn(hongbao_api::serve(
-                listener,
-                hongbao_api::router_with(state.clone(), router_options),
-                stopped(),
-            ))
+            let mut router = hongbao_api::router_with(state.clone(), router_options);
+            if let Some(limits) = &rate_limits {
+                router = hongbao_api::with_rate_limits(router, Arc::clone(limits));
+            }
+            tokio::spawn(hongbao_api::serve_with(listener, router, serve_options, stopped()))
         });
+        // Keeps the limiters' keyed state bounded; stops with the node.
+        let limits_task = rate_limits.map(|limits| tokio::spawn(limits.maintain(stopped())));
         shutdown.await;
         state.set_ready(false);
         let _ = stop_tx.send(true);
@@ -491,6 +571,9 @@ impl Node {
             served = task.await.context("api task")?.context("serve the API");
         }
         admin_task.await.context("admin task")?.context("serve the admin endpoints")?;
+        if let Some(task) = limits_task {
+            task.await.context("rate-limit maintenance task")?;
+        }
         if let Some(dispatcher) = dispatcher {
             match Arc::try_unwrap(dispatcher) {
                 Ok(d) => d.shutdown().await,

@@ -589,9 +589,10 @@ async fn claim_range(
             RoleId(n + 1),
             SystemClock.now_ms(),
         );
-        // Benchmark data, not a campaign: no stock or per-user limit gets in the way.
+        // Benchmark data, not a campaign: no stock, per-user or high-value limit gets in the way.
         req.stock = u64::MAX;
         req.per_user_limit = u32::MAX;
+        req.high_value = None;
         in_flight.push(store.claim(req));
         claimed += 1;
     }
