@@ -1,0 +1,326 @@
+//! The distributed mode across processes: two API nodes and three delivery workers
+//! (`hongbao serve --redis --nats`) over the machine's Redis and NATS JetStream, the game
+//! simulator on loopback. Each test has a namespace of its own, deleted afterwards (keys and
+//! stream). Without Redis or NATS the tests say they skipped; under CI they fail instead.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
+use hongbao_domain::{Campaign, Channel, GameIndex, Role, sign_ticket};
+use rand::Rng;
+use serde_json::{Value, json};
+use support::{Running, get_json, now_s, open_campaign_file, run_ok, spawn_sim};
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const USERS: u64 = 3_000;
+const SCALE: &str = "0.1";
+/// A bound on waiting for the fleet to deliver, far above the seconds it needs.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+fn services_answer() -> bool {
+    let up = |addr: &str| {
+        TcpStream::connect_timeout(&addr.parse().expect("an address"), Duration::from_millis(500))
+            .is_ok()
+    };
+    let answer = up("127.0.0.1:6379") && up("127.0.0.1:4222");
+    if !answer {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Redis at 6379 or NATS at 4222, and CI is set: CI must run the fleet tests"
+        );
+        println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
+    }
+    answer
+}
+
+/// A namespace of this test's own: its Redis keys and its JetStream stream go when it drops.
+struct Namespace {
+    name: String,
+    stream: String,
+}
+
+impl Namespace {
+    fn new(campaign: &Campaign) -> Namespace {
+        let name = format!("hbfleet-{:012x}", rand::rng().random::<u64>() >> 16);
+        let stream = format!("{name}_{}", campaign.id);
+        Namespace { name, stream }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let (name, stream) = (self.name.clone(), self.stream.clone());
+        // Drops may run on a runtime thread: clean up from a thread and runtime of its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let client = redis::Client::open(REDIS_URL)?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg(format!("{name}:*")).query_async(&mut conn).await?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut conn).await?;
+                }
+                let nats = async_nats::connect(NATS_URL).await?;
+                async_nats::jetstream::new(nats).delete_stream(stream).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not clean up namespace {}", self.name);
+        }
+    }
+}
+
+/// The campaign, the simulator and the users' profiles one fleet test runs on.
+struct World {
+    _dir: tempfile::TempDir,
+    config: String,
+    profiles: String,
+    campaign: Campaign,
+    model: SynthModel,
+    sim: Running,
+    sim_url: String,
+    game_log: std::path::PathBuf,
+    ns: Namespace,
+}
+
+impl World {
+    fn new(edit: impl Fn(String) -> String) -> World {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let game_log = dir.path().join("game-log.jsonl");
+        let log = game_log.to_str().expect("utf-8").to_string();
+        let (sim, sim_url) = spawn_sim(42, USERS, &["--capacity-scale", SCALE, "--log", &log]);
+        let (config, campaign) = open_campaign_file(dir.path(), &sim_url, edit);
+        let profiles = dir.path().join("profiles").to_str().expect("utf-8").to_string();
+        let users = USERS.to_string();
+        let gen_args = ["gen", "--config", &config, "--users", &users, "--seed", "42"];
+        run_ok(&[&gen_args[..], &["--out", &profiles]].concat());
+        let model = SynthModel::new(42, USERS, campaign.games.len());
+        let ns = Namespace::new(&campaign);
+        World { _dir: dir, config, profiles, campaign, model, sim, sim_url, game_log, ns }
+    }
+
+    /// `hongbao serve` on the distributed backend in `role`; its process and API URL (for
+    /// workers, the admin URL).
+    fn node(&self, role: &str) -> (Running, String) {
+        let args = [
+            "serve",
+            "--rehearsal",
+            "--admin-unsigned",
+            "--config",
+            &self.config,
+            "--profiles",
+            &self.profiles,
+            "--redis",
+            REDIS_URL,
+            "--nats",
+            NATS_URL,
+            "--namespace",
+            &self.ns.name,
+            "--role",
+            role,
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--capacity-scale",
+            SCALE,
+        ];
+        let mut node = Running::spawn(&args);
+        let url = if role == "worker" {
+            node.wait_for_url("admin listening")
+        } else {
+            node.wait_for_url("api listening")
+        };
+        (node, url)
+    }
+
+    /// The user's festival bundle of `game` and a role that may claim it, if they play it.
+    fn festival(&self, user: u64, game: GameIndex) -> Option<(String, Role)> {
+        let gift =
+            self.campaign.gifts.iter().find(|g| g.game == game && g.id.ends_with("-festival"))?;
+        let level = gift.min_role_level.unwrap_or(0);
+        let role = self.model.roles(user, game).into_iter().find(|r| r.level >= level.max(15))?;
+        Some((gift.id.clone(), role))
+    }
+
+    fn ticket(&self, user: u64) -> String {
+        sign_ticket(&self.campaign.auth.ticket_keys[0], user, now_s(), 3600)
+    }
+}
+
+/// Grabs a coupon on `channel` at `api`; its text.
+async fn grab(client: &reqwest::Client, api: &str, ticket: &str, channel: Channel) -> String {
+    let answer: Value = client
+        .post(format!("{api}/v1/coupons"))
+        .bearer_auth(ticket)
+        .json(&json!({ "channel": channel.as_str() }))
+        .send()
+        .await
+        .expect("grab")
+        .json()
+        .await
+        .expect("a JSON answer");
+    answer["coupon"].as_str().unwrap_or_else(|| panic!("no coupon: {answer}")).to_string()
+}
+
+/// Claims `gift` with `coupon` for `role` at `api`: the status and the answer.
+async fn claim(
+    client: &reqwest::Client,
+    api: &str,
+    ticket: &str,
+    coupon: &str,
+    gift: &str,
+    role: &Role,
+) -> (u16, Value) {
+    let body = json!({ "coupon": coupon, "gift_id": gift, "zone_id": role.zone_id, "role_id": role.role_id });
+    let answer = client
+        .post(format!("{api}/v1/claims"))
+        .bearer_auth(ticket)
+        .json(&body)
+        .send()
+        .await
+        .expect("claim");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("a JSON answer"))
+}
+
+/// The simulator's counters by game.
+async fn sim_stats(client: &reqwest::Client, sim: &str) -> BTreeMap<String, Value> {
+    let stats = get_json(client, &format!("{sim}/idip/v1/stats")).await;
+    serde_json::from_value(stats["games"].clone()).expect("games")
+}
+
+/// The worker holding `game`'s lease, from the lease key (its holder name carries the pid).
+async fn holder_pid(ns: &str, campaign: &str, game: u8) -> Option<u32> {
+    let client = redis::Client::open(REDIS_URL).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(format!("{ns}:{campaign}:game-lease:{game}"))
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    holder?.rsplit('-').nth(1)?.parse().ok()
+}
+
+/// The same coupon claimed on both API nodes at once is one order; a gift with a stock of 5
+/// claimed by 30 users across both nodes at once is exactly 5 orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_nodes_agree_on_each_coupon_and_on_stock() {
+    if !services_answer() {
+        return;
+    }
+    let world = World::new(|text| text.replacen("stock = 2000000", "stock = 5", 1));
+    let (_a, api_a) = world.node("api");
+    let (_b, api_b) = world.node("api");
+    let client = reqwest::Client::new();
+    let lantern = GameIndex(0);
+    let users: Vec<(u64, String, Role)> = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .filter_map(|u| world.festival(u, lantern).map(|(g, r)| (u, g, r)))
+        .take(31)
+        .collect();
+    assert_eq!(users.len(), 31, "enough users play lantern-heroes");
+    assert_eq!(users[0].1, "lh-festival", "the gift with the small stock");
+
+    // One coupon, both nodes at once: one order.
+    let (user, gift, role) = &users[0];
+    let ticket = world.ticket(*user);
+    let coupon = grab(&client, &api_a, &ticket, Channel::Swipe).await;
+    let (first, second) = tokio::join!(
+        claim(&client, &api_a, &ticket, &coupon, gift, role),
+        claim(&client, &api_b, &ticket, &coupon, gift, role),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 202], "{first:?} {second:?}");
+    assert_eq!(first.1["order_id"], second.1["order_id"]);
+
+    // 30 more users storm the remaining 4 units across both nodes.
+    let mut storm = tokio::task::JoinSet::new();
+    for (n, (user, gift, role)) in users[1..].iter().cloned().enumerate() {
+        let (client, ticket) = (client.clone(), world.ticket(user));
+        let api = if n % 2 == 0 { api_a.clone() } else { api_b.clone() };
+        storm.spawn(async move {
+            let coupon = grab(&client, &api, &ticket, Channel::Swipe).await;
+            claim(&client, &api, &ticket, &coupon, &gift, &role).await
+        });
+    }
+    let answers = storm.join_all().await;
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
+    let sold_out =
+        answers.iter().filter(|(s, a)| *s == 409 && a["error"]["code"] == "out_of_stock");
+    assert_eq!(accepted, 4, "{answers:?}");
+    assert_eq!(sold_out.count(), 26, "{answers:?}");
+}
+
+/// Claims through two API nodes, delivered by three workers sharing the games; the worker
+/// holding a game is killed with SIGKILL mid-drain. Every order is applied once, no game's
+/// busiest second is over its capacity, and the game's log has each order once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_deliver_every_order_once_through_a_kill_9() {
+    if !services_answer() {
+        return;
+    }
+    let world = World::new(|text| text);
+    let (_a, api_a) = world.node("api");
+    let (_b, api_b) = world.node("api");
+    let mut workers: Vec<Running> = (0..3).map(|_| world.node("worker").0).collect();
+    let client = reqwest::Client::new();
+
+    let mut orders = HashSet::new();
+    let channels = [Channel::Swipe, Channel::ArMap, Channel::Scan];
+    for user in FIRST_USER_ID..FIRST_USER_ID + 250 {
+        let ticket = world.ticket(user);
+        let api = if user % 2 == 0 { &api_a } else { &api_b };
+        let games = world.campaign.games.iter().filter_map(|g| world.festival(user, g.index));
+        for ((gift, role), channel) in games.zip(channels) {
+            let coupon = grab(&client, api, &ticket, channel).await;
+            let (status, answer) = claim(&client, api, &ticket, &coupon, &gift, &role).await;
+            assert_eq!(status, 202, "{answer}");
+            orders.insert(answer["order_id"].as_str().expect("an order id").to_string());
+        }
+    }
+    assert!(orders.len() >= 150, "{} orders", orders.len());
+
+    // Kill -9 the worker delivering the first game once deliveries are under way.
+    let started = Instant::now();
+    let applied = |stats: &BTreeMap<String, Value>| -> u64 {
+        stats.values().map(|s| s["applied"].as_u64().unwrap_or(0)).sum()
+    };
+    while applied(&sim_stats(&client, &world.sim_url).await) < 20 {
+        assert!(started.elapsed() < DRAIN_LIMIT, "nothing delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = holder_pid(&world.ns.name, &world.campaign.id, 0).await.expect("a holder");
+    let victim = workers.iter().position(|w| w.child.id() == pid).expect("one of ours holds it");
+    let mut victim = workers.remove(victim);
+    victim.child.kill().expect("SIGKILL");
+    victim.child.wait().expect("reaped");
+
+    while applied(&sim_stats(&client, &world.sim_url).await) < orders.len() as u64 {
+        assert!(started.elapsed() < DRAIN_LIMIT, "the orders were not all delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = sim_stats(&client, &world.sim_url).await;
+    assert_eq!(applied(&stats), orders.len() as u64, "each order applied once: {stats:?}");
+    for (game, s) in &stats {
+        let (max, cap) = (s["max_applied_in_1s"].as_u64(), s["capacity_per_s"].as_u64());
+        assert!(max <= cap, "{game}: busiest second {max:?} over capacity {cap:?}");
+    }
+    let log = std::fs::read_to_string(&world.game_log).expect("the game's log");
+    let serials: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a log line")["serial"].to_string())
+        .collect();
+    let unique: HashSet<&String> = serials.iter().collect();
+    assert_eq!((serials.len(), unique.len()), (orders.len(), orders.len()));
+    drop(world.sim);
+}
