@@ -241,23 +241,34 @@ async fn pause(
     State(state): State<AdminState>,
     Path(game): Path<String>,
 ) -> Result<ApiJson<Paused>, ApiError> {
-    set_paused(&state, game, true)
+    set_paused(&state, game, true).await
 }
 
 async fn resume(
     State(state): State<AdminState>,
     Path(game): Path<String>,
 ) -> Result<ApiJson<Paused>, ApiError> {
-    set_paused(&state, game, false)
+    set_paused(&state, game, false).await
 }
 
-fn set_paused(state: &AdminState, game: String, paused: bool) -> Result<ApiJson<Paused>, ApiError> {
+/// On a distributed node the pause is the fleet's: every worker takes it on within a second.
+async fn set_paused(
+    state: &AdminState,
+    game: String,
+    paused: bool,
+) -> Result<ApiJson<Paused>, ApiError> {
     let d = dispatcher(state)?;
     let index = d.game_index(&game).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_game", format!("no game `{game}`"))
     })?;
-    let result = if paused { d.pause(index) } else { d.resume(index) };
-    result.map_err(|e| ApiError::internal(e.to_string()))?;
+    d.set_paused(index, paused).await.map_err(|e| match e {
+        hongbao_delivery::DispatchError::Shared(reason) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shared_store_unavailable",
+            format!("the pause could not be shared with the other workers: {reason}"),
+        ),
+        other => ApiError::internal(other.to_string()),
+    })?;
     Ok(ApiJson(Paused { game, paused }))
 }
 

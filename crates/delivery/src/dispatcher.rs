@@ -28,6 +28,9 @@ pub enum DispatchError {
     InvalidConfig { field: String, reason: String },
     #[error("no game with index {}", .0.0)]
     UnknownGame(GameIndex),
+    /// The store the workers share (the game leases) did not take the change.
+    #[error("the workers' shared store: {0}")]
+    Shared(String),
 }
 
 /// Runs the delivery workers until [`Dispatcher::shutdown`] or until dropped.
@@ -41,6 +44,8 @@ pub struct Dispatcher {
     clock: SharedClock,
     stop: watch::Sender<bool>,
     workers: JoinSet<()>,
+    /// The leases shared with other worker processes, if any: pauses go there too.
+    shared: Option<SharedGames>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -116,7 +121,7 @@ impl Dispatcher {
 
         let (stop, _) = watch::channel(false);
         let mut workers = JoinSet::new();
-        if let Some(shared) = shared {
+        if let Some(shared) = shared.clone() {
             for game in games.iter() {
                 game.send_window.close();
             }
@@ -139,7 +144,7 @@ impl Dispatcher {
             });
             workers.spawn(worker.run(stop.subscribe()));
         }
-        Ok(Dispatcher { games, depth: Arc::new(Probe(queue)), clock, stop, workers })
+        Ok(Dispatcher { games, depth: Arc::new(Probe(queue)), clock, stop, workers, shared })
     }
 
     /// Stops leasing and sending for one game; unsent leased orders go back to the queue.
@@ -153,6 +158,21 @@ impl Dispatcher {
     pub fn resume(&self, game: GameIndex) -> Result<(), DispatchError> {
         self.game(game)?.paused.send_replace(false);
         Ok(())
+    }
+
+    /// Pauses or resumes a game here and, when the games are shared with other worker
+    /// processes, for all of them (each applies it within a lease renewal), so the pause holds
+    /// wherever the game's lease goes.
+    pub async fn set_paused(&self, game: GameIndex, paused: bool) -> Result<(), DispatchError> {
+        self.game(game)?;
+        if let Some(shared) = &self.shared {
+            shared
+                .leases
+                .set_paused(game, paused)
+                .await
+                .map_err(|e| DispatchError::Shared(e.to_string()))?;
+        }
+        if paused { self.pause(game) } else { self.resume(game) }
     }
 
     /// Tells a game's worker to look at the queue now (call after enqueueing), instead of at

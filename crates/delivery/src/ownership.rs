@@ -10,6 +10,8 @@
 //!   out one pacing window plus the game's longest call before its first send, so the previous
 //!   holder's last calls have reached the game and left its window.
 //!
+//! The keeper also carries the operators' pauses between workers (`apply_shared_pauses`).
+//!
 //! Without sharing (one embedded node) there is no keeper and every game's window stays open.
 
 use std::sync::Arc;
@@ -95,6 +97,7 @@ pub(crate) async fn keep(
 ) {
     let renew_every_ms = shared.lease_ttl_ms / 3;
     loop {
+        apply_shared_pauses(&shared, &games).await;
         for game in games.iter() {
             hold_once(&shared, game, handover_quiet_ms, &clock).await;
         }
@@ -108,6 +111,22 @@ pub(crate) async fn keep(
         if let Err(error) = shared.leases.release(game.index, &shared.holder).await {
             tracing::warn!(game = %game.id, %error, "could not release the game's lease; it expires on its own");
         }
+    }
+}
+
+/// Takes on the operators' pauses every worker shares (set through any worker's
+/// `Dispatcher::set_paused`). When they cannot be read, the pauses stay as they are.
+async fn apply_shared_pauses(shared: &SharedGames, games: &[Arc<GameShared>]) {
+    let paused = match shared.leases.paused().await {
+        Ok(paused) => paused,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the shared pauses");
+            return;
+        }
+    };
+    for game in games {
+        let want = paused.contains(&game.index);
+        game.paused.send_if_modified(|now| std::mem::replace(now, want) != want);
     }
 }
 

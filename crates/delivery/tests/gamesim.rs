@@ -331,6 +331,43 @@ async fn workers_sharing_the_games_send_to_each_game_one_at_a_time() {
     sim.stop().await;
 }
 
+async fn paused_on(dispatcher: &Dispatcher, game: usize) -> bool {
+    dispatcher.status().await.games[game].paused
+}
+
+/// An operator's pause given to one worker holds on every worker sharing the games, so it
+/// survives the game's lease moving; a resume given to another worker lifts it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_given_to_one_worker_holds_on_every_worker() {
+    let sim = Sim::start(SimConfig::default(), 500).await;
+    let queue = Arc::new(MemoryQueue::new());
+    let leases = Arc::new(MemoryGameLeases::new(SystemClock::shared()));
+    let shared = |holder: &str| SharedGames {
+        leases: leases.clone(),
+        holder: holder.to_string(),
+        lease_ttl_ms: 600,
+    };
+    let a = sim.shared_dispatcher(&queue, shared("a"));
+    let b = sim.shared_dispatcher(&queue, shared("b"));
+    let game = GameIndex(3);
+
+    a.set_paused(game, true).await.expect("pause");
+    let started = tokio::time::Instant::now();
+    while !paused_on(&b, 3).await {
+        assert!(started.elapsed() < LIVENESS_LIMIT, "b never took the pause on");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.set_paused(game, false).await.expect("resume");
+    while paused_on(&a, 3).await {
+        assert!(started.elapsed() < LIVENESS_LIMIT, "a never took the resume on");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!paused_on(&b, 3).await);
+    a.shutdown().await;
+    b.shutdown().await;
+    sim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_in_outage_catches_up_and_the_others_are_unaffected() {
     let outage = Outage { game: "lantern-heroes".to_string(), start_s: 0, duration_s: 2 };

@@ -59,6 +59,13 @@ pub trait GameLeases: Send + Sync + 'static {
         game: GameIndex,
         holder: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>>;
+
+    /// Pauses or resumes `game` for every worker (an operator's pause must outlive a lease
+    /// moving to another worker).
+    fn set_paused(&self, game: GameIndex, paused: bool) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// The games paused for every worker.
+    fn paused(&self) -> BoxFuture<'_, Result<Vec<GameIndex>, QueueError>>;
 }
 
 /// [`GameLeases`] in memory, on an injected clock: for tests of several dispatchers in one
@@ -67,11 +74,12 @@ pub struct MemoryGameLeases {
     clock: SharedClock,
     /// Game → (holder, expiry in the clock's milliseconds). At most one entry per game.
     held: Mutex<HashMap<GameIndex, (String, u64)>>,
+    paused: Mutex<std::collections::BTreeSet<GameIndex>>,
 }
 
 impl MemoryGameLeases {
     pub fn new(clock: SharedClock) -> Self {
-        Self { clock, held: Mutex::new(HashMap::new()) }
+        Self { clock, held: Mutex::new(HashMap::new()), paused: Mutex::default() }
     }
 
     /// Who holds `game` now, if anyone.
@@ -114,6 +122,25 @@ impl GameLeases for MemoryGameLeases {
                 held.remove(&game);
             }
             Ok(())
+        })
+    }
+
+    fn set_paused(&self, game: GameIndex, paused: bool) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let mut set = self.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if paused {
+                set.insert(game);
+            } else {
+                set.remove(&game);
+            }
+            Ok(())
+        })
+    }
+
+    fn paused(&self) -> BoxFuture<'_, Result<Vec<GameIndex>, QueueError>> {
+        Box::pin(async move {
+            let set = self.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Ok(set.iter().copied().collect())
         })
     }
 }

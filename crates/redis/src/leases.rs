@@ -18,6 +18,8 @@ pub struct RedisGameLeases {
     conn: ConnectionManager,
     /// `<ns>:<campaign>:game-lease:`, to which the game's index is appended.
     prefix: String,
+    /// `<ns>:<campaign>:paused-games`: a set of the game indices operators paused.
+    paused_key: String,
     hold: Script,
     release: Script,
 }
@@ -32,6 +34,7 @@ impl RedisGameLeases {
         Ok(Self {
             conn,
             prefix: format!("{namespace}:{campaign_id}:game-lease:"),
+            paused_key: format!("{namespace}:{campaign_id}:paused-games"),
             hold: Script::new(include_str!("lua/game_lease.lua")),
             release: Script::new(include_str!("lua/game_lease_release.lua")),
         })
@@ -99,6 +102,32 @@ impl GameLeases for RedisGameLeases {
                 .await
                 .map(|_| ())
                 .map_err(|e| unavailable(&e))
+        })
+    }
+
+    fn set_paused(&self, game: GameIndex, paused: bool) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let command = if paused { "SADD" } else { "SREM" };
+            redis::cmd(command)
+                .arg(&self.paused_key)
+                .arg(game.0)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(&e))
+        })
+    }
+
+    fn paused(&self) -> BoxFuture<'_, Result<Vec<GameIndex>, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let games: Vec<u8> = redis::cmd("SMEMBERS")
+                .arg(&self.paused_key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            Ok(games.into_iter().map(GameIndex).collect())
         })
     }
 }

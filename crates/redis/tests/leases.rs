@@ -35,6 +35,17 @@ async fn contract(leases: &dyn GameLeases) {
     // `a` held it before, but `b` did since: acquired, not renewed.
     leases.release(G, "b").await.expect("release");
     assert_eq!(leases.hold(G, "a", LONG_MS).await, Ok(Held::Acquired));
+
+    // Operators' pauses, shared by every worker.
+    assert_eq!(leases.paused().await, Ok(vec![]));
+    leases.set_paused(G, true).await.expect("pause");
+    leases.set_paused(GameIndex(7), true).await.expect("pause");
+    leases.set_paused(G, true).await.expect("pause twice");
+    let mut paused = leases.paused().await.expect("paused");
+    paused.sort();
+    assert_eq!(paused, vec![G, GameIndex(7)]);
+    leases.set_paused(G, false).await.expect("resume");
+    assert_eq!(leases.paused().await, Ok(vec![GameIndex(7)]));
 }
 
 #[tokio::test]
