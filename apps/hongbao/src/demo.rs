@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             })?
         }
     };
+    let monitor_config = crate::monitoring::load_config(None, args.config.as_deref())?;
     let shutdown = shutdown_signal();
     // Every port first: a clash fails in a second, naming the address, not after the users are
     // generated.
@@ -81,6 +82,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let clock = SystemClock::shared();
+    // Before the node is built: its parts take their metrics handles when they start.
+    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
+    println!("hongbao demo: dashboard at http://{api_addr}/dashboard");
     let now = clock.now_unix_s();
     // The campaign's clock survives a restart on the same data: orders, coupons and release
     // waves keep meaning what they meant.
@@ -96,7 +100,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let node = Node::open(
+    let mut node = Node::open(
         campaign.clone(),
         profiles,
         &args.data,
@@ -108,6 +112,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ),
         clock,
     )?;
+    node.monitor = Some(monitor);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -139,6 +144,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  game side   http://{sim_addr}/idip/v1/stats   (simulator of {} games)",
         campaign.games.len()
     );
+    println!("  dashboard   http://{api_addr}/dashboard   (live; /metrics for Prometheus)");
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
     println!("  admin       http://{admin_addr}/admin/v1/delivery   (operators only)");

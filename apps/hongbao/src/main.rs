@@ -8,6 +8,7 @@ mod delivery_cmd;
 mod demo;
 mod inspect;
 mod load;
+mod monitoring;
 mod node;
 mod reconcile;
 mod synthetic;

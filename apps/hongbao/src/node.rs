@@ -78,6 +78,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hongbao_api::REQUEST_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// The monitor file (dashboard panels, funnel, alert thresholds) [default: `monitor.toml`
+    /// beside --config if there is one, else the shipped config/monitor.toml].
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
 }
 
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
@@ -202,13 +206,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything is opened: a bad flag must not create the data directory or bump the
     // store's incarnation. (The dispatcher checks again when it starts.)
     delivery.validate().context("check the delivery settings")?;
+    let monitor_config =
+        crate::monitoring::load_config(args.monitor.as_deref(), Some(&args.config))?;
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
+    // Before the node is built: its parts take their metrics handles when they start.
+    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
     let mut node =
         Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?;
     if let Some(dir) = &args.reconcile_dir {
         node.set_reconcile_dir(dir)?;
     }
+    node.monitor = Some(monitor);
     node.router_options = hongbao_api::RouterOptions {
         access_log: args.access_log,
         request_timeout_ms: args.request_timeout_ms,
@@ -275,6 +284,8 @@ pub struct Node {
     reconcile_dir: PathBuf,
     /// How the API's router is built (access log, request timeout).
     pub router_options: hongbao_api::RouterOptions,
+    /// The process's monitor: its routes join the API's, its sampler runs with the node.
+    pub monitor: Option<Arc<hongbao_monitor::Monitor>>,
 }
 
 impl Node {
@@ -314,8 +325,14 @@ impl Node {
             .with_claims(store.clone());
         state.mark_store_open();
         let router_options = hongbao_api::RouterOptions::default();
-        let mut node =
-            Node { state, store, dispatcher, reconcile_dir: PathBuf::new(), router_options };
+        let mut node = Node {
+            state,
+            store,
+            dispatcher,
+            reconcile_dir: PathBuf::new(),
+            router_options,
+            monitor: None,
+        };
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
     }
@@ -336,7 +353,7 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher, reconcile_dir, router_options } = self;
+        let Node { state, store, dispatcher, reconcile_dir, router_options, monitor } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -352,11 +369,22 @@ impl Node {
             reconcile_dir,
         });
         let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
+        let monitor_tasks = monitor.clone().map(|monitor| {
+            let readers = crate::monitoring::read_parts(
+                state.clock.clone(),
+                state.clone(),
+                store.clone(),
+                dispatcher.clone(),
+                stopped(),
+            );
+            (tokio::spawn(monitor.run(stopped())), tokio::spawn(readers))
+        });
         let api_task = api.map(|listener| {
             state.set_ready(true);
+            let extra = monitor.map_or_else(axum::Router::new, hongbao_monitor::http::routes);
             tokio::spawn(hongbao_api::serve(
                 listener,
-                hongbao_api::router_with(state.clone(), router_options),
+                hongbao_api::router_with_extra(state.clone(), router_options, extra),
                 stopped(),
             ))
         });
@@ -368,6 +396,10 @@ impl Node {
             served = task.await.context("api task")?.context("serve the API");
         }
         admin_task.await.context("admin task")?.context("serve the admin endpoints")?;
+        if let Some((sampler, readers)) = monitor_tasks {
+            sampler.await.context("monitor sampler task")?;
+            readers.await.context("monitor readers task")?;
+        }
         if let Some(dispatcher) = dispatcher {
             match Arc::try_unwrap(dispatcher) {
                 Ok(d) => d.shutdown().await,
