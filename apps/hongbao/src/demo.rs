@@ -84,7 +84,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let clock = SystemClock::shared();
     // Before the node is built: its parts take their metrics handles when they start.
     let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
-    println!("hongbao demo: dashboard at http://{api_addr}/dashboard");
     let now = clock.now_unix_s();
     // The campaign's clock survives a restart on the same data: orders, coupons and release
     // waves keep meaning what they meant.
@@ -126,9 +125,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let sample = sample(&campaign, args.seed, args.users, now);
     let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample.user, now, 3600);
     let opened = if clock_kept { "kept from the last run" } else { "new" };
+    // The dashboard first: it is what shows the campaign moving.
     println!(
-        "hongbao demo: campaign `{}` ({}) opened {} s ago (clock {opened}: {}; delete it to \
-         start over)",
+        "hongbao demo: dashboard http://{api_addr}/dashboard · campaign `{}` ({}) opened {} s \
+         ago (clock {opened}: {}; delete it to start over)",
         campaign.id,
         campaign.title,
         now - campaign.starts_at_unix_s,
