@@ -92,7 +92,8 @@ async fn a_scripted_journey_moves_each_counter_by_exactly_its_steps() {
         ("hongbao_client_events_total", ("event", "page_opened")),
     ];
     let before = metrics(&client, &api).await;
-    assert!(before.contains("# HELP hongbao_claims_total"), "described once for the exporter");
+    // Registered at start (each game's worker), and described from the catalog.
+    assert!(before.contains("# HELP hongbao_deliveries_total"), "{before}");
     let delivered_before = sample(&before, "hongbao_deliveries_total", &[("outcome", "delivered")]);
 
     // The user opens the page: a beacon.
