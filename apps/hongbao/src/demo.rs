@@ -189,6 +189,7 @@ fn game_sim(args: &DemoArgs, campaign: &Campaign) -> Result<Arc<GameSim>> {
         seed: args.seed,
         users: args.users,
         log_path: Some(reconcile_dir.join(GAME_LOG)),
+        roles_log_path: Some(args.data.join(GAME_ROLES_LOG)),
         ..SimConfig::default()
     };
     GameSim::new(campaign, config).context("start the game simulator")
@@ -231,8 +232,8 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
     );
     println!();
     println!(
-        "Kept across restarts on {}: the campaign's clock, users, orders and delivery queues. \
-         Not kept: roles created on the simulator (it holds them in memory; create them again).",
+        "Kept across restarts on {}: the campaign's clock, users, orders, delivery queues and \
+         the roles created on the simulator.",
         data.display()
     );
     println!("Ctrl-C stops.");
@@ -242,6 +243,8 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
 pub const PASTE_MARKER: &str = "Paste these lines into bash, in order:";
 /// The simulator's delivery log, in the node's reconciliation directory.
 const GAME_LOG: &str = "game-delivery-log.jsonl";
+/// The roles players created on the simulator, replayed when the demo restarts.
+const GAME_ROLES_LOG: &str = "game-created-roles.jsonl";
 /// The campaign's start (Unix seconds) of this data directory's demo.
 const CLOCK_FILE: &str = "demo-campaign-start";
 

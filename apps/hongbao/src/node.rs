@@ -129,6 +129,10 @@ pub struct GameSimArgs {
     /// The game's own delivery log (JSON lines), replayed at start so serials stay unique.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// The roles players created (JSON lines), replayed at start so a restart keeps them.
+    /// Without it created roles live in memory only.
+    #[arg(long)]
+    pub roles_log: Option<PathBuf>,
     /// Multiplies every game's delivery capacity.
     #[arg(long, default_value_t = 1.0)]
     pub capacity_scale: f64,
@@ -169,6 +173,7 @@ impl GameSimArgs {
             lose_rate: self.lose_rate,
             outages: self.outage.clone(),
             log_path: self.log.clone(),
+            roles_log_path: self.roles_log.clone(),
         }
     }
 }

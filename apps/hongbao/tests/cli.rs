@@ -325,6 +325,9 @@ fn demo_walkthrough_runs_as_pasted_and_a_restart_keeps_the_clock() {
         serde_json::from_str(stdout.lines().last().unwrap()).expect("the order");
     assert_eq!(order["order_id"], claim["order_id"], "{stdout}");
     assert!(demo.terminate().success());
+    // The role the lines created is in the simulator's role log, which a restart replays.
+    let roles = std::fs::read_to_string(data.path().join("game-created-roles.jsonl")).unwrap();
+    assert_eq!(roles.lines().count(), 1, "{roles}");
 
     let mut again = Running::spawn(&args);
     let (first, _) = demo_walkthrough(&mut again);

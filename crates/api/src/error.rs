@@ -219,7 +219,7 @@ pub(crate) async fn json_errors(response: Response) -> Response {
 }
 
 /// A code and message for a bare status, as the stack's own refusals carry nothing else.
-fn status_code_text(status: StatusCode) -> (&'static str, &'static str) {
+pub(crate) fn status_code_text(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("bad_request", "the request could not be understood"),
         404 => ("not_found", "no such resource"),

@@ -28,6 +28,7 @@ pub mod extract;
 pub mod layers;
 pub mod ports;
 pub mod routes;
+mod stack_refusals;
 pub mod state;
 pub mod static_catalog;
 
@@ -121,7 +122,9 @@ where
 /// and head-buffer limits are set above the router's own ([`HYPER_HEADERS_MAX`],
 /// [`HYPER_BUF_MAX_BYTES`]), so an oversized head is refused by the router's layer with a JSON
 /// body instead of by hyper with an empty one; and a connection that sends no head within
-/// [`HEADER_READ_TIMEOUT_MS`] is closed.
+/// [`HEADER_READ_TIMEOUT_MS`] is closed. What hyper still refuses by itself (a head it cannot
+/// parse, one over its whole buffer) goes out with a JSON body too, through the stream wrapper in
+/// `stack_refusals`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -159,8 +162,10 @@ pub async fn serve(
                 .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .max_headers(HYPER_HEADERS_MAX)
                 .max_buf_size(HYPER_BUF_MAX_BYTES);
-            let conn =
-                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = http.serve_connection(
+                TokioIo::new(stack_refusals::JsonStackRefusals::new(stream)),
+                TowerToHyperService::new(service),
+            );
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => log_connection_end(result),

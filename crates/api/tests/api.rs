@@ -551,6 +551,30 @@ async fn the_stacks_own_refusals_are_json_over_tcp() {
 }
 
 #[tokio::test]
+async fn heads_hyper_cannot_parse_are_refused_with_json_too() {
+    let (addr, _stop) = serve_app(router(state())).await;
+
+    // A request line that is not HTTP: hyper refuses it before any layer runs.
+    raw(addr, "NOT A REQUEST LINE", b"").await.assert_error(400, "bad_request");
+    raw(addr, "GET /healthz HTTP/9.9\r\nHost: test", b"").await.assert_error(400, "bad_request");
+    // A header line without a colon.
+    raw(addr, "GET /healthz HTTP/1.1\r\nHost: test\r\nno colon here", b"")
+        .await
+        .assert_error(400, "bad_request");
+
+    // A head over hyper's whole buffer: hyper refuses it while still reading.
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: test\r\nx-huge: {}",
+        "h".repeat(hongbao_api::HYPER_BUF_MAX_BYTES + 1024)
+    );
+    raw(addr, &huge, b"").await.assert_error(431, "headers_too_large");
+
+    // The connection-level wrapper leaves ordinary answers alone.
+    let ok = raw(addr, "GET /healthz HTTP/1.1\r\nHost: test", b"").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[tokio::test]
 async fn a_request_that_outlives_the_timeout_is_json_408_over_tcp() {
     // The handler never finishes, so the only possible answer is the timeout's.
     let routes = Router::new().route("/stuck", get(std::future::pending::<()>));

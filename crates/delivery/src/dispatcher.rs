@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::config::DispatcherConfig;
 use crate::game::GameShared;
 use crate::game_client::GameClient;
+use crate::ownership::{self, GAME_LEASE_TTL_MS_MIN, SharedGames};
 use crate::status::DispatcherStatus;
 use crate::worker::{Worker, resume_if_panicked};
 
@@ -62,6 +63,36 @@ impl Dispatcher {
         config: DispatcherConfig,
         clock: SharedClock,
     ) -> Result<Dispatcher, DispatchError> {
+        Self::start_inner(campaign, client, queue, config, clock, None)
+    }
+
+    /// [`Dispatcher::start`] for one of several worker processes sharing the campaign's queue:
+    /// a game's worker sends only while this process holds the game's lease in `shared`.
+    pub fn start_shared<Q: DeliveryQueue, G: GameClient>(
+        campaign: &Campaign,
+        client: G,
+        queue: Arc<Q>,
+        config: DispatcherConfig,
+        clock: SharedClock,
+        shared: SharedGames,
+    ) -> Result<Dispatcher, DispatchError> {
+        if shared.lease_ttl_ms < GAME_LEASE_TTL_MS_MIN {
+            return Err(DispatchError::InvalidConfig {
+                field: "lease_ttl_ms".to_string(),
+                reason: format!("{} is under {GAME_LEASE_TTL_MS_MIN} ms", shared.lease_ttl_ms),
+            });
+        }
+        Self::start_inner(campaign, client, queue, config, clock, Some(shared))
+    }
+
+    fn start_inner<Q: DeliveryQueue, G: GameClient>(
+        campaign: &Campaign,
+        client: G,
+        queue: Arc<Q>,
+        config: DispatcherConfig,
+        clock: SharedClock,
+        shared: Option<SharedGames>,
+    ) -> Result<Dispatcher, DispatchError> {
         config.validate()?;
         if client.games() != campaign.games.len() {
             return Err(DispatchError::InvalidConfig {
@@ -85,6 +116,19 @@ impl Dispatcher {
 
         let (stop, _) = watch::channel(false);
         let mut workers = JoinSet::new();
+        if let Some(shared) = shared {
+            for game in games.iter() {
+                game.send_window.close();
+            }
+            let keeper = ownership::keep(
+                shared,
+                games.clone(),
+                config.start_quiet_ms,
+                clock.clone(),
+                stop.subscribe(),
+            );
+            workers.spawn(keeper);
+        }
         for game in games.iter() {
             let worker = Arc::new(Worker {
                 game: game.clone(),

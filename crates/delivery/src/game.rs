@@ -13,6 +13,7 @@ use hongbao_queue::{QueueDepth, QueueError};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::config::DispatcherConfig;
+use crate::ownership::SendWindow;
 use crate::pacer::{Pacer, PacerSettings};
 use crate::status::{DeadOrder, GameStatus};
 
@@ -45,6 +46,8 @@ pub(crate) struct GameShared {
     running: AtomicBool,
     /// Every "now" and every wait of this game's worker and calls.
     pub(crate) clock: SharedClock,
+    /// When this process may send to the game: always, unless workers share the games.
+    pub(crate) send_window: SendWindow,
 }
 
 /// The pacer and the outage hold; one short lock.
@@ -143,6 +146,7 @@ impl GameShared {
             recent_max: config.recent_list_max,
             running: AtomicBool::new(true),
             clock,
+            send_window: SendWindow::open(),
         }
     }
 

@@ -19,17 +19,21 @@
 //!   [`hongbao_queue::DeliveryQueue`], which every backend implements (the stores themselves,
 //!   [`hongbao_queue::MemoryQueue`] in tests); the game side is [`GameClient`] (the IDIP client
 //!   in production); time is an injected [`hongbao_clock::Clock`].
+//! - Several worker processes share a campaign's games through leases
+//!   ([`Dispatcher::start_shared`], `ownership`): one holder per game at a time, so each game
+//!   is still paced by one pacer.
 //! - Operators: [`Dispatcher::pause`], [`Dispatcher::resume`], [`Dispatcher::status`].
 //!
 //! Rooms: `dispatcher` (start, operators, shutdown), `worker` (the per-game loop), `call` (one
 //! call and its outcome), `slot` (a pacer slot as a guard), `pacer`, `game` (per-game state
-//! and status).
+//! and status), `ownership` (game leases between worker processes).
 
 mod call;
 pub mod config;
 mod dispatcher;
 mod game;
 mod game_client;
+mod ownership;
 mod pacer;
 mod slot;
 mod status;
@@ -38,4 +42,5 @@ mod worker;
 pub use config::{DispatcherConfig, PACING_HEADROOM_DEFAULT};
 pub use dispatcher::{DispatchError, Dispatcher};
 pub use game_client::GameClient;
+pub use ownership::{GAME_LEASE_TTL_MS_DEFAULT, GAME_LEASE_TTL_MS_MIN, SharedGames};
 pub use status::{DeadOrder, DispatcherStatus, GameStatus};

@@ -101,6 +101,14 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
             self.hand_back(turns).await;
             return self.nap(turns, self.clock().sleep_until_monotonic_us(until_us)).await;
         }
+        let now_us = self.clock().monotonic_us();
+        if let Some(wait_us) = self.game.send_window.wait_us(now_us) {
+            // Another worker process holds the game, or we just took it over and wait out the
+            // handover: hold no leases meanwhile.
+            self.hand_back(turns).await;
+            let until_us = now_us.saturating_add(wait_us);
+            return self.nap(turns, self.clock().sleep_until_monotonic_us(until_us)).await;
+        }
         if let Some(leased) = turns.leasing.try_join_next() {
             self.buffer_leased(turns, leased);
         }
@@ -141,7 +149,7 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
             turns.buffer.push_front(entry);
             return Flow::Stop;
         };
-        // Paused, expired or held meanwhile: the order is not sent, and the slot, dropped
+        // Paused, expired, held or the game's lease lost meanwhile: the order is not sent, and the slot, dropped
         // unsent, goes back to the pacer.
         if *turns.paused.borrow() {
             turns.buffer.push_front(entry);
@@ -150,6 +158,10 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
         let now_ms = self.clock().now_ms();
         if now_ms >= entry.order.deliver_by_ms {
             self.expire(entry, now_ms).await;
+            return Flow::Next;
+        }
+        if self.game.send_window.wait_us(self.clock().monotonic_us()).is_some() {
+            turns.buffer.push_front(entry);
             return Flow::Next;
         }
         if let Admit::Wait = self.admit(self.clock().monotonic_us()) {

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hongbao_clock::{Clock, SystemClock};
-use hongbao_delivery::{Dispatcher, DispatcherConfig, DispatcherStatus};
+use hongbao_delivery::{Dispatcher, DispatcherConfig, DispatcherStatus, SharedGames};
 use hongbao_domain::campaign::Item;
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, GameIndex};
 use hongbao_gamesim::testing::RunningSim;
 use hongbao_gamesim::{GameSim, Outage, SimConfig, StatsBody};
 use hongbao_gateway::IdipClient;
-use hongbao_queue::{FinalState, MemoryQueue, QueuedOrder};
+use hongbao_queue::{FinalState, MemoryGameLeases, MemoryQueue, QueuedOrder};
 
 const SEED: u64 = 7;
 const USERS: u64 = 5_000;
@@ -73,6 +73,21 @@ impl Sim {
         let clock = SystemClock::shared();
         Dispatcher::start(self.campaign(), client, queue.clone(), test_config(), clock)
             .expect("start")
+    }
+
+    /// A dispatcher that shares the games with others through `shared`'s leases.
+    fn shared_dispatcher(&self, queue: &Arc<MemoryQueue>, shared: SharedGames) -> Dispatcher {
+        let client = IdipClient::new(self.campaign()).expect("client");
+        let clock = SystemClock::shared();
+        Dispatcher::start_shared(
+            self.campaign(),
+            client,
+            queue.clone(),
+            test_config(),
+            clock,
+            shared,
+        )
+        .expect("start")
     }
 
     /// Runs a dispatcher until `finished` orders of `queue` are finished; its status then,
@@ -263,6 +278,55 @@ async fn crashed_dispatchers_lose_nothing_and_deliver_nothing_twice() {
     }
     sim.run_until_finished(&queue, orders.len()).await;
 
+    assert_all_delivered_once(&queue, &orders, &sim);
+    sim.stop().await;
+}
+
+/// Three worker processes share one queue: each game is sent to by one of them at a time (its
+/// lease holder), and when that one crashes another takes its games over after the handover
+/// wait; every order is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_the_games_send_to_each_game_one_at_a_time() {
+    let sim = Sim::start(SimConfig::default(), 500).await;
+    let queue = Arc::new(MemoryQueue::new());
+    let orders = orders(sim.campaign(), 4.0);
+    enqueue(&queue, &orders);
+    let leases = Arc::new(MemoryGameLeases::new(SystemClock::shared()));
+    let shared = |holder: &str| SharedGames {
+        leases: leases.clone(),
+        holder: holder.to_string(),
+        lease_ttl_ms: 600,
+    };
+    let mut workers: Vec<(&str, Option<Dispatcher>)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|h| (h, Some(sim.shared_dispatcher(&queue, shared(h)))))
+        .collect();
+
+    wait_until("sending", || queue.finished_count() >= orders.len() / 4).await;
+    let games = sim.campaign().games.len();
+    for game in 0..games {
+        let mut senders = 0;
+        for (_, d) in &workers {
+            let status = d.as_ref().expect("running").status().await;
+            senders += usize::from(status.games[game].delivered > 0);
+        }
+        assert_eq!(senders, 1, "game {game}: one worker sends to it");
+    }
+    // The holder of the first game crashes: another takes its games over.
+    let holder = leases.holder(GameIndex(0)).expect("the game is held");
+    let crashed = workers.iter_mut().find(|(h, _)| *h == holder).expect("a worker holds it");
+    drop(crashed.1.take());
+    queue.crash();
+    eprintln!("crashed {holder}: {} of {} finished", queue.finished_count(), orders.len());
+
+    wait_until("all finished", || queue.finished_count() == orders.len()).await;
+    let taken_over = leases.holder(GameIndex(0)).expect("held again");
+    assert_ne!(taken_over, holder, "another worker took the game over");
+    for (_, d) in workers {
+        if let Some(d) = d {
+            d.shutdown().await;
+        }
+    }
     assert_all_delivered_once(&queue, &orders, &sim);
     sim.stop().await;
 }

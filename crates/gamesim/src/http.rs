@@ -210,6 +210,11 @@ async fn post_role(
             "role_store_full",
             format!("the simulator holds at most {} created roles", crate::CREATED_ROLES_MAX),
         )),
+        Err(CreateRoleError::LogUnavailable) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "role_log_unavailable",
+            "the role log could not be written; the role was not created",
+        )),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct SimConfig {
     pub outages: Vec<Outage>,
     /// The game's delivery log (JSON lines); replayed at startup when it exists.
     pub log_path: Option<PathBuf>,
+    /// The roles players created (JSON lines); replayed at startup when it exists, so a restart
+    /// keeps them.
+    pub roles_log_path: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -68,6 +71,7 @@ impl Default for SimConfig {
             lose_rate: 0.0,
             outages: Vec::new(),
             log_path: None,
+            roles_log_path: None,
         }
     }
 }
@@ -114,13 +118,13 @@ pub enum SimError {
     InvalidConfig { field: String, reason: String },
     #[error("invalid outage `{text}`: {reason} (expected GAME:START_S:DURATION_S)")]
     InvalidOutage { text: String, reason: String },
-    #[error("delivery log {}: {source}", path.display())]
+    #[error("log {}: {source}", path.display())]
     LogIo {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("delivery log {}: line {line}: {reason}", path.display())]
+    #[error("log {}: line {line}: {reason}", path.display())]
     LogCorrupt { path: PathBuf, line: u64, reason: String },
     /// [`testing::RunningSim`] could not bind its loopback port.
     #[error("bind the simulator's loopback port: {0}")]

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
-use crate::log::{DeliveryItem, DeliveryLog, LogRecord};
+use crate::log::{CreatedRoleRecord, DeliveryItem, DeliveryLog, LogRecord, RoleLog};
 use crate::window::SlidingWindow;
 use crate::{SimConfig, SimError, lock};
 
@@ -166,6 +166,9 @@ pub(crate) enum CreateRoleError {
     InvalidZone,
     TooManyForUser,
     StoreFull,
+    /// The created-roles log could not be written: the role is not created, since a restart
+    /// would forget it.
+    LogUnavailable,
 }
 
 #[derive(Debug, Default)]
@@ -197,7 +200,7 @@ struct GameState {
     index: GameIndex,
     capacity_per_s: u32,
     ledger: Mutex<Ledger>,
-    /// Roles created at runtime, by user. Memory only: they do not survive a restart.
+    /// Roles created at runtime, by user; kept across a restart by the role log when there is one.
     created: Mutex<HashMap<u64, Vec<Role>>>,
     rng: Mutex<SmallRng>,
     counters: Counters,
@@ -219,6 +222,7 @@ pub struct GameSim {
     faults: RwLock<FaultSettings>,
     outages: Vec<OutageWindow>,
     log: Option<DeliveryLog>,
+    role_log: Option<RoleLog>,
     role_queries: AtomicU64,
     created_roles: AtomicU64,
 }
@@ -287,20 +291,56 @@ impl GameSim {
             None => None,
             Some(path) => Some(Self::replay(path, &games)?),
         };
+        let model = SynthModel::new(config.seed, config.users, campaign.games.len());
+        let created_roles = AtomicU64::new(0);
+        let role_log = match &config.roles_log_path {
+            None => None,
+            Some(path) => Some(Self::replay_roles(path, &games, &created_roles)?),
+        };
 
         Ok(Arc::new(GameSim {
-            model: SynthModel::new(config.seed, config.users, campaign.games.len()),
+            model,
             games,
             faults: RwLock::new(faults),
             outages,
             log,
+            role_log,
             role_queries: AtomicU64::new(0),
-            created_roles: AtomicU64::new(0),
+            created_roles,
         }))
     }
 
+    /// Rebuilds the roles players created before a restart, within the same bounds creation
+    /// keeps.
+    fn replay_roles(
+        path: &Path,
+        games: &[GameState],
+        created_roles: &AtomicU64,
+    ) -> Result<RoleLog, SimError> {
+        RoleLog::open("role log", path, |record, line| {
+            let corrupt =
+                |reason: String| SimError::LogCorrupt { path: path.to_path_buf(), line, reason };
+            let game = games
+                .iter()
+                .find(|g| g.id == record.game)
+                .ok_or_else(|| corrupt(format!("unknown game `{}`", record.game)))?;
+            let region = region_of_zone(record.zone_id)
+                .ok_or_else(|| corrupt(format!("unknown zone {}", record.zone_id)))?;
+            if created_roles.fetch_add(1, Ordering::AcqRel) >= CREATED_ROLES_MAX {
+                return Err(corrupt(format!("more than {CREATED_ROLES_MAX} created roles")));
+            }
+            lock(&game.created).entry(record.user).or_default().push(Role {
+                zone_id: ZoneId(record.zone_id),
+                region: region.to_string(),
+                role_id: RoleId(record.role_id),
+                level: 1,
+            });
+            Ok(())
+        })
+    }
+
     fn replay(path: &Path, games: &[GameState]) -> Result<DeliveryLog, SimError> {
-        DeliveryLog::open(path, |record, line| {
+        DeliveryLog::open("delivery log", path, |record, line| {
             let corrupt =
                 |reason: String| SimError::LogCorrupt { path: path.to_path_buf(), line, reason };
             let game = games
@@ -428,6 +468,14 @@ impl GameSim {
             role_id: RoleId(self.model.created_role_id(user, g.index, zone_id, in_zone as u64)),
             level: 1,
         };
+        if let Some(log) = &self.role_log {
+            let record =
+                CreatedRoleRecord { game: g.id.clone(), user, zone_id, role_id: role.role_id.0 };
+            if log.append(&record).is_err() {
+                self.created_roles.fetch_sub(1, Ordering::AcqRel);
+                return Err(CreateRoleError::LogUnavailable);
+            }
+        }
         roles.push(role.clone());
         Ok(role)
     }

@@ -466,6 +466,44 @@ async fn the_log_survives_a_restart_and_turns_repeats_into_duplicates() {
 }
 
 #[tokio::test]
+async fn created_roles_survive_a_restart_with_a_role_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles_log = dir.path().join("roles.jsonl");
+    let config = SimConfig { roles_log_path: Some(roles_log.clone()), ..config() };
+    let user = FIRST_USER_ID + USERS + 99; // a brand-new player
+    let create = json!({"user": user, "game": "cloud-kingdom", "zone_id": 3});
+    let list = format!("/idip/v1/roles?user={user}&game=cloud-kingdom");
+    let first = {
+        let sim = GameSim::new(&campaign(), config.clone()).unwrap();
+        let (status, role) =
+            call(&sim.router(), "POST", "/idip/v1/roles", Some(create.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{role}");
+        role
+    };
+
+    let sim = GameSim::new(&campaign(), config.clone()).unwrap();
+    let app = sim.router();
+    let (_, listed) = call(&app, "GET", &list, None).await;
+    assert_eq!(listed, json!({"roles": [first.clone()]}));
+    // The restarted simulator delivers to it, and a second role continues the zone's numbering.
+    let body = json!({
+        "serial": "o-restart-1", "user": user, "game": "cloud-kingdom", "zone_id": 3,
+        "role_id": first["role_id"], "items": [{"item": "gold", "count": 1}],
+    });
+    assert_eq!(deliver(&app, body).await, (StatusCode::OK, json!({"result": "applied"})));
+    let (status, second) = call(&app, "POST", "/idip/v1/roles", Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(second["role_id"], json!(model().created_role_id(user, GameIndex(1), 3, 1)));
+    assert_eq!(std::fs::read_to_string(&roles_log).unwrap().lines().count(), 2);
+
+    // A line that names no game of the campaign is corruption, not a role.
+    std::fs::write(&roles_log, "{\"game\":\"nope\",\"user\":1,\"zone_id\":3,\"role_id\":5}\n")
+        .unwrap();
+    let refused = GameSim::new(&campaign(), config).unwrap_err();
+    assert!(matches!(refused, SimError::LogCorrupt { line: 1, .. }), "{refused}");
+}
+
+#[tokio::test]
 async fn replay_drops_a_torn_last_line_and_refuses_a_corrupt_middle() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("game.jsonl");

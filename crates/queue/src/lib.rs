@@ -12,9 +12,11 @@
 //! [`DeliveryQueue::finish`] (delivered, dead or expired), [`DeliveryQueue::retry`] or
 //! [`DeliveryQueue::release`]; see the trait for the contract.
 
+pub mod leases;
 mod memory;
 mod port;
 
+pub use leases::{GameLeases, Held, MemoryGameLeases};
 pub use memory::{MemoryLease, MemoryQueue};
 pub use port::{
     DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, QueuedOrder, Retry,

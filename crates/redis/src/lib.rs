@@ -14,6 +14,10 @@
 //! core itself, and this adapter through the same random commands and requires every answer and
 //! the final state to agree.
 //!
+//! [`RedisRoleStore`] is the role cache's shared second level (`hongbao_gateway::RoleStoreL2`);
+//! [`RedisGameLeases`] gives each game to one delivery worker at a time
+//! (`hongbao_queue::GameLeases`, the global pacing).
+//!
 //! What is not here yet: publishing accepted orders to JetStream (the script records each in
 //! the `should_send` set, "recorded, not yet published", for the sweeper that will publish with
 //! `Nats-Msg-Id` = order id and remove it), the delivery-queue port, reconciliation's scans, and
@@ -26,6 +30,8 @@
 mod claim;
 mod grant;
 pub mod keys;
+mod leases;
+mod roles;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,6 +44,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
+pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
+pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 
 use keys::{Keys, channel_index};
 
@@ -86,13 +94,18 @@ impl RedisLedger {
         binding: CampaignBinding,
     ) -> Result<Self, StoreError> {
         check_namespace(namespace)?;
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::InvalidConfig(format!("redis url `{url}`: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
-            .set_response_timeout(Some(Duration::from_millis(RESPONSE_TIMEOUT_MS)))
-            .set_number_of_retries(RECONNECT_RETRIES);
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(store_error)?;
+        let conn = connect(url).await?;
+        Self::over(conn, namespace, binding).await
+    }
+
+    /// The ledger over a connection already made (shared with the role store and the rest of
+    /// the node's Redis use).
+    pub async fn over(
+        conn: ConnectionManager,
+        namespace: &str,
+        binding: CampaignBinding,
+    ) -> Result<Self, StoreError> {
+        check_namespace(namespace)?;
         let ledger = Self {
             conn,
             keys: Keys::new(namespace, binding.campaign_id()),
@@ -192,6 +205,18 @@ impl ClaimLedger for RedisLedger {
 
 /// A Redis error as the ports' error: a reply of the wrong shape means the keys hold something
 /// this layout did not write; anything else (connection, timeout, server) is unavailability.
+/// A reconnecting connection to `url` (e.g. `redis://127.0.0.1:6379`) with this crate's timeouts
+/// and retries; cheap to clone, and every clone shares one multiplexed connection.
+pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
+    let client = redis::Client::open(url)
+        .map_err(|e| StoreError::InvalidConfig(format!("redis url `{url}`: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
+        .set_response_timeout(Some(Duration::from_millis(RESPONSE_TIMEOUT_MS)))
+        .set_number_of_retries(RECONNECT_RETRIES);
+    ConnectionManager::new_with_config(client, config).await.map_err(store_error)
+}
+
 fn store_error(err: RedisError) -> StoreError {
     match err.kind() {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
