@@ -31,12 +31,6 @@ pub use kv::SeriesKv;
 pub use recorder::MonitorRecorder;
 pub use series::SeriesStore;
 
-/// Most collectors (callbacks that set gauges from a component's own status just before each
-/// sample, e.g. queue depths) one monitor runs.
-pub const COLLECTORS_MAX: usize = 16;
-
-type Collector = Box<dyn Fn() + Send + Sync>;
-
 /// The monitor of one process: the exporter's handle, the series and the file's panels.
 pub struct Monitor {
     clock: SharedClock,
@@ -45,7 +39,6 @@ pub struct Monitor {
     series: Arc<dyn SeriesKv>,
     config: Arc<MonitorConfig>,
     sampler: Mutex<sampler::Sampler>,
-    collectors: Mutex<Vec<Collector>>,
     pub(crate) events: events::Events,
 }
 
@@ -78,7 +71,6 @@ impl Monitor {
             series,
             config: Arc::new(config),
             sampler: Mutex::default(),
-            collectors: Mutex::default(),
         }
     }
 
@@ -111,22 +103,8 @@ impl Monitor {
         self.prometheus.render()
     }
 
-    /// Adds a callback run just before each sample (to set gauges from a component's status).
-    /// Returns false, and drops it, past [`COLLECTORS_MAX`].
-    pub fn add_collector(&self, collector: impl Fn() + Send + Sync + 'static) -> bool {
-        let mut collectors = self.collectors.lock().unwrap_or_else(PoisonError::into_inner);
-        if collectors.len() >= COLLECTORS_MAX {
-            return false;
-        }
-        collectors.push(Box::new(collector));
-        true
-    }
-
     /// Reads every handle into the series as second `at_s`'s readings.
     pub fn sample(&self, at_s: u64) {
-        for collect in self.collectors.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            collect();
-        }
         let cells = self.cells.snapshot();
         let readings = self.sampler.lock().unwrap_or_else(PoisonError::into_inner).read(&cells);
         self.series.put(at_s, &readings);
