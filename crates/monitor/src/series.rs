@@ -4,7 +4,8 @@
 //! Memory: a reading is an `f32` (exact to 2^24: counters are stored as increases per bucket,
 //! levels such as a queue depth or a stock stay far below it), so a series takes
 //! (7,200 + 10,080) × 4 B = 69,120 B, and the store at most [`SERIES_MAX`] × that = 70.8 MB. The
-//! demo's campaign (ten games, its gifts and routes) uses about 300 series, ~21 MB.
+//! demo (ten games, 26 gifts, its routes and refusal codes) held 196 series after half a minute
+//! of its load: 13.5 MB.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
