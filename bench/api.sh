@@ -56,7 +56,7 @@ run_wrk() { # name url [script file [seconds]]
 }
 
 start_node() { # data-dir batch-max
-  taskset -c 0 "$bin" serve --rehearsal --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+  taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
     --profiles "$work/profiles" --data "$1" --role api --store-batch-max "$2" >/dev/null 2>&1 &
   node_pid=$!; pids+=($node_pid)
   wait_port 8080
@@ -118,7 +118,7 @@ stop_node
 
 # The whole journey (grab, list, claim, wait for delivery) with the workers on: a node with role
 # `all`, 100 journeys a second of distinct users.
-taskset -c 0 "$bin" serve --rehearsal --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
   --profiles "$work/profiles" --data "$work/data-journey" --role all >/dev/null 2>&1 &
 node_pid=$!; pids+=($node_pid)
 wait_port 8080

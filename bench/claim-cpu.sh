@@ -43,7 +43,7 @@ if [ -n "${IN_MEMORY:-}" ]; then
   taskset -c 0 $bin bench in-memory --config $w/campaign.toml --addr 127.0.0.1:8080 \
       --profiles $w/profiles >/dev/null 2>$w/server.log &
 else
-  taskset -c 0 $bin serve --rehearsal --config $w/campaign.toml --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+  taskset -c 0 $bin serve --rehearsal --admin-unsigned --config $w/campaign.toml --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
       --profiles $w/profiles --data $w/data --role api --store-batch-max ${BATCH:-1024} ${LINGER:+--store-linger-ms $LINGER} >/dev/null 2>$w/server.log &
 fi
 node=$!; pids+=($node); wait_port 8080

@@ -20,7 +20,7 @@ pids+=($!); wait_port 9100
 for run in $(seq "$runs"); do
   for bin in $bins; do
     rm -rf "$w/fixed-data"
-    taskset -c 0 "$bin" serve --rehearsal --config "$w/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+    taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$w/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
       --profiles "$w/profiles" --data "$w/fixed-data" --role api >/dev/null 2>&1 &
     node=$!; pids+=($node); wait_port 8080
     # Warm the role cache (not measured).

@@ -28,7 +28,7 @@ pids+=($!)
 wait_port 9100
 
 # 1. Fill: every claim through the API (no workers on this node), each durable and queued.
-taskset -c 0 "$bin" serve --rehearsal --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$work/campaign.toml" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
   --profiles "$work/profiles" --data "$work/data" --role api >/dev/null 2>&1 &
 node=$!; pids+=($node)
 wait_port 8080
@@ -40,7 +40,7 @@ queued=$("$bin" inspect --config "$work/campaign.toml" --data "$work/data" | pyt
 echo "queued after the fill: $queued"
 
 # 2. Drain: a worker node alone, at the games' full capacity.
-taskset -c 0 "$bin" serve --rehearsal --config "$work/campaign.toml" --admin-addr 127.0.0.1:8081 \
+taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$work/campaign.toml" --admin-addr 127.0.0.1:8081 \
   --data "$work/data" --role worker ${HEADROOM:+--pacing-headroom "$HEADROOM"} >/dev/null 2>"$work/worker.log" &
 node=$!; pids+=($node)
 wait_port 8081

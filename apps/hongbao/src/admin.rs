@@ -1,14 +1,19 @@
-//! Operator endpoints under `/admin/v1/` on the admin address (loopback by default; request
-//! signing arrives with the security work). Delivery: status per game, pause and resume.
-//! Reconciliation: `POST /admin/v1/reconcile` (see `reconcile.rs`).
+//! Operator endpoints under `/admin/v1/` on the admin address. Every request is signed by an
+//! operator key (`hongbao-auth`, docs/SECURITY.md) and verified before any handler runs; the
+//! listener itself admits only allowed addresses, over mTLS if configured (`admin_listener.rs`).
+//! Delivery: status per game, pause and resume. Reconciliation: `POST /admin/v1/reconcile` (see
+//! `reconcile.rs`).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hongbao_api::{ApiError, ApiJson};
+use hongbao_auth::{AuthError, KeyRing, NonceStore, RequestParts, Scope, SignedHeaders};
 use hongbao_delivery::{Dispatcher, DispatcherStatus};
 use hongbao_domain::Campaign;
 use hongbao_reconcile::Summary;
@@ -25,7 +30,41 @@ pub struct AdminState {
     /// Canonical; reconciliation reads game logs and writes reports only under it: an admin
     /// request must not make the node read or overwrite any file it can reach.
     pub reconcile_dir: std::path::PathBuf,
+    pub auth: AdminAuth,
 }
+
+/// How the admin endpoints check who asks.
+#[derive(Clone, Debug)]
+pub struct AdminAuth {
+    /// The active operator keys; `None` only when `serve --admin-unsigned` said so.
+    pub keys: Option<Arc<KeyRing>>,
+    pub nonces: Arc<dyn NonceStore>,
+}
+
+impl AdminAuth {
+    pub fn signed(keys: KeyRing) -> AdminAuth {
+        AdminAuth {
+            keys: Some(Arc::new(keys)),
+            nonces: Arc::new(hongbao_auth::InProcessNonceStore::default()),
+        }
+    }
+
+    /// No signature checked: for tests and `--admin-unsigned` only.
+    pub fn unsigned() -> AdminAuth {
+        AdminAuth { keys: None, nonces: Arc::new(hongbao_auth::InProcessNonceStore::default()) }
+    }
+}
+
+impl Default for AdminAuth {
+    /// No keys at all: every request is refused (`unknown_key`) until keys are given.
+    fn default() -> AdminAuth {
+        AdminAuth::signed(KeyRing::default())
+    }
+}
+
+/// Largest admin request body, in bytes: the signature covers the whole body, so it is read
+/// before the handler; reconciliation requests are well under 1 KiB.
+pub const ADMIN_BODY_MAX_BYTES: usize = 16 * 1024;
 
 pub fn router(state: AdminState) -> Router {
     let routes = Router::new()
@@ -33,9 +72,106 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/delivery", get(delivery_status))
         .route("/admin/v1/delivery/{game}/pause", post(pause))
         .route("/admin/v1/delivery/{game}/resume", post(resume))
-        .route("/admin/v1/reconcile", post(reconcile));
+        .route("/admin/v1/reconcile", post(reconcile))
+        .route_layer(from_fn_with_state(state.clone(), verify_signature));
     hongbao_api::with_common_layers(routes).with_state(state)
 }
+
+/// The scope each endpoint needs, by its route: figures are `read`, pausing and resuming a game
+/// `operate`, reconciliation (which may requeue orders) `admin`. A route not listed here needs
+/// `admin`, so a new endpoint is closed until someone decides otherwise.
+pub fn required_scope(method: &Method, route: &str) -> Scope {
+    match (method, route) {
+        (&Method::GET, "/admin/v1/store" | "/admin/v1/delivery") => Scope::Read,
+        (&Method::POST, "/admin/v1/delivery/{game}/pause" | "/admin/v1/delivery/{game}/resume") => {
+            Scope::Operate
+        }
+        _ => Scope::Admin,
+    }
+}
+
+/// Verifies the request's signature before any handler runs; a refusal is a typed JSON error
+/// and the handler never sees the request.
+async fn verify_signature(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(keys) = state.auth.keys.clone() else { return next.run(request).await };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, ADMIN_BODY_MAX_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("an admin request body is at most {ADMIN_BODY_MAX_BYTES} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let headers = signed_headers(&parts.headers);
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        body: &body,
+        headers,
+    };
+    // The route as registered, not the path as sent: no spelling of a path changes its scope.
+    let route = parts.extensions.get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    let needs = required_scope(&parts.method, route);
+    let verified =
+        hongbao_auth::verify(&keys, &request, needs, &*state.clock, &*state.auth.nonces).await;
+    match verified {
+        Ok(verified) => {
+            tracing::info!(key = %verified.key_id, method = %parts.method, path = %parts.uri.path(), "admin request");
+            next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
+        }
+        Err(error) => {
+            tracing::warn!(code = error.code(), path = %parts.uri.path(), "admin request refused");
+            refusal(error).into_response()
+        }
+    }
+}
+
+/// The four signature headers; a value that is not visible ASCII counts as present but
+/// malformed (empty), never as missing.
+fn signed_headers(headers: &HeaderMap) -> SignedHeaders<'_> {
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    SignedHeaders {
+        key: get(hongbao_auth::HEADER_KEY),
+        timestamp: get(hongbao_auth::HEADER_TIMESTAMP),
+        nonce: get(hongbao_auth::HEADER_NONCE),
+        signature: get(hongbao_auth::HEADER_SIGNATURE),
+    }
+}
+
+/// Authentication refusals as HTTP, in one place: 400 for a malformed header, 403 for a key
+/// without the scope, 503 (retry later) for a full nonce store, 401 for the rest.
+fn refusal(error: AuthError) -> ApiError {
+    let status = match &error {
+        AuthError::Malformed { .. } => StatusCode::BAD_REQUEST,
+        AuthError::MissingScope { .. } => StatusCode::FORBIDDEN,
+        AuthError::NonceStoreFull(_) | AuthError::NonceStoreUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        AuthError::MissingHeaders(_)
+        | AuthError::UnknownKey(_)
+        | AuthError::StaleTimestamp(_)
+        | AuthError::FutureTimestamp(_)
+        | AuthError::BadSignature
+        | AuthError::NonceReused(_) => StatusCode::UNAUTHORIZED,
+    };
+    let mut api = ApiError::new(status, error.code(), error.to_string());
+    if matches!(error, AuthError::NonceStoreFull(_)) {
+        api.retry_after_s = Some(NONCE_FULL_RETRY_AFTER_S);
+    }
+    api
+}
+
+/// `Retry-After` of a full nonce store: about when the oldest nonces start expiring.
+const NONCE_FULL_RETRY_AFTER_S: u64 = 60;
 
 /// The embedded store's writer: commands, batches, fsyncs (group commit at work), and how long
 /// its synced commits took: `synced_commits_by_ms[i]` took at most `synced_commit_bounds_ms[i]`
@@ -119,4 +255,25 @@ async fn reconcile(
     crate::reconcile::admin(&state.store, &state.campaign, &state.reconcile_dir, req, &*state.clock)
         .await
         .map(ApiJson)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_needs_its_scope_and_unknown_ones_need_admin() {
+        let cases = [
+            (Method::GET, "/admin/v1/store", Scope::Read),
+            (Method::GET, "/admin/v1/delivery", Scope::Read),
+            (Method::POST, "/admin/v1/delivery/{game}/pause", Scope::Operate),
+            (Method::POST, "/admin/v1/delivery/{game}/resume", Scope::Operate),
+            (Method::POST, "/admin/v1/reconcile", Scope::Admin),
+            (Method::POST, "/admin/v1/delivery", Scope::Admin),
+            (Method::GET, "/admin/v1/something-new", Scope::Admin),
+        ];
+        for (method, route, scope) in cases {
+            assert_eq!(required_scope(&method, route), scope, "{method} {route}");
+        }
+    }
 }

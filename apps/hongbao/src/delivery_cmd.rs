@@ -1,9 +1,11 @@
 //! `hongbao delivery status|pause|resume`: the operator's view of the delivery workers, through
-//! a node's admin endpoints.
+//! a node's admin endpoints, each request signed with an operator key.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::Value;
+use reqwest::Method;
+
+use crate::operator_client::{KeyArgs, call};
 
 #[derive(Subcommand)]
 pub enum DeliveryCommand {
@@ -15,6 +17,8 @@ pub enum DeliveryCommand {
         /// Print the raw JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Stops sending to one game (its queue keeps filling).
     Pause {
@@ -24,6 +28,8 @@ pub enum DeliveryCommand {
         /// The game's id in the campaign file (e.g. lantern-heroes).
         #[arg(long)]
         game: String,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Sends to one game again, at its pace.
     Resume {
@@ -33,29 +39,36 @@ pub enum DeliveryCommand {
         /// The game's id in the campaign file (e.g. lantern-heroes).
         #[arg(long)]
         game: String,
+        #[command(flatten)]
+        key: KeyArgs,
     },
 }
 
 pub async fn run(command: DeliveryCommand) -> Result<()> {
-    let client = reqwest::Client::new();
-    let (request, json) = match &command {
-        DeliveryCommand::Status { admin, json } => {
-            (client.get(format!("{}/admin/v1/delivery", admin.trim_end_matches('/'))), *json)
+    let (method, url, key, json) = match &command {
+        DeliveryCommand::Status { admin, json, key } => {
+            (Method::GET, format!("{}/admin/v1/delivery", admin.trim_end_matches('/')), key, *json)
         }
-        DeliveryCommand::Pause { admin, game } => (
-            client.post(format!("{}/admin/v1/delivery/{game}/pause", admin.trim_end_matches('/'))),
+        DeliveryCommand::Pause { admin, game, key } => (
+            Method::POST,
+            format!("{}/admin/v1/delivery/{game}/pause", admin.trim_end_matches('/')),
+            key,
             true,
         ),
-        DeliveryCommand::Resume { admin, game } => (
-            client.post(format!("{}/admin/v1/delivery/{game}/resume", admin.trim_end_matches('/'))),
+        DeliveryCommand::Resume { admin, game, key } => (
+            Method::POST,
+            format!("{}/admin/v1/delivery/{game}/resume", admin.trim_end_matches('/')),
+            key,
             true,
         ),
     };
-    let response = request.send().await.context("reach the node's admin address")?;
-    let status = response.status();
-    let body: Value = response.json().await.context("read the answer")?;
-    if !status.is_success() {
-        bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("unknown error"));
+    let (status, body) = call(key, method, &url, None).await?;
+    if !(200..300).contains(&status) {
+        bail!(
+            "{status} {}: {}",
+            body["error"]["code"].as_str().unwrap_or("error"),
+            body["error"]["message"].as_str().unwrap_or("unknown error")
+        );
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&body)?);

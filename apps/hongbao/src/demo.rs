@@ -112,6 +112,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         clock,
     )?;
     node.monitor = Some(monitor);
+    // The campaign page signs visitors in as any user and creates roles on the simulator: only
+    // here, never on `serve`.
+    node.router_options.demo = true;
+
+    let keys_file = args.data.join(OPERATOR_KEYS_FILE);
+    node.admin_auth = crate::admin::AdminAuth::signed(demo_operator_key(&keys_file)?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -145,9 +151,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         campaign.games.len()
     );
     println!("  dashboard   http://{api_addr}/dashboard   (live; /metrics for Prometheus)");
+    println!("  page        http://{api_addr}/   (the campaign page: sign in as any user)");
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");
-    println!("  admin       http://{admin_addr}/admin/v1/delivery   (operators only)");
+    println!(
+        "  admin       http://{admin_addr}/admin/v1/delivery   (operators only: signed requests, see below)"
+    );
     let load_task = (!args.no_load).then(|| start_load(&args, &campaign, api_addr));
     println!();
     println!("{PASTE_MARKER}");
@@ -223,12 +232,20 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
     let exe = std::env::current_exe()
         .ok()
         .map_or_else(|| "hongbao".to_string(), |p| p.display().to_string());
-    println!("Operators (the admin address is loopback only):");
-    println!("  {exe} delivery status --admin http://{admin_addr}");
-    println!("  {exe} delivery pause --admin http://{admin_addr} --game {}", campaign.games[0].id);
+    let keys = data.join(OPERATOR_KEYS_FILE);
+    let key = format!("--key-file {}", keys.display());
     println!(
-        "  curl -s -XPOST -H 'content-type: application/json' -d '{{\"game_log\":\"{GAME_LOG}\"}}' \
-         http://{admin_addr}/admin/v1/reconcile; echo   # a dry run against the game's log"
+        "Operators (loopback only; requests signed with this run's key in {}):",
+        keys.display()
+    );
+    println!("  {exe} delivery status --admin http://{admin_addr} {key}");
+    println!(
+        "  {exe} delivery pause --admin http://{admin_addr} --game {} {key}",
+        campaign.games[0].id
+    );
+    println!(
+        "  {exe} reconcile --node http://{admin_addr} --game-log {GAME_LOG} {key}   \
+         # a dry run against the game's log"
     );
     println!();
     println!(
@@ -241,6 +258,48 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
 
 /// The line before the walkthrough's shell lines (tests find them by it).
 pub const PASTE_MARKER: &str = "Paste these lines into bash, in order:";
+/// This run's operator key, in the data directory (only its owner may read it).
+const OPERATOR_KEYS_FILE: &str = "operator-keys.toml";
+
+/// A new operator key with every scope for this run, written to `path` (mode 0600): the printed
+/// operator commands sign with it. A new one each run, so a copied old file stops working.
+fn demo_operator_key(path: &Path) -> Result<hongbao_auth::KeyRing> {
+    use rand::{RngCore, SeedableRng};
+    let mut secret = vec![0u8; 32];
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut secret);
+    let mut ring = hongbao_auth::KeyRing::default();
+    ring.insert(hongbao_auth::OperatorKey {
+        id: "demo".to_string(),
+        secret: hongbao_auth::Secret::from_bytes(secret).context("a 32-byte secret")?,
+        scopes: vec![
+            hongbao_auth::Scope::Read,
+            hongbao_auth::Scope::Operate,
+            hongbao_auth::Scope::Admin,
+        ],
+    })
+    .context("the demo key")?;
+    write_private(path, &ring.to_toml())?;
+    Ok(ring)
+}
+
+/// Writes `text` to `path`, readable and writable by the owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("create {}", path.display()))?;
+    // `mode` applies only when the file is created: an older file keeps its permissions.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restrict {}", path.display()))?;
+    }
+    file.write_all(text.as_bytes()).with_context(|| format!("write {}", path.display()))
+}
+
 /// The simulator's delivery log, in the node's reconciliation directory.
 const GAME_LOG: &str = "game-delivery-log.jsonl";
 /// The roles players created on the simulator, replayed when the demo restarts.

@@ -2,6 +2,8 @@
 //! README; DESIGN.md §4 is the contract for the subcommands and flags.
 
 mod admin;
+mod admin_listener;
+mod admin_tls;
 mod bench;
 mod campaign_cmd;
 mod delivery_cmd;
@@ -10,6 +12,7 @@ mod inspect;
 mod load;
 mod monitoring;
 mod node;
+mod operator_client;
 mod reconcile;
 mod synthetic;
 

@@ -46,9 +46,33 @@ pub struct ServeArgs {
     /// [default: DATA/reconcile].
     #[arg(long)]
     pub reconcile_dir: Option<PathBuf>,
-    /// Operator endpoints (`/admin/v1/…`); keep it on loopback until requests are signed.
+    /// Operator endpoints (`/admin/v1/…`), every request signed with an operator key.
     #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_addr)]
     pub admin_addr: SocketAddr,
+    /// The operator keys file (TOML: `[[keys]]` with id, secret, scopes; docs/SECURITY.md);
+    /// several keys may be active at once, for rotation [default: the keys file's text in
+    /// $HONGBAO_OPERATOR_KEYS].
+    #[arg(long)]
+    pub operator_keys: Option<PathBuf>,
+    /// Serve the admin endpoints without signatures: anyone who reaches the admin address may
+    /// pause delivery and reconcile. For tests only; a node without keys refuses to start
+    /// otherwise.
+    #[arg(long, conflicts_with = "operator_keys")]
+    pub admin_unsigned: bool,
+    /// Networks whose clients may connect to the admin address (CIDR, comma-separated; a bare
+    /// address is itself); others are closed at accept, before a byte is read.
+    #[arg(long, default_value = crate::admin_listener::ADMIN_ALLOW_DEFAULT)]
+    pub admin_allow: crate::admin_listener::AllowList,
+    /// mTLS on the admin address: the node's certificate chain (PEM). Needs --admin-tls-key and
+    /// --admin-client-ca; clients must then present a certificate from that CA.
+    #[arg(long, requires_all = ["admin_tls_key", "admin_client_ca"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(long, requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// The CA (PEM) that admin clients' certificates must chain to.
+    #[arg(long, requires = "admin_tls_cert")]
+    pub admin_client_ca: Option<PathBuf>,
     /// What this node runs: the API, the delivery workers, or both.
     #[arg(long, value_enum, default_value_t = NodeRole::All)]
     pub role: NodeRole,
@@ -213,6 +237,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     delivery.validate().context("check the delivery settings")?;
     let monitor_config =
         crate::monitoring::load_config(args.monitor.as_deref(), Some(&args.config))?;
+    let admin_auth = admin_auth(args.operator_keys.as_deref(), args.admin_unsigned)?;
+    let tls = match (&args.admin_tls_cert, &args.admin_tls_key, &args.admin_client_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(crate::admin_tls::acceptor(cert, key, ca)?),
+        _ => None,
+    };
+    let admin_access =
+        crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
     // Before the node is built: its parts take their metrics handles when they start.
@@ -223,9 +254,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         node.set_reconcile_dir(dir)?;
     }
     node.monitor = Some(monitor);
+    node.admin_auth = admin_auth;
+    node.admin_access = admin_access;
     node.router_options = hongbao_api::RouterOptions {
         access_log: args.access_log,
         request_timeout_ms: args.request_timeout_ms,
+        // The demo-only routes (tickets for anyone) never on a real node.
+        demo: false,
     };
     let api = match args.role {
         NodeRole::Worker => None,
@@ -240,7 +275,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let admin = TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("bind {}", args.admin_addr))?;
-    println!("admin listening on http://{}", admin.local_addr()?);
+    let scheme = if node.admin_access.tls.is_some() { "https" } else { "http" };
+    println!("admin listening on {scheme}://{}", admin.local_addr()?);
     tracing::info!(
         campaign = %node.state.campaign.id,
         role = ?args.role,
@@ -249,6 +285,28 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         "node serving"
     );
     node.run(api, admin, shutdown).await
+}
+
+/// The admin endpoints' keys: from `file`, else the environment; with neither, a refusal naming
+/// the flags unless `unsigned` says to serve without signatures.
+pub fn admin_auth(file: Option<&Path>, unsigned: bool) -> Result<admin::AdminAuth> {
+    if unsigned {
+        tracing::warn!("--admin-unsigned: the admin endpoints answer anyone who reaches them");
+        return Ok(admin::AdminAuth::unsigned());
+    }
+    match crate::operator_client::load_ring(file)? {
+        Some(ring) => {
+            let ids: Vec<&str> = ring.keys().map(|k| k.id.as_str()).collect();
+            tracing::info!(keys = ?ids, "operator keys loaded");
+            Ok(admin::AdminAuth::signed(ring))
+        }
+        None => bail!(
+            "no operator keys: the admin endpoints (pause delivery, reconcile) need signed \
+             requests; give --operator-keys FILE (or the file's text in ${}), or pass \
+             --admin-unsigned to serve them to anyone who reaches the admin address (tests only)",
+            crate::operator_client::KEYS_ENV
+        ),
+    }
 }
 
 /// Refuses keys the campaign file marks as examples unless this is a rehearsal: a node that
@@ -291,6 +349,10 @@ pub struct Node {
     pub router_options: hongbao_api::RouterOptions,
     /// The process's monitor: its routes join the API's, its sampler runs with the node.
     pub monitor: Option<Arc<hongbao_monitor::Monitor>>,
+    /// Who may use the admin endpoints; by default nobody (no keys).
+    pub admin_auth: admin::AdminAuth,
+    /// Which machines may connect to the admin address (default: loopback), and over mTLS?
+    pub admin_access: crate::admin_listener::ListenerAccess,
 }
 
 impl Node {
@@ -337,6 +399,8 @@ impl Node {
             reconcile_dir: PathBuf::new(),
             router_options,
             monitor: None,
+            admin_auth: admin::AdminAuth::default(),
+            admin_access: crate::admin_listener::ListenerAccess::default(),
         };
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
@@ -358,7 +422,16 @@ impl Node {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Node { state, store, dispatcher, reconcile_dir, router_options, monitor } = self;
+        let Node {
+            state,
+            store,
+            dispatcher,
+            reconcile_dir,
+            router_options,
+            monitor,
+            admin_auth,
+            admin_access,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -372,8 +445,14 @@ impl Node {
             campaign: state.campaign.clone(),
             clock: state.clock.clone(),
             reconcile_dir,
+            auth: admin_auth,
         });
-        let admin_task = tokio::spawn(hongbao_api::serve(admin, admin_router, stopped()));
+        let admin_task = tokio::spawn(crate::admin_listener::serve(
+            admin,
+            admin_router,
+            admin_access,
+            stopped(),
+        ));
         let monitor_tasks = monitor.clone().map(|monitor| {
             let readers = crate::monitoring::read_parts(
                 state.clock.clone(),

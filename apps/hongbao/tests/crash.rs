@@ -28,6 +28,7 @@ fn serve(config: &str, data: &str) -> (Running, String) {
     let mut node = Running::spawn(&[
         "serve",
         "--rehearsal",
+        "--admin-unsigned",
         "--no-profiles",
         "--config",
         config,

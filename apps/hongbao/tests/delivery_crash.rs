@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, sign_ticket};
 use serde_json::{Value, json};
-use support::{Running, get_json, now_s, open_campaign_file, run_ok, spawn_sim};
+use support::{
+    Running, admin_get_json, now_s, open_campaign_file, run_ok, spawn_sim, test_operator_key,
+    write_keys_file,
+};
 
 const USERS: u64 = 3_000;
 const SCALE: &str = "0.1";
@@ -22,11 +25,13 @@ fn campaign_file(dir: &std::path::Path, sim: &str) -> (String, Campaign) {
     open_campaign_file(dir, sim, |text| text)
 }
 
-fn serve(config: &str, data: &str) -> (Running, String, String) {
+fn serve(config: &str, data: &str, keys: &str) -> (Running, String, String) {
     let profiles = format!("{data}/profiles");
     let mut node = Running::spawn(&[
         "serve",
         "--rehearsal",
+        "--operator-keys",
+        keys,
         "--config",
         config,
         "--data",
@@ -105,6 +110,7 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
+    let keys = write_keys_file(dir.path(), &[test_operator_key()]);
     let game_log = dir.path().join("game-log.jsonl");
     let (mut sim, sim_url) =
         spawn_sim(42, USERS, &["--capacity-scale", SCALE, "--log", game_log.to_str().unwrap()]);
@@ -123,7 +129,7 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
         &profiles,
     ]);
 
-    let (node, api, _) = serve(&config, data);
+    let (node, api, _) = serve(&config, data, &keys);
     let orders = claim_orders(&api, &campaign, &model).await;
     assert_eq!(orders, ORDERS_WANTED);
     let mut node = node;
@@ -134,16 +140,32 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(pause_ms)).await;
         node.child.kill().unwrap(); // SIGKILL
         node.child.wait().unwrap();
-        let (restarted, _, restarted_admin) = serve(&config, data);
+        let (restarted, _, restarted_admin) = serve(&config, data, &keys);
         node = restarted;
         admin = restarted_admin;
     }
 
     // The operator's view: pause one game, see it, resume it.
-    run_ok(&["delivery", "pause", "--admin", &admin, "--game", "lantern-heroes"]);
-    let status: Value =
-        serde_json::from_str(&run_ok(&["delivery", "status", "--admin", &admin, "--json"]))
-            .unwrap();
+    run_ok(&[
+        "delivery",
+        "pause",
+        "--admin",
+        &admin,
+        "--game",
+        "lantern-heroes",
+        "--key-file",
+        &keys,
+    ]);
+    let status: Value = serde_json::from_str(&run_ok(&[
+        "delivery",
+        "status",
+        "--admin",
+        &admin,
+        "--json",
+        "--key-file",
+        &keys,
+    ]))
+    .unwrap();
     let lh = status["games"]
         .as_array()
         .unwrap()
@@ -152,15 +174,27 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
         .unwrap()
         .clone();
     assert_eq!(lh["paused"], true, "{lh}");
-    assert!(run_ok(&["delivery", "status", "--admin", &admin]).contains("lantern-heroes"));
-    run_ok(&["delivery", "resume", "--admin", &admin, "--game", "lantern-heroes"]);
+    assert!(
+        run_ok(&["delivery", "status", "--admin", &admin, "--key-file", &keys])
+            .contains("lantern-heroes")
+    );
+    run_ok(&[
+        "delivery",
+        "resume",
+        "--admin",
+        &admin,
+        "--game",
+        "lantern-heroes",
+        "--key-file",
+        &keys,
+    ]);
 
     // Wait until the last node has drained every queue.
     let last = node;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = get_json(&client, &format!("{admin}/admin/v1/delivery")).await;
+        let status = admin_get_json(&client, &format!("{admin}/admin/v1/delivery")).await;
         let pending: u64 = status["games"]
             .as_array()
             .unwrap()
@@ -175,7 +209,7 @@ async fn kill_9_during_delivery_loses_nothing_and_applies_nothing_twice() {
     }
     // The writer's figures on the admin address: every synced commit timed into one bucket (this
     // node only settled deliveries, which need no fsync of their own, so there may be none).
-    let store = get_json(&client, &format!("{admin}/admin/v1/store")).await;
+    let store = admin_get_json(&client, &format!("{admin}/admin/v1/store")).await;
     let fsyncs = store["fsyncs"].as_u64().unwrap();
     assert!(store["commands"].as_u64().unwrap() > 0, "{store}");
     let buckets = store["synced_commits_by_ms"].as_array().unwrap();

@@ -199,7 +199,8 @@ fn node_stderr(extra: &[&str]) -> String {
 fn node_stderr_after(extra: &[&str], while_serving: impl FnOnce(&str)) -> String {
     let dir = tempfile::tempdir().expect("dir");
     let config = campaign_path();
-    let mut args = vec!["serve", "--rehearsal", "--no-profiles", "--role", "api"];
+    let mut args =
+        vec!["serve", "--rehearsal", "--admin-unsigned", "--no-profiles", "--role", "api"];
     args.extend(["--config", config.to_str().expect("utf-8")]);
     args.extend(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]);
     let data = dir.path().join("data");

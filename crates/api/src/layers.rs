@@ -33,11 +33,19 @@ pub struct RouterOptions {
     pub access_log: bool,
     /// See [`REQUEST_TIMEOUT_MS_DEFAULT`].
     pub request_timeout_ms: u64,
+    /// The demo-only routes (`/demo/v1/…`: tickets for any user, role look-up and creation on
+    /// the game side). Only `hongbao demo` turns this on; a real node must never: anyone could
+    /// sign in as anyone.
+    pub demo: bool,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
-        RouterOptions { access_log: false, request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT }
+        RouterOptions {
+            access_log: false,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            demo: false,
+        }
     }
 }
 

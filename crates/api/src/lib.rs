@@ -75,9 +75,9 @@ pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Router)
         .merge(routes::catalog::routes())
         .merge(routes::coupons::routes())
         .merge(routes::claims::routes())
-        .with_state(state)
-        .merge(extra);
-    with_layers(routes, options)
+        .merge(routes::page::routes());
+    let routes = if options.demo { routes.merge(routes::demo::routes(&state)) } else { routes };
+    with_layers(routes.with_state(state).merge(extra), options)
 }
 
 /// What every router of the API gets, whatever its routes: JSON 404 for unknown paths, JSON 405

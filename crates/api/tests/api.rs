@@ -223,7 +223,8 @@ async fn unknown_paths_are_json_404() {
     let app = router(state());
     for uri in [
         "/nope",
-        "/",
+        // `/` is the campaign page (tests/page.rs); an empty page-file name is nothing.
+        "/page/",
         "/static/catalog/",
         "/static/catalog",
         "/static/catalog/catalog.0000000000000000.json",

@@ -14,6 +14,8 @@ const SPAWN_TRIES_MAX: usize = 3;
 pub(crate) struct Driver {
     child: Child,
     port: u16,
+    /// The WebDriver session to end before the driver is killed (set once it is open).
+    pub(crate) session: Option<String>,
 }
 
 impl Driver {
@@ -29,7 +31,7 @@ impl Driver {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| Error::Driver(format!("{path}: {e}")))?;
-            let mut driver = Driver { child, port };
+            let mut driver = Driver { child, port, session: None };
             match driver.wait_listening().await {
                 Ok(()) => return Ok(driver),
                 Err(e) => last_error = e,
@@ -62,9 +64,37 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // chromedriver ends the browsers it started when it exits.
+        // Killing chromedriver would orphan its Chromium: a session still open (a test that
+        // panicked before `Browser::close`) is ended first, which makes the driver quit the
+        // browser. Synchronous, as a drop must be; bounded by SESSION_END_WAIT.
+        if let Some(session) = self.session.take() {
+            end_session(self.port, &session);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How long ending a session at drop may take.
+const SESSION_END_WAIT: Duration = Duration::from_secs(10);
+
+/// `DELETE /session/{id}` over a plain blocking socket; failures are ignored (best effort).
+fn end_session(port: u16, session: &str) {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, SESSION_END_WAIT) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(SESSION_END_WAIT));
+    let _ = stream.set_write_timeout(Some(SESSION_END_WAIT));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Connection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        // The answer comes once the browser has quit; its content does not matter.
+        let mut answer = [0u8; 1024];
+        let _ = stream.read(&mut answer);
     }
 }
 

@@ -72,8 +72,9 @@ pub enum Start {
 /// A headless Chromium session and the chromedriver that serves it.
 pub struct Browser {
     client: Client,
-    // Dropped after `client`: the driver process is killed when the browser is no longer used.
-    _driver: Driver,
+    /// Ends the session (if [`Browser::close`] did not) and kills the driver when dropped, also
+    /// when a test panics: no browser outlives its test.
+    driver: Driver,
 }
 
 /// Starts chromedriver and a headless Chromium session with the given window.
@@ -108,9 +109,12 @@ pub async fn start(options: Options) -> Result<Start, Error> {
             .capabilities(capabilities)
             .connect(&driver.url())
             .await?;
+    let mut driver = driver;
+    driver.session = client.session_id().await?;
+    let browser = Browser { client, driver };
     // `--window-size` sets the outer window; the viewport is what pages see, so set it exactly.
-    set_viewport(&client, options).await?;
-    Ok(Start::Ready(Browser { client, _driver: driver }))
+    set_viewport(&browser.client, options).await?;
+    Ok(Start::Ready(browser))
 }
 
 /// [`start`] for a test: `None` (after printing why) when the browser is missing outside CI;
@@ -226,7 +230,8 @@ impl Browser {
     }
 
     /// Ends the session cleanly (the driver is killed when `self` drops).
-    pub async fn close(self) -> Result<(), Error> {
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.driver.session = None;
         self.client.clone().close().await?;
         Ok(())
     }

@@ -33,3 +33,36 @@ async fn drives_a_page_screenshots_it_and_runs_axe() {
     );
     browser.close().await.expect("session closes");
 }
+
+/// A test that panics drops its browser without `close`: the browser must still end with it.
+#[tokio::test]
+async fn dropping_the_browser_without_closing_ends_chromium() {
+    let Some(browser) = start_or_skip(Options::PHONE).await else {
+        return;
+    };
+    let profile = browser
+        .client()
+        .capabilities()
+        .and_then(|c| c.get("chrome"))
+        .and_then(|c| c.get("userDataDir"))
+        .and_then(|d| d.as_str())
+        .expect("chromedriver reports the profile directory")
+        .to_owned();
+    assert!(running_with(&profile), "Chromium runs with {profile}");
+    drop(browser);
+    // Processes may take a moment to be reaped; wait (bounded) rather than assert on speed.
+    let deadline = std::time::Instant::now() + hongbao_browser::WAIT_MAX;
+    while running_with(&profile) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!running_with(&profile), "Chromium outlived its Browser ({profile})");
+}
+
+/// Whether any process has `needle` on its command line.
+fn running_with(needle: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    procs.filter_map(Result::ok).any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+    })
+}

@@ -121,7 +121,7 @@ pub(crate) async fn orders_of(
 
 /// A stored order, checked: it must parse and be consistent (DESIGN.md §6: data from the
 /// network is never trusted).
-fn decode_order(json: &[u8]) -> Result<Order, StoreError> {
+pub(crate) fn decode_order(json: &[u8]) -> Result<Order, StoreError> {
     let order: Order = serde_json::from_slice(json)
         .map_err(|e| StoreError::Corrupt(format!("stored order is not an order: {e}")))?;
     if !order.is_consistent() {

@@ -14,6 +14,7 @@
 //! | `<ns>:{<c>}:u:<user>:orders` | zset | the user's order ids, scored by `created_at_ms` |
 //! | `<ns>:{<c>}:idem:<user>:<key>` | string | an idempotency record (see `lua/claim.lua`), with a Redis TTL |
 //! | `<ns>:{<c>}:should_send` | zset | order ids recorded but not yet published, scored by `ready_at_ms` |
+//! | `<ns>:{<c>}:sent` | zset | the actual-send log: delivered order ids, scored by `delivered_at_ms` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
 //! | `<ns>:{<c>:grants:<channel>}:users` | hash | user → coupons granted to them on the channel |
 //!
@@ -118,6 +119,10 @@ impl Keys {
     pub fn should_send(&self) -> String {
         format!("{}:should_send", self.claims)
     }
+
+    pub fn sent(&self) -> String {
+        format!("{}:sent", self.claims)
+    }
 }
 
 /// Dense index of a channel for the adapter's arrays. Not persisted (keys name the channel).
@@ -149,6 +154,7 @@ mod tests {
             keys.user_gifts(7),
             keys.user_orders(7),
             keys.should_send(),
+            keys.sent(),
             keys.idempotency(7, "{other}:key"),
         ];
         assert!(claim.iter().all(|k| tag(k) == "spring"), "{claim:?}");

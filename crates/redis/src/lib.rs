@@ -18,10 +18,13 @@
 //! [`RedisGameLeases`] gives each game to one delivery worker at a time
 //! (`hongbao_queue::GameLeases`, the global pacing).
 //!
-//! What is not here yet: publishing accepted orders to JetStream (the script records each in
-//! the `should_send` set, "recorded, not yet published", for the sweeper that will publish with
-//! `Nats-Msg-Id` = order id and remove it), the delivery-queue port, reconciliation's scans, and
-//! a Redis Cluster connection (the keys are already laid out for one, see [`keys`]).
+//! For the distributed mode's publisher, sweeper and delivery queue (`hongbao-distributed`),
+//! `outbox` reads and marks the `should_send` set (recorded by the claim script, "not yet
+//! published") and records delivery outcomes with `lua/settle.lua` (the order's next state and
+//! the actual-send log, conditional on the leased state, idempotent).
+//!
+//! What is not here yet: reconciliation's scans, and a Redis Cluster connection (the keys are
+//! already laid out for one, see [`keys`]).
 //!
 //! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
 //! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
@@ -31,6 +34,7 @@ mod claim;
 mod grant;
 pub mod keys;
 mod leases;
+mod outbox;
 mod roles;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +49,7 @@ use redis::{ErrorKind, RedisError, Script};
 
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
+pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 
 use keys::{Keys, channel_index};
@@ -83,6 +88,7 @@ pub struct RedisLedger {
     granted: [AtomicU64; 3],
     grant_script: Script,
     claim_script: Script,
+    settle_script: Script,
 }
 
 impl RedisLedger {
@@ -114,6 +120,7 @@ impl RedisLedger {
             binding,
             grant_script: Script::new(include_str!("lua/grant.lua")),
             claim_script: Script::new(include_str!("lua/claim.lua")),
+            settle_script: Script::new(include_str!("lua/settle.lua")),
         };
         ledger.refresh_counters().await?;
         Ok(ledger)

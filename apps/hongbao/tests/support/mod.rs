@@ -134,3 +134,67 @@ pub fn spawn_sim(seed: u64, users: u64, extra: &[&str]) -> (Running, String) {
 pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client.get(url).send().await.expect("GET").json().await.expect("a JSON body")
 }
+
+/// The operator key tests sign with: every scope, a fixed secret (tests only).
+pub fn test_operator_key() -> hongbao_auth::OperatorKey {
+    use hongbao_auth::{OperatorKey, Scope, Secret};
+    OperatorKey {
+        id: "test-ops".to_string(),
+        secret: Secret::from_bytes(vec![7; 32]).expect("a secret"),
+        scopes: vec![Scope::Read, Scope::Operate, Scope::Admin],
+    }
+}
+
+/// Writes a keys file holding `keys` into `dir`; returns its path.
+pub fn write_keys_file(dir: &std::path::Path, keys: &[hongbao_auth::OperatorKey]) -> String {
+    let mut ring = hongbao_auth::KeyRing::default();
+    for key in keys {
+        ring.insert(key.clone()).expect("a valid key");
+    }
+    let path = dir.join("operator-keys.toml");
+    std::fs::write(&path, ring.to_toml()).expect("write the keys file");
+    path.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// A random nonce for a signed test request.
+pub fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{:016x}{:08x}",
+        now_s(),
+        NEXT.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id()) * 1_000_000
+    )
+}
+
+/// `request` signed by `key` now (for `url`, with `body`).
+pub fn sign(
+    request: reqwest::RequestBuilder,
+    key: &hongbao_auth::OperatorKey,
+    method: &str,
+    url: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let url = reqwest::Url::parse(url).expect("a URL");
+    let headers = hongbao_auth::sign_headers(
+        key,
+        method,
+        url.path(),
+        url.query().unwrap_or(""),
+        body,
+        now_s() as u64,
+        &nonce(),
+    );
+    headers.into_iter().fold(request, |r, (name, value)| r.header(name, value))
+}
+
+/// GET an admin endpoint signed by the test key; its JSON.
+pub async fn admin_get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    sign(client.get(url), &test_operator_key(), "GET", url, b"")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON body")
+}

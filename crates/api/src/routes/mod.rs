@@ -4,4 +4,6 @@
 pub mod catalog;
 pub mod claims;
 pub mod coupons;
+pub mod demo;
 pub mod health;
+pub mod page;

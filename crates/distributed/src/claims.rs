@@ -1,0 +1,71 @@
+//! The claim port over Redis then JetStream.
+
+use std::sync::Arc;
+
+use hongbao_jetstream::DeliveryStream;
+use hongbao_redis::RedisLedger;
+use hongbao_store::{
+    ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, Order, OrderId, StoreError,
+};
+
+use crate::Publisher;
+
+/// Claims decided and recorded by the Redis script, accepted only once published. See the
+/// crate doc.
+pub struct DistributedClaims {
+    ledger: Arc<RedisLedger>,
+    publisher: Publisher,
+}
+
+impl std::fmt::Debug for DistributedClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedClaims").finish_non_exhaustive()
+    }
+}
+
+impl DistributedClaims {
+    /// Starts the publisher over `stream` (call inside a Tokio runtime).
+    pub fn start(ledger: Arc<RedisLedger>, stream: Arc<DeliveryStream>) -> DistributedClaims {
+        DistributedClaims { publisher: Publisher::start(ledger.clone(), stream), ledger }
+    }
+
+    pub fn ledger(&self) -> &Arc<RedisLedger> {
+        &self.ledger
+    }
+
+    /// The publisher's counters.
+    pub fn publisher_stats(&self) -> crate::PublisherStats {
+        self.publisher.stats()
+    }
+
+    /// Stops the publisher after answering the claims it holds.
+    pub async fn shutdown(self) {
+        self.publisher.shutdown().await;
+    }
+}
+
+impl ClaimLedger for DistributedClaims {
+    /// `Accepted` only when the script accepted and JetStream acknowledged the publish. A
+    /// failed publish is `Unavailable`: the order is recorded (the same claim again answers
+    /// `Replayed`) and the sweeper publishes it. Replays publish nothing: the first claim or
+    /// the sweeper did.
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let outcome = self.ledger.claim(req).await?;
+        if let ClaimOutcome::Accepted(order) = &outcome {
+            self.publisher.publish(order).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.ledger.order(id).await
+    }
+
+    async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
+        self.ledger.orders_of(user, limit).await
+    }
+
+    fn stock_taken(&self, gift: GiftIndex) -> u64 {
+        self.ledger.stock_taken(gift)
+    }
+}
