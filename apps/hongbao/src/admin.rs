@@ -23,7 +23,9 @@ use serde::Serialize;
 #[derive(Clone)]
 pub struct AdminState {
     pub dispatcher: Option<Arc<Dispatcher>>,
-    pub store: Arc<EmbeddedStore>,
+    /// The embedded store, on an embedded node; `None` on a distributed one (its figures and
+    /// reconciliation are the embedded store's).
+    pub store: Option<Arc<EmbeddedStore>>,
     pub campaign: Arc<Campaign>,
     /// The node's clock: reconciliation passes run at its time.
     pub clock: hongbao_clock::SharedClock,
@@ -188,9 +190,9 @@ struct StoreStats {
     synced_commit_max_us: u64,
 }
 
-async fn store_stats(State(state): State<AdminState>) -> ApiJson<StoreStats> {
-    let s = state.store.stats();
-    ApiJson(StoreStats {
+async fn store_stats(State(state): State<AdminState>) -> Result<ApiJson<StoreStats>, ApiError> {
+    let s = embedded_store(&state)?.stats();
+    Ok(ApiJson(StoreStats {
         commands: s.commands,
         batches: s.batches,
         fsyncs: s.fsyncs,
@@ -199,6 +201,17 @@ async fn store_stats(State(state): State<AdminState>) -> ApiJson<StoreStats> {
         synced_commit_bounds_ms: hongbao_store::SYNCED_COMMIT_BOUNDS_MS,
         synced_commits_by_ms: s.synced_commits_by_ms,
         synced_commit_max_us: s.synced_commit_max_us,
+    }))
+}
+
+fn embedded_store(state: &AdminState) -> Result<&Arc<EmbeddedStore>, ApiError> {
+    state.store.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_on_this_backend",
+            "this node runs on the distributed backend (Redis and JetStream); this endpoint is \
+             the embedded store's",
+        )
     })
 }
 
@@ -252,7 +265,8 @@ async fn reconcile(
     State(state): State<AdminState>,
     ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
-    crate::reconcile::admin(&state.store, &state.campaign, &state.reconcile_dir, req, &*state.clock)
+    let store = embedded_store(&state)?;
+    crate::reconcile::admin(store, &state.campaign, &state.reconcile_dir, req, &*state.clock)
         .await
         .map(ApiJson)
 }

@@ -8,6 +8,7 @@ mod bench;
 mod campaign_cmd;
 mod delivery_cmd;
 mod demo;
+mod fleet;
 mod inspect;
 mod load;
 mod monitoring;
@@ -226,6 +227,29 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|e| format!("`{text}` is not an address like 127.0.0.1:8080 ({e})"))
 }
 
+/// Raises this process's open-file limit (soft) to its hard limit: every connection is a file
+/// descriptor, and the common default soft limit of 1024 would let a few hundred clients' idle
+/// sockets take them all, well below the API's own connection cap. Best effort: a limit that
+/// cannot be raised is logged and kept.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::info!(from = ?limit.current, to = ?limit.maximum, "open-file limit raised")
+        }
+        Err(error) => tracing::warn!(%error, limit = ?limit.current, "open-file limit stays"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let log_format = cli.log_format;
@@ -247,6 +271,7 @@ fn main() -> Result<()> {
             if let Err(error) = thp {
                 tracing::warn!(%error, "transparent huge pages stay on");
             }
+            raise_open_files_limit();
             runtime()?.block_on(node::serve(args))
         }
         Command::GameSim(args) => {

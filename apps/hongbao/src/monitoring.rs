@@ -44,7 +44,7 @@ pub fn install(clock: SharedClock, config: MonitorConfig) -> Result<Arc<Monitor>
 pub async fn read_parts(
     clock: SharedClock,
     state: ApiState,
-    store: Arc<EmbeddedStore>,
+    store: Option<Arc<EmbeddedStore>>,
     dispatcher: Option<Arc<Dispatcher>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -59,9 +59,12 @@ pub async fn read_parts(
     let cache = handles::role_cache();
     let mut stop = std::pin::pin!(stop);
     loop {
-        let stats = store.stats();
-        store_metrics.batches.absolute(stats.batches);
-        store_metrics.fsyncs.absolute(stats.fsyncs);
+        // The embedded store's writer; a distributed node has none.
+        if let Some(store) = &store {
+            let stats = store.stats();
+            store_metrics.batches.absolute(stats.batches);
+            store_metrics.fsyncs.absolute(stats.fsyncs);
+        }
         for (gift, total, gauge) in &stock {
             gauge.set(total.saturating_sub(state.claims.stock_taken(*gift)) as f64);
         }

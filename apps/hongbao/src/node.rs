@@ -10,9 +10,11 @@ use clap::Args;
 use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
 use hongbao_delivery::{Dispatcher, DispatcherConfig};
+use hongbao_distributed::{BackendConfig, SweeperConfig};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
+use hongbao_jetstream::JetStreamConfig;
 use hongbao_store::{CampaignBinding, EmbeddedConfig, EmbeddedStore};
 use tokio::net::TcpListener;
 
@@ -41,6 +43,19 @@ pub struct ServeArgs {
     /// Data directory of the embedded store (grants, orders, delivery queues, send log).
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
+    /// Redis of the distributed mode (e.g. redis://10.0.0.5:6379): grabs, claims, orders, the
+    /// role cache's shared level and the game leases live there instead of in --data. Needs
+    /// --nats.
+    #[arg(long, requires = "nats", conflicts_with_all = ["data", "reconcile_dir"])]
+    pub redis: Option<String>,
+    /// NATS with JetStream of the distributed mode (e.g. nats://10.0.0.6:4222): the deliveries'
+    /// durable queue. Needs --redis.
+    #[arg(long, requires = "redis")]
+    pub nats: Option<String>,
+    /// Prefix of this campaign's keys in Redis and of its stream and consumers in JetStream
+    /// (distributed mode), so campaigns, rehearsals and demos sharing servers never meet.
+    #[arg(long, default_value = "hongbao", requires = "redis")]
+    pub namespace: String,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
     /// [default: DATA/reconcile].
@@ -102,10 +117,61 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hongbao_api::REQUEST_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// Proxies (CIDRs or addresses, comma-separated) whose `X-Forwarded-For` names the client
+    /// for the per-address rate limit; without it the socket's peer is the client.
+    #[arg(long, value_name = "CIDR[,…]",
+          value_parser = |s: &str| hongbao_api::limits::parse_trusted_proxies(s))]
+    pub trusted_proxy: Option<Vec<ipnet::IpNet>>,
+    /// Serve without the campaign's per-user and per-address request rates (`[limits]`): for
+    /// benchmarks that measure what they cost.
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// Most open API connections; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_max: usize,
+    /// Most open API connections from one client address; more are closed on accept.
+    #[arg(long, default_value_t = hongbao_api::CONNECTIONS_PER_ADDR_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_per_addr_max: usize,
+    /// Most API requests handled at once; more are answered 503 `overloaded`.
+    #[arg(long, default_value_t = hongbao_api::IN_FLIGHT_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub in_flight_max: usize,
+    /// Longest a connection may take to send a request head, and longest an idle keep-alive
+    /// connection is held, in milliseconds; then it is closed.
+    #[arg(long, default_value_t = hongbao_api::HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
     /// The monitor file (dashboard panels, funnel, alert thresholds) [default: `monitor.toml`
     /// beside --config if there is one, else the shipped config/monitor.toml].
     #[arg(long)]
     pub monitor: Option<PathBuf>,
+}
+
+/// File descriptors kept for everything but API connections: the store's files, the admin
+/// listener and its connections, the game-side client's pool, logs.
+pub const FILES_RESERVED: usize = 1_024;
+
+/// `wanted` API connections, or fewer if the process's open-file limit (raised at start) could
+/// not hold them beside [`FILES_RESERVED`]: past the file limit `accept` fails for everyone,
+/// while the cap closes only the excess.
+fn connections_within_file_limit(wanted: usize) -> usize {
+    #[cfg(unix)]
+    if let Some(files) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        let room =
+            usize::try_from(files).unwrap_or(usize::MAX).saturating_sub(FILES_RESERVED).max(1);
+        if wanted > room {
+            tracing::warn!(
+                wanted,
+                room,
+                files,
+                "--connections-max lowered to fit the open-file limit"
+            );
+            return room;
+        }
+    }
+    wanted
 }
 
 /// Largest `--store-linger-ms`: every claim of a busy node may wait this long on top of its
@@ -248,8 +314,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let clock = hongbao_clock::SystemClock::shared();
     // Before the node is built: its parts take their metrics handles when they start.
     let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
-    let mut node =
-        Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?;
+    let mut node = match (&args.redis, &args.nats) {
+        (Some(redis), Some(nats)) => {
+            let backend = BackendConfig {
+                redis_url: redis.clone(),
+                nats_url: nats.clone(),
+                namespace: args.namespace.clone(),
+                jetstream: JetStreamConfig::default(),
+                sweeper: SweeperConfig::default(),
+            };
+            Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
+        }
+        _ => Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?,
+    };
     if let Some(dir) = &args.reconcile_dir {
         node.set_reconcile_dir(dir)?;
     }
@@ -262,6 +339,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         // The demo-only routes (tickets for anyone) never on a real node.
         demo: false,
     };
+    node.serve_options = hongbao_api::ServeOptions {
+        connections_max: connections_within_file_limit(args.connections_max),
+        connections_per_addr_max: args.connections_per_addr_max,
+        in_flight_max: args.in_flight_max,
+        header_read_timeout_ms: args.header_read_timeout_ms,
+    };
+    if args.no_rate_limits {
+        node.rate_limits = None;
+    } else {
+        let trusted = args.trusted_proxy.clone().unwrap_or_default();
+        node.rate_limits = Some(node.rate_limits_trusting(trusted));
+    }
     let api = match args.role {
         NodeRole::Worker => None,
         NodeRole::All | NodeRole::Api => {
@@ -277,10 +366,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("bind {}", args.admin_addr))?;
     let scheme = if node.admin_access.tls.is_some() { "https" } else { "http" };
     println!("admin listening on {scheme}://{}", admin.local_addr()?);
+    let backend = match &args.redis {
+        Some(_) => format!("distributed, namespace {}", args.namespace),
+        None => args.data.display().to_string(),
+    };
     tracing::info!(
         campaign = %node.state.campaign.id,
         role = ?args.role,
-        data = %args.data.display(),
+        %backend,
         admin = %admin.local_addr()?,
         "node serving"
     );
@@ -341,10 +434,13 @@ pub fn api_state(
 /// delivery workers.
 pub struct Node {
     pub state: ApiState,
-    store: Arc<EmbeddedStore>,
-    dispatcher: Option<Arc<Dispatcher>>,
+    /// The embedded store, on an embedded node.
+    pub(crate) store: Option<Arc<EmbeddedStore>>,
+    /// The distributed backend's running parts, on a distributed node.
+    pub(crate) fleet: Option<crate::fleet::FleetParts>,
+    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     /// Canonical: the admin endpoint's reconciliation reads and writes only under it.
-    reconcile_dir: PathBuf,
+    pub(crate) reconcile_dir: PathBuf,
     /// How the API's router is built (access log, request timeout).
     pub router_options: hongbao_api::RouterOptions,
     /// The process's monitor: its routes join the API's, its sampler runs with the node.
@@ -353,6 +449,10 @@ pub struct Node {
     pub admin_auth: admin::AdminAuth,
     /// Which machines may connect to the admin address (default: loopback), and over mTLS?
     pub admin_access: crate::admin_listener::ListenerAccess,
+    /// How the API's listener holds connections and requests.
+    pub serve_options: hongbao_api::ServeOptions,
+    /// The campaign's request rates; `None` serves without them.
+    pub rate_limits: Option<Arc<hongbao_api::RateLimits>>,
 }
 
 impl Node {
@@ -391,19 +491,29 @@ impl Node {
             .with_grants(store.clone())
             .with_claims(store.clone());
         state.mark_store_open();
-        let router_options = hongbao_api::RouterOptions::default();
         let mut node = Node {
             state,
-            store,
+            store: Some(store),
+            fleet: None,
             dispatcher,
             reconcile_dir: PathBuf::new(),
-            router_options,
+            router_options: hongbao_api::RouterOptions::default(),
             monitor: None,
             admin_auth: admin::AdminAuth::default(),
             admin_access: crate::admin_listener::ListenerAccess::default(),
+            serve_options: hongbao_api::ServeOptions::default(),
+            rate_limits: None,
         };
+        node.rate_limits = Some(node.rate_limits_trusting(Vec::new()));
         node.set_reconcile_dir(&data.join(RECONCILE_DIR))?;
         Ok(node)
+    }
+
+    /// The campaign's request rates on this node's clock, believing `X-Forwarded-For` from
+    /// `trusted` proxies only.
+    pub fn rate_limits_trusting(&self, trusted: Vec<ipnet::IpNet>) -> Arc<hongbao_api::RateLimits> {
+        let limits = &self.state.campaign.limits;
+        Arc::new(hongbao_api::RateLimits::new(limits, trusted, self.state.clock.clone()))
     }
 
     /// Confines the admin endpoint's reconciliation to `dir` (created if missing).
@@ -425,12 +535,15 @@ impl Node {
         let Node {
             state,
             store,
+            fleet,
             dispatcher,
             reconcile_dir,
             router_options,
             monitor,
             admin_auth,
             admin_access,
+            serve_options,
+            rate_limits,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
@@ -466,12 +579,14 @@ impl Node {
         let api_task = api.map(|listener| {
             state.set_ready(true);
             let extra = monitor.map_or_else(axum::Router::new, hongbao_monitor::http::routes);
-            tokio::spawn(hongbao_api::serve(
-                listener,
-                hongbao_api::router_with_extra(state.clone(), router_options, extra),
-                stopped(),
-            ))
+            let mut router = hongbao_api::router_with_extra(state.clone(), router_options, extra);
+            if let Some(limits) = &rate_limits {
+                router = hongbao_api::with_rate_limits(router, Arc::clone(limits));
+            }
+            tokio::spawn(hongbao_api::serve_with(listener, router, serve_options, stopped()))
         });
+        // Keeps the limiters' keyed state bounded; stops with the node.
+        let limits_task = rate_limits.map(|limits| tokio::spawn(limits.maintain(stopped())));
         shutdown.await;
         state.set_ready(false);
         let _ = stop_tx.send(true);
@@ -484,6 +599,9 @@ impl Node {
             sampler.await.context("monitor sampler task")?;
             readers.await.context("monitor readers task")?;
         }
+        if let Some(task) = limits_task {
+            task.await.context("rate-limit maintenance task")?;
+        }
         if let Some(dispatcher) = dispatcher {
             match Arc::try_unwrap(dispatcher) {
                 Ok(d) => d.shutdown().await,
@@ -493,9 +611,12 @@ impl Node {
             }
         }
         drop(state);
+        if let Some(fleet) = fleet {
+            fleet.shutdown().await;
+        }
         // Handlers are gone once serving returns; if a straggler still holds the store, its
         // Drop closes it the same way when released.
-        if let Ok(store) = Arc::try_unwrap(store) {
+        if let Some(Ok(store)) = store.map(Arc::try_unwrap) {
             tokio::task::spawn_blocking(move || store.close())
                 .await
                 .context("close the store")?

@@ -589,9 +589,10 @@ async fn claim_range(
             RoleId(n + 1),
             SystemClock.now_ms(),
         );
-        // Benchmark data, not a campaign: no stock or per-user limit gets in the way.
+        // Benchmark data, not a campaign: no stock, per-user or high-value limit gets in the way.
         req.stock = u64::MAX;
         req.per_user_limit = u32::MAX;
+        req.high_value = None;
         in_flight.push(store.claim(req));
         claimed += 1;
     }
@@ -660,7 +661,7 @@ mod tests {
         assert_eq!(claim_range(&store, &campaign, 0..5).await.expect("claims"), 5);
         let state = crate::admin::AdminState {
             dispatcher: None,
-            store: store.clone(),
+            store: Some(store.clone()),
             campaign,
             clock: SystemClock::shared(),
             reconcile_dir: dir.path().canonicalize().expect("dir"),

@@ -40,6 +40,10 @@ impl FromRequestParts<ApiState> for Caller {
             auth.ticket_max_age_s,
         )
         .map_err(|e| unauthorized(e.code(), e.to_string()))?;
+        // The user's request rate, where the user becomes known (see `crate::limits`).
+        if let Some(limits) = parts.extensions.get::<std::sync::Arc<crate::limits::RateLimits>>() {
+            limits.check_user(ticket.user)?;
+        }
         Ok(Caller { user: ticket.user, ticket_issued_at_unix_s: ticket.issued_at_unix_s })
     }
 }

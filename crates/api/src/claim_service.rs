@@ -13,8 +13,13 @@
 //!    (a role created a moment ago may not be in a cached list yet);
 //! 5. eligibility: the same function as the gift list (window, wave, audience, high value,
 //!    role requirements). Stock is left to the store, which decides it atomically;
-//! 6. the store's one atomic step (redeem, per-user limit, stock, order, enqueue) with the
-//!    delivery deadline.
+//! 6. the store's one atomic step (redeem, stock, per-user limit, the high-value rules — a daily
+//!    allowance per user and an hourly budget over everyone, counted in that same step so they
+//!    hold exactly under concurrency — order, enqueue) with the delivery deadline.
+//!
+//! The gift list leaves out a high-value gift the store would refuse now
+//! ([`high_value_refused`]): the same rule ([`HighValueRule::refusal`]) over the store's
+//! committed counts.
 //!
 //! The HTTP handler parses the request, calls [`ClaimService::claim`] and renders the result;
 //! [`ClaimError`] reaches its status in `error.rs`, like every other error.
@@ -22,11 +27,11 @@
 use hongbao_clock::Clock;
 use hongbao_domain::eligibility::{RoleContext, Subject, check};
 use hongbao_domain::{
-    Campaign, CouponError, CouponKey, Ineligible, Order, ProfileTable, Role, RoleId, ZoneId,
-    verify_coupon,
+    Campaign, CouponError, CouponKey, Gift, GiftIndex, Ineligible, Order, ProfileTable, Role,
+    RoleId, ZoneId, verify_coupon,
 };
 use hongbao_gateway::{GatewayError, RoleCache};
-use hongbao_store::{ClaimOutcome, ClaimRequest, IdempotencyKey, StoreError};
+use hongbao_store::{ClaimOutcome, ClaimRequest, HighValueRule, IdempotencyKey, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::ports::Claims;
@@ -76,6 +81,10 @@ pub enum ClaimError {
     OutOfStock,
     #[error("you already have the {per_user} allowed of this gift")]
     LimitReached { per_user: u32 },
+    #[error("you have claimed the {per_day} high-value gifts allowed today")]
+    HighValueDailyLimit { per_day: u32, resets_at_unix_s: i64, retry_after_s: u64 },
+    #[error("this hour's budget for high-value gifts is spent")]
+    HighValueBudgetExhausted { resets_at_unix_s: i64, retry_after_s: u64 },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
@@ -122,7 +131,7 @@ impl ClaimService<'_> {
         if idempotency.is_none()
             && let Some(existing) = self.claims.order(&request.order_id()).await?
         {
-            return settle(ClaimOutcome::of_existing(existing, &gift.id), gift.per_user);
+            return settle(ClaimOutcome::of_existing(existing, &gift.id), campaign, gift, now_ms);
         }
 
         let role = self.chosen_role(&command, gift.game).await?;
@@ -137,7 +146,7 @@ impl ClaimService<'_> {
         if let Some(key) = idempotency {
             request = request.with_idempotency(key);
         }
-        settle(self.claims.claim(request).await?, gift.per_user)
+        settle(self.claims.claim(request).await?, campaign, gift, now_ms)
     }
 
     /// The role the claim names, if the game side knows it: cached, or refreshed once.
@@ -166,7 +175,17 @@ impl ClaimService<'_> {
 }
 
 /// A store outcome as the claim's answer.
-fn settle(outcome: ClaimOutcome, per_user: u32) -> Result<Claimed, ClaimError> {
+fn settle(
+    outcome: ClaimOutcome,
+    campaign: &Campaign,
+    gift: &Gift,
+    now_ms: u64,
+) -> Result<Claimed, ClaimError> {
+    // When a refusal renews, in whole seconds, and the wait from now (at least 1 s).
+    let resets = |resets_at_ms: u64| {
+        let retry_after_s = resets_at_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+        (i64::try_from(resets_at_ms.div_ceil(1000)).unwrap_or(i64::MAX), retry_after_s)
+    };
     match outcome {
         ClaimOutcome::Accepted(order) => Ok(Claimed { order: *order, created: true }),
         ClaimOutcome::Replayed(order) => Ok(Claimed { order: *order, created: false }),
@@ -174,9 +193,48 @@ fn settle(outcome: ClaimOutcome, per_user: u32) -> Result<Claimed, ClaimError> {
             Err(ClaimError::CouponAlreadyRedeemed { order_id: order.id.as_str().to_string() })
         }
         ClaimOutcome::OutOfStock => Err(ClaimError::OutOfStock),
-        ClaimOutcome::LimitReached => Err(ClaimError::LimitReached { per_user }),
+        ClaimOutcome::LimitReached => Err(ClaimError::LimitReached { per_user: gift.per_user }),
+        ClaimOutcome::HighValueDailyLimit { resets_at_ms } => {
+            let (resets_at_unix_s, retry_after_s) = resets(resets_at_ms);
+            Err(ClaimError::HighValueDailyLimit {
+                per_day: campaign.limits.high_value_per_user_per_day,
+                resets_at_unix_s,
+                retry_after_s,
+            })
+        }
+        ClaimOutcome::HighValueBudgetExhausted { resets_at_ms } => {
+            let (resets_at_unix_s, retry_after_s) = resets(resets_at_ms);
+            Err(ClaimError::HighValueBudgetExhausted { resets_at_unix_s, retry_after_s })
+        }
         ClaimOutcome::IdempotencyConflict => Err(ClaimError::IdempotencyKeyReused),
     }
+}
+
+/// Of the `listed` gifts, the high-value ones a claim by `user` at `now_ms` would be refused by
+/// the high-value rules: the store's rule over its committed counts (one read, made only when
+/// the list holds a high-value gift). Claims racing this read are decided by the store, exactly.
+pub async fn high_value_refused(
+    campaign: &Campaign,
+    claims: &dyn Claims,
+    user: u64,
+    now_ms: u64,
+    listed: &[GiftIndex],
+) -> Result<Vec<GiftIndex>, StoreError> {
+    let rules: Vec<(GiftIndex, HighValueRule)> = listed
+        .iter()
+        .filter_map(|&g| {
+            HighValueRule::of(campaign, &campaign.gifts[usize::from(g.0)]).map(|r| (g, r))
+        })
+        .collect();
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let usage = claims.high_value_usage(user, now_ms).await?;
+    Ok(rules
+        .into_iter()
+        .filter(|(_, rule)| rule.refusal(usage, now_ms).is_some())
+        .map(|(gift, _)| gift)
+        .collect())
 }
 
 fn game_side_error(e: GatewayError) -> ClaimError {

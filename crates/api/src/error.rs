@@ -304,6 +304,26 @@ impl From<ClaimError> for ApiError {
             ClaimError::LimitReached { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "limit_reached", message)
             }
+            // The user's own allowance: a conflict with what they already hold, like
+            // `limit_reached`, renewing at the next UTC midnight.
+            ClaimError::HighValueDailyLimit { resets_at_unix_s, retry_after_s, .. } => {
+                let mut error =
+                    ApiError::new(StatusCode::CONFLICT, "high_value_daily_limit", message);
+                error.opens_at = Some(resets_at_unix_s);
+                error.retry_after_s = Some(retry_after_s);
+                error
+            }
+            // Everyone's hourly budget: too many requests for now, with when it frees up.
+            ClaimError::HighValueBudgetExhausted { resets_at_unix_s, retry_after_s } => {
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "high_value_budget_exhausted",
+                    message,
+                );
+                error.opens_at = Some(resets_at_unix_s);
+                error.retry_after_s = Some(retry_after_s);
+                error
+            }
             ClaimError::IdempotencyKeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
             }

@@ -6,26 +6,29 @@
 //! - [`state`]: [`ApiState`], what handlers reach;
 //! - [`claim_service`]: every decision of a claim, free of HTTP;
 //! - [`layers`]: request-head limits, the request timeout and the access log;
+//! - [`limits`]: per-address and per-user request rates (429 `rate_limited`);
 //! - [`routes`]: one module per resource, merged by [`router`];
 //! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, map_response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
 pub mod claim_service;
+mod conns;
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod limits;
 pub mod ports;
 pub mod routes;
 mod stack_refusals;
@@ -36,6 +39,7 @@ pub use claim_service::{ClaimCommand, ClaimError, ClaimService, Claimed};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use layers::{ACCESS_LOG_TARGET, REQUEST_TIMEOUT_MS_DEFAULT, RouterOptions};
+pub use limits::{RateLimits, with_rate_limits};
 pub use state::ApiState;
 pub use static_catalog::CatalogStore;
 
@@ -56,6 +60,37 @@ pub const HYPER_BUF_MAX_BYTES: usize = 64 * 1024;
 /// Time a connection may take to send a request head, in milliseconds; then hyper closes it
 /// (there is no request to answer). Also bounds how long an idle keep-alive connection is held.
 pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+/// Default cap on open connections of one API node (each is a file descriptor and a task).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 50_000;
+/// Default cap on open connections from one client address: enough for a carrier-grade NAT's
+/// share of users, far below [`CONNECTIONS_MAX_DEFAULT`] so no one address can take them all.
+pub const CONNECTIONS_PER_ADDR_MAX_DEFAULT: usize = 1_024;
+/// Default cap on requests being handled at once; more are answered 503 `overloaded` at once.
+pub const IN_FLIGHT_MAX_DEFAULT: usize = 20_000;
+
+/// How [`serve_with`] holds connections and requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Open connections at most; more are closed on accept.
+    pub connections_max: usize,
+    /// Open connections from one address at most; more are closed on accept.
+    pub connections_per_addr_max: usize,
+    /// Requests handled at once at most; more are answered 503 `overloaded`.
+    pub in_flight_max: usize,
+    /// See [`HEADER_READ_TIMEOUT_MS`].
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX_DEFAULT,
+            in_flight_max: IN_FLIGHT_MAX_DEFAULT,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS,
+        }
+    }
+}
 
 /// The API node's router with every route, fallback and layer, ready to serve.
 pub fn router(state: ApiState) -> Router {
@@ -114,6 +149,15 @@ where
     if options.access_log { router.layer(from_fn(layers::access_log)) } else { router }
 }
 
+/// Serves `router` on `listener` with the default [`ServeOptions`]: see [`serve_with`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits for
 /// in-flight requests to finish (graceful shutdown). Handlers can extract
 /// `ConnectInfo<SocketAddr>` (the peer address, for per-address limits).
@@ -121,19 +165,26 @@ where
 /// HTTP/1.1 over hyper directly rather than `axum::serve`, for hyper's limits: its header-count
 /// and head-buffer limits are set above the router's own ([`HYPER_HEADERS_MAX`],
 /// [`HYPER_BUF_MAX_BYTES`]), so an oversized head is refused by the router's layer with a JSON
-/// body instead of by hyper with an empty one; and a connection that sends no head within
-/// [`HEADER_READ_TIMEOUT_MS`] is closed. What hyper still refuses by itself (a head it cannot
-/// parse, one over its whole buffer) goes out with a JSON body too, through the stream wrapper in
-/// `stack_refusals`.
-pub async fn serve(
+/// body instead of by hyper with an empty one; what hyper still refuses by itself (a head it
+/// cannot parse, one over its whole buffer) goes out with a JSON body too, through the stream
+/// wrapper in `stack_refusals`. And for the connection hygiene of [`ServeOptions`]: a connection
+/// over a cap is closed as soon as it is accepted (the listener's backlog keeps draining, so one
+/// client's sockets never stop others being answered), a connection that sends no complete head
+/// within the header timeout — a new one, a half-sent head, or an idle keep-alive between
+/// requests — is closed, and a request over the in-flight cap is answered 503 `overloaded` at
+/// once.
+pub async fn serve_with(
     listener: TcpListener,
     router: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Closed when shutdown begins; each connection holds a receiver until it is done, so the
     // sender's `closed()` completes once the last one has finished.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let connections = Arc::new(conns::Connections::new(&options));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(options.in_flight_max));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -148,18 +199,16 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = router.clone().map_request(
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request.map(axum::body::Body::new)
-            },
-        );
+        // Over a cap: closed at once (dropping the stream), before any byte is read.
+        let Some(slot) = connections.admit(peer.ip()) else { continue };
+        let service = conns::service(router.clone(), peer, Arc::clone(&in_flight));
         let mut stop = stop_rx.clone();
         let done = done_rx.clone();
+        let header_read_timeout = Duration::from_millis(options.header_read_timeout_ms);
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+                .header_read_timeout(header_read_timeout)
                 .max_headers(HYPER_HEADERS_MAX)
                 .max_buf_size(HYPER_BUF_MAX_BYTES);
             let conn = http.serve_connection(
@@ -174,6 +223,7 @@ pub async fn serve(
                     log_connection_end(conn.await);
                 }
             }
+            drop(slot);
             drop(done);
         });
     }

@@ -42,6 +42,11 @@ pub trait Claims: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<hongbao_domain::Order>, StoreError>>;
     fn stock_taken(&self, gift: hongbao_domain::GiftIndex) -> u64;
+    fn high_value_usage(
+        &self,
+        user: u64,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<hongbao_store::HighValueUsage, StoreError>>;
 }
 
 impl<T: hongbao_store::ClaimLedger> Claims for T {
@@ -69,5 +74,13 @@ impl<T: hongbao_store::ClaimLedger> Claims for T {
 
     fn stock_taken(&self, gift: hongbao_domain::GiftIndex) -> u64 {
         hongbao_store::ClaimLedger::stock_taken(self, gift)
+    }
+
+    fn high_value_usage(
+        &self,
+        user: u64,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<hongbao_store::HighValueUsage, StoreError>> {
+        Box::pin(hongbao_store::ClaimLedger::high_value_usage(self, user, now_ms))
     }
 }

@@ -18,6 +18,7 @@ const NOW_MS: u64 = 1_800_000_000_000;
 
 fn request(user: u64) -> ClaimRequest {
     ClaimRequest {
+        high_value: None,
         coupon: Coupon {
             campaign_id: "rate".into(),
             user,

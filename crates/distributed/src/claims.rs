@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hongbao_jetstream::DeliveryStream;
 use hongbao_redis::RedisLedger;
 use hongbao_store::{
-    ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, Order, OrderId, StoreError,
+    ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, HighValueUsage, Order, OrderId, StoreError,
 };
 
 use crate::Publisher;
@@ -67,5 +67,9 @@ impl ClaimLedger for DistributedClaims {
 
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         self.ledger.stock_taken(gift)
+    }
+
+    async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        self.ledger.high_value_usage(user, now_ms).await
     }
 }

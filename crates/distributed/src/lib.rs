@@ -16,15 +16,20 @@
 //!   order's state in Redis; `finish`/`retry` record the outcome in Redis first (one
 //!   conditional, idempotent script) and then ack / nak with delay; `release` naks at once.
 //!
+//! - [`Backend`]: the adapters above, with the role cache's shared store and the game leases,
+//!   connected once for one campaign under one namespace (what `serve --redis --nats` opens).
+//!
 //! Dependencies point domain ← stores/queue (`hongbao-redis`, `hongbao-jetstream`,
 //! `hongbao-queue`) ← this crate ← the app, which wires it (`serve --redis --nats`).
 
+mod backend;
 mod claims;
 mod message;
 mod publisher;
 mod queue;
 mod sweeper;
 
+pub use backend::{Backend, BackendConfig};
 pub use claims::DistributedClaims;
 pub use publisher::{
     PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,

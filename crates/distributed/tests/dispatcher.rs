@@ -54,6 +54,7 @@ fn claim_requests(campaign: &Campaign, now_ms: u64) -> Vec<ClaimRequest> {
         for n in 0..ORDERS_PER_GAME {
             let (user, role) = &roles[n as usize % roles.len()];
             out.push(ClaimRequest {
+                high_value: None,
                 coupon: Coupon {
                     campaign_id: campaign.id.clone(),
                     user: *user,

@@ -45,6 +45,7 @@ async fn claim(store: &MemoryStore, user: u64, gift: u16, at: u64) -> Order {
         now_ms: at,
         deliver_by_ms: at + 48 * HOUR,
         idempotency: None,
+        high_value: None,
     };
     match store.claim(req).await.expect("claim") {
         ClaimOutcome::Accepted(order) => *order,

@@ -1,7 +1,8 @@
 //! The claim: `lua/claim.lua` and its reply, and the reads of orders.
 
 use hongbao_store::{
-    ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, ORDERS_OF_MAX, Order, OrderId, StoreError,
+    ClaimOutcome, ClaimRequest, DAY_MS, HOUR_MS, HighValueUsage, IDEMPOTENCY_TTL_MS, ORDERS_OF_MAX,
+    Order, OrderId, StoreError, day_ends_at_ms, day_of, hour_ends_at_ms, hour_of,
 };
 use redis::Value;
 
@@ -22,7 +23,9 @@ pub(crate) async fn claim(
         .key(keys.stock())
         .key(keys.user_gifts(user))
         .key(keys.user_orders(user))
-        .key(keys.should_send());
+        .key(keys.should_send())
+        .key(keys.high_value_user(user, day_of(req.now_ms)))
+        .key(keys.high_value_hour(hour_of(req.now_ms)));
     let (fingerprint, expires) = match &req.idempotency {
         Some(key) => {
             call.key(keys.idempotency(user, key.key()));
@@ -42,6 +45,15 @@ pub(crate) async fn claim(
         .arg(json)
         .arg(order.created_at_ms)
         .arg(order.ready_at_ms.unwrap_or(order.created_at_ms));
+    match &req.high_value {
+        // Limits above 2^53 as 2^53 (see `lua_limit`); a gift's value is at most its budget.
+        Some(rule) => call
+            .arg(lua_limit(rule.value_cents))
+            .arg(rule.per_user_per_day)
+            .arg(lua_limit(rule.budget_cents_per_hour)),
+        None => call.arg("").arg(0).arg(0),
+    };
+    call.arg(HIGH_VALUE_DAY_TTL_MS).arg(HIGH_VALUE_HOUR_TTL_MS);
     let reply: Value = call.invoke_async(&mut ledger.conn.clone()).await.map_err(store_error)?;
 
     let Value::Array(parts) = reply else {
@@ -63,10 +75,40 @@ pub(crate) async fn claim(
         "conflict" => ClaimOutcome::IdempotencyConflict,
         "out_of_stock" => ClaimOutcome::OutOfStock,
         "limit" => ClaimOutcome::LimitReached,
+        "hv_day" => ClaimOutcome::HighValueDailyLimit { resets_at_ms: day_ends_at_ms(req.now_ms) },
+        "hv_budget" => {
+            ClaimOutcome::HighValueBudgetExhausted { resets_at_ms: hour_ends_at_ms(req.now_ms) }
+        }
         "corrupt" => {
             return Err(StoreError::Corrupt(String::from_utf8_lossy(stored).into_owned()));
         }
         _ => return Err(bad_reply(outcome)),
+    })
+}
+
+/// Redis lifetime of a user's high-value day count: the rest of its day and a day more, so it
+/// outlives its day whatever the distance between the nodes' clocks and Redis's. The day it
+/// counts is the node's (the request's `now_ms`); the TTL only collects old days.
+pub const HIGH_VALUE_DAY_TTL_MS: u64 = 2 * DAY_MS;
+/// Redis lifetime of an hour's high-value spend, for the same reason.
+pub const HIGH_VALUE_HOUR_TTL_MS: u64 = 3 * HOUR_MS;
+
+/// The committed high-value counts of `user`'s day and everyone's hour at `now_ms`.
+pub(crate) async fn high_value_usage(
+    ledger: &RedisLedger,
+    user: u64,
+    now_ms: u64,
+) -> Result<HighValueUsage, StoreError> {
+    let keys = &ledger.keys;
+    let (claimed, spent): (Option<u32>, Option<u64>) = redis::cmd("MGET")
+        .arg(keys.high_value_user(user, day_of(now_ms)))
+        .arg(keys.high_value_hour(hour_of(now_ms)))
+        .query_async(&mut ledger.conn.clone())
+        .await
+        .map_err(store_error)?;
+    Ok(HighValueUsage {
+        claimed_today: claimed.unwrap_or(0),
+        spent_this_hour_cents: spent.unwrap_or(0),
     })
 }
 

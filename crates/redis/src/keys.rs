@@ -13,6 +13,8 @@
 //! | `<ns>:{<c>}:u:<user>:gifts` | hash | gift id → units the user claimed |
 //! | `<ns>:{<c>}:u:<user>:orders` | zset | the user's order ids, scored by `created_at_ms` |
 //! | `<ns>:{<c>}:idem:<user>:<key>` | string | an idempotency record (see `lua/claim.lua`), with a Redis TTL |
+//! | `<ns>:{<c>}:hv:u:<user>:<day>` | string | high-value claims of the user in that UTC day (day = unix ms / 86,400,000), with a Redis TTL |
+//! | `<ns>:{<c>}:hv:h:<hour>` | string | high-value cents accepted in that UTC hour (hour = unix ms / 3,600,000), with a Redis TTL |
 //! | `<ns>:{<c>}:should_send` | zset | order ids recorded but not yet published, scored by `ready_at_ms` |
 //! | `<ns>:{<c>}:sent` | zset | the actual-send log: delivered order ids, scored by `delivered_at_ms` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
@@ -116,6 +118,16 @@ impl Keys {
         format!("{}:idem:{user}:{key}", self.claims)
     }
 
+    /// The user's high-value claims in a UTC day (added with the high-value rules).
+    pub fn high_value_user(&self, user: u64, day: u64) -> String {
+        format!("{}:hv:u:{user}:{day}", self.claims)
+    }
+
+    /// High-value cents accepted in a UTC hour (added with the high-value rules).
+    pub fn high_value_hour(&self, hour: u64) -> String {
+        format!("{}:hv:h:{hour}", self.claims)
+    }
+
     pub fn should_send(&self) -> String {
         format!("{}:should_send", self.claims)
     }
@@ -155,6 +167,8 @@ mod tests {
             keys.user_orders(7),
             keys.should_send(),
             keys.sent(),
+            keys.high_value_user(7, 20_000),
+            keys.high_value_hour(480_000),
             keys.idempotency(7, "{other}:key"),
         ];
         assert!(claim.iter().all(|k| tag(k) == "spring"), "{claim:?}");

@@ -42,11 +42,12 @@ use std::time::Duration;
 
 use hongbao_store::{
     CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, GrantLedger,
-    GrantOutcome, GrantRequest, Order, OrderId, StoreError,
+    GrantOutcome, GrantRequest, HighValueUsage, Order, OrderId, StoreError,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
+pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS};
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
@@ -208,10 +209,12 @@ impl ClaimLedger for RedisLedger {
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         self.stock_taken.get(usize::from(gift.0)).map_or(0, |seen| seen.load(Ordering::Relaxed))
     }
+
+    async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        claim::high_value_usage(self, user, now_ms).await
+    }
 }
 
-/// A Redis error as the ports' error: a reply of the wrong shape means the keys hold something
-/// this layout did not write; anything else (connection, timeout, server) is unavailability.
 /// A reconnecting connection to `url` (e.g. `redis://127.0.0.1:6379`) with this crate's timeouts
 /// and retries; cheap to clone, and every clone shares one multiplexed connection.
 pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
@@ -224,6 +227,8 @@ pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
     ConnectionManager::new_with_config(client, config).await.map_err(store_error)
 }
 
+/// A Redis error as the ports' error: a reply of the wrong shape means the keys hold something
+/// this layout did not write; anything else (connection, timeout, server) is unavailability.
 fn store_error(err: RedisError) -> StoreError {
     match err.kind() {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {

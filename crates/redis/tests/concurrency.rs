@@ -8,7 +8,10 @@ use std::sync::Arc;
 use common::{NOW_MS, claim_req, connect, namespace, redis_answers};
 use hongbao_domain::{Channel, GiftIndex};
 use hongbao_redis::RedisLedger;
-use hongbao_store::{ClaimLedger, ClaimOutcome, GrantLedger, GrantOutcome, GrantRequest};
+use hongbao_store::{
+    ClaimLedger, ClaimOutcome, GrantLedger, GrantOutcome, GrantRequest, HighValueRule,
+    HighValueUsage,
+};
 use tokio::task::JoinSet;
 
 const STOCK: u64 = 25;
@@ -156,4 +159,82 @@ async fn concurrent_grants_hold_budget_and_serials() {
         assert_eq!(node.granted(Channel::Swipe), BUDGET);
         assert_eq!(node.granted(Channel::Scan), 0);
     }
+}
+
+/// A claim of high-value gift `c` worth `value` cents: stock and the gift's own per-user limit
+/// ample, so only the high-value rules can refuse.
+fn high_value_req(
+    user: u64,
+    serial: u32,
+    value: u64,
+    per_day: u32,
+    budget: u64,
+) -> hongbao_store::ClaimRequest {
+    let mut req = claim_req(user, Channel::Swipe, serial, 2, 1_000_000, 1_000, NOW_MS);
+    req.high_value = Some(HighValueRule {
+        value_cents: value,
+        per_user_per_day: per_day,
+        budget_cents_per_hour: budget,
+    });
+    req
+}
+
+/// A budget of exactly 10 gifts' value per hour, 60 users over two nodes at once: exactly 10
+/// accepted, the rest told when the hour's budget renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_high_value_claims_spend_exactly_the_hours_budget() {
+    if !redis_answers() {
+        return;
+    }
+    const VALUE: u64 = 1_000;
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for user in 1..=60u64 {
+        let node = Arc::clone(&nodes[(user % 2) as usize]);
+        tasks.spawn(async move { node.claim(high_value_req(user, 1, VALUE, 1, 10 * VALUE)).await });
+    }
+    let renews = hongbao_store::hour_ends_at_ms(NOW_MS);
+    let mut accepted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("the task ran").expect("redis answers") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            ClaimOutcome::HighValueBudgetExhausted { resets_at_ms } => {
+                assert_eq!(resets_at_ms, renews);
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 10);
+    let usage = nodes[1].high_value_usage(999, NOW_MS).await.expect("read");
+    assert_eq!(usage, HighValueUsage { claimed_today: 0, spent_this_hour_cents: 10 * VALUE });
+}
+
+/// One user, 2 high-value claims a day, 20 coupons at once over two nodes: exactly 2 accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_high_value_claims_of_one_user_respect_the_day() {
+    if !redis_answers() {
+        return;
+    }
+    let (ns, _cleanup) = namespace();
+    let nodes = two_nodes(&ns).await;
+    let mut tasks = JoinSet::new();
+    for serial in 1..=20u32 {
+        let node = Arc::clone(&nodes[(serial % 2) as usize]);
+        tasks.spawn(async move { node.claim(high_value_req(7, serial, 10, 2, u64::MAX)).await });
+    }
+    let renews = hongbao_store::day_ends_at_ms(NOW_MS);
+    let mut accepted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("the task ran").expect("redis answers") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            ClaimOutcome::HighValueDailyLimit { resets_at_ms } => assert_eq!(resets_at_ms, renews),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 2);
+    assert_eq!(nodes[0].high_value_usage(7, NOW_MS).await.expect("read").claimed_today, 2);
+    // Below the limit, another user is accepted.
+    let other = nodes[0].claim(high_value_req(8, 1, 10, 2, u64::MAX)).await.expect("answers");
+    assert!(matches!(other, ClaimOutcome::Accepted(_)), "{other:?}");
 }

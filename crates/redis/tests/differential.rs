@@ -4,7 +4,8 @@
 //! runs them as Lua scripts. Random sequences of grants and claims — a few users (one with the
 //! largest id), gifts with small stock and per-user limits, coupons used again for the same and
 //! for other gifts, idempotency keys reused with the same and other fingerprints, time jumping
-//! past the keys' 24 h — go to both, one command at a time. Every answer must be the same
+//! past the keys' 24 h and into later hours, gift `c` sometimes high value with a small daily
+//! allowance and hourly budget — go to both, one command at a time. Every answer must be the same
 //! (orders compared field by field), and at the end so must the state: units taken per gift,
 //! each user's orders, coupons granted per channel, also as a freshly connected node reads them.
 
@@ -13,8 +14,8 @@ mod common;
 use common::{NOW_MS, claim_req, connect, namespace, redis_answers};
 use hongbao_domain::{Channel, GiftIndex};
 use hongbao_store::{
-    ClaimLedger, ClaimOutcome, GrantLedger, GrantRequest, IDEMPOTENCY_TTL_MS, IdempotencyKey,
-    MemoryStore, ORDERS_OF_MAX, OrderId,
+    ClaimLedger, ClaimOutcome, GrantLedger, GrantRequest, HOUR_MS, HighValueRule,
+    IDEMPOTENCY_TTL_MS, IdempotencyKey, MemoryStore, ORDERS_OF_MAX, OrderId,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
@@ -52,6 +53,8 @@ struct Limits {
     per_user: [u32; 3],
     coupons_per_user: [u32; 3],
     budget: [u64; 3],
+    /// Gift `c` is high value when set: (value in cents, per user per day, budget per hour).
+    high_value: Option<(u64, u32, u64)>,
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
@@ -60,12 +63,14 @@ fn limits() -> impl Strategy<Value = Limits> {
         prop::array::uniform3(1u32..3),
         prop::array::uniform3(1u32..4),
         prop::array::uniform3(1u64..10),
+        prop::option::of((0u64..4, 1u32..3, 0u64..8)),
     )
-        .prop_map(|(stock, per_user, coupons_per_user, budget)| Limits {
+        .prop_map(|(stock, per_user, coupons_per_user, budget, high_value)| Limits {
             stock,
             per_user,
             coupons_per_user,
             budget,
+            high_value,
         })
 }
 
@@ -79,6 +84,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop_oneof![
             4 => 0u64..60_000,
             1 => (IDEMPOTENCY_TTL_MS - 2)..(IDEMPOTENCY_TTL_MS + 2),
+            // Into the next hours: a fresh high-value budget.
+            1 => HOUR_MS..(3 * HOUR_MS),
         ].prop_map(|ms| Op::Advance { ms }),
     ]
 }
@@ -116,6 +123,16 @@ fn run_case(limits: &Limits, ops: &[Op]) -> Result<(), TestCaseError> {
                         limits.per_user[g],
                         now_ms,
                     );
+                    if g == 2
+                        && let Some((value_cents, per_user_per_day, budget_cents_per_hour)) =
+                            limits.high_value
+                    {
+                        req.high_value = Some(HighValueRule {
+                            value_cents,
+                            per_user_per_day,
+                            budget_cents_per_hour,
+                        });
+                    }
                     // Keys with braces and colons: nothing in them may change a key's slot.
                     req.idempotency = key.map(|(k, f)| {
                         IdempotencyKey::new(format!("k:{{{k}}}"), [f; 32]).expect("a valid key")
@@ -148,6 +165,11 @@ fn run_case(limits: &Limits, ops: &[Op]) -> Result<(), TestCaseError> {
             let ours = redis.orders_of(user, ORDERS_OF_MAX).await.expect("orders");
             let theirs = model.orders_of(user, ORDERS_OF_MAX).await.expect("orders");
             prop_assert_eq!(ours, theirs, "orders of {}", user);
+        }
+        for user in USERS {
+            let ours = redis.high_value_usage(user, now_ms).await.expect("usage");
+            let theirs = model.high_value_usage(user, now_ms).await.expect("usage");
+            prop_assert_eq!(ours, theirs, "high-value usage of {}", user);
         }
         for id in &accepted {
             let ours = redis.order(id).await.expect("read");

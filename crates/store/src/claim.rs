@@ -14,9 +14,17 @@
 //!    first claim's zone and role stand. Nothing changes (but a new idempotency key is recorded).
 //! 3. Stock: `taken >= stock` → [`ClaimOutcome::OutOfStock`].
 //! 4. Per-user limit of the gift: `claimed >= per_user_limit` → [`ClaimOutcome::LimitReached`].
-//! 5. Otherwise [`ClaimOutcome::Accepted`]: order `queued`, one queue entry, counters + 1.
+//! 5. High value (only a claim carrying a [`HighValueRule`]): the user's high-value claims in
+//!    the claim's UTC day `>= per_user_per_day` → [`ClaimOutcome::HighValueDailyLimit`]; then
+//!    the high-value cents accepted in the claim's UTC hour plus this gift's value `>
+//!    budget_cents_per_hour` → [`ClaimOutcome::HighValueBudgetExhausted`]. Day and hour are
+//!    buckets of the request's `now_ms` (the caller's injected clock), never of a clock read
+//!    here; the counts are the store's, read and written in the same atomic step, so they hold
+//!    exactly under any concurrency.
+//! 6. Otherwise [`ClaimOutcome::Accepted`]: order `queued`, one queue entry, counters + 1 (and
+//!    for a high-value gift the user's day count + 1 and the hour's cents + value).
 //!
-//! Rejections (3, 4) change nothing: the coupon is NOT redeemed and stays usable for another
+//! Rejections (3, 4, 5) change nothing: the coupon is NOT redeemed and stays usable for another
 //! gift, and no idempotency record is kept for them (as in Stripe, only requests that did
 //! something are replayed), so a retry with the same key is decided afresh.
 //!
@@ -38,6 +46,11 @@ use hongbao_domain::{
 };
 
 use crate::StoreError;
+
+/// One UTC day, the bucket of [`HighValueRule::per_user_per_day`].
+pub const DAY_MS: u64 = 86_400_000;
+/// One UTC hour, the bucket of [`HighValueRule::budget_cents_per_hour`].
+pub const HOUR_MS: u64 = 3_600_000;
 
 /// How long an idempotency key is remembered (Stripe's 24 hours).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -230,6 +243,78 @@ pub struct ClaimRequest {
     /// Undelivered at this time, the order expires.
     pub deliver_by_ms: u64,
     pub idempotency: Option<IdempotencyKey>,
+    /// The campaign's high-value rules, for a gift marked `high_value`; `None` for any other.
+    pub high_value: Option<HighValueRule>,
+}
+
+/// The high-value rules a claim of a `high_value` gift is held to (the campaign's `[limits]`),
+/// travelling with the request like the stock and per-user limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighValueRule {
+    /// The gift's `value_cents`: what it spends of the hourly budget.
+    pub value_cents: u64,
+    /// `limits.high_value_per_user_per_day`: high-value claims per user per UTC day.
+    pub per_user_per_day: u32,
+    /// `limits.high_value_budget_cents_per_hour`: high-value cents accepted per UTC hour,
+    /// over all users and gifts.
+    pub budget_cents_per_hour: u64,
+}
+
+/// What a store has counted toward the high-value rules for one user at one time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HighValueUsage {
+    /// The user's high-value claims accepted in the UTC day.
+    pub claimed_today: u32,
+    /// High-value cents accepted in the UTC hour, over all users.
+    pub spent_this_hour_cents: u64,
+}
+
+/// The UTC day bucket of a time.
+pub fn day_of(now_ms: u64) -> u64 {
+    now_ms / DAY_MS
+}
+
+/// The UTC hour bucket of a time.
+pub fn hour_of(now_ms: u64) -> u64 {
+    now_ms / HOUR_MS
+}
+
+/// When the UTC day of `now_ms` ends: a day's allowance renews then.
+pub fn day_ends_at_ms(now_ms: u64) -> u64 {
+    day_of(now_ms).saturating_add(1).saturating_mul(DAY_MS)
+}
+
+/// When the UTC hour of `now_ms` ends: an hour's budget renews then.
+pub fn hour_ends_at_ms(now_ms: u64) -> u64 {
+    hour_of(now_ms).saturating_add(1).saturating_mul(HOUR_MS)
+}
+
+impl HighValueRule {
+    /// The rule of step 5, written once: the refusal a claim at `now_ms` gets with `usage`
+    /// counted, or `None` to accept. The gift list asks it too, so it never offers a gift the
+    /// claim would refuse for these reasons.
+    pub fn refusal(&self, usage: HighValueUsage, now_ms: u64) -> Option<ClaimOutcome> {
+        if usage.claimed_today >= self.per_user_per_day {
+            return Some(ClaimOutcome::HighValueDailyLimit {
+                resets_at_ms: day_ends_at_ms(now_ms),
+            });
+        }
+        if usage.spent_this_hour_cents.saturating_add(self.value_cents) > self.budget_cents_per_hour
+        {
+            let resets_at_ms = hour_ends_at_ms(now_ms);
+            return Some(ClaimOutcome::HighValueBudgetExhausted { resets_at_ms });
+        }
+        None
+    }
+
+    /// The rule of a campaign's gift: `None` unless the gift is `high_value`.
+    pub fn of(campaign: &Campaign, gift: &Gift) -> Option<HighValueRule> {
+        gift.high_value.then_some(HighValueRule {
+            value_cents: gift.value_cents,
+            per_user_per_day: campaign.limits.high_value_per_user_per_day,
+            budget_cents_per_hour: campaign.limits.high_value_budget_cents_per_hour,
+        })
+    }
 }
 
 impl ClaimRequest {
@@ -252,6 +337,7 @@ impl ClaimRequest {
             now_ms,
             deliver_by_ms: now_ms.saturating_add(campaign.delivery_deadline_s.saturating_mul(1000)),
             idempotency: None,
+            high_value: HighValueRule::of(campaign, gift),
         }
     }
 
@@ -291,6 +377,16 @@ pub enum ClaimOutcome {
     CouponAlreadyRedeemed(Box<Order>),
     OutOfStock,
     LimitReached,
+    /// The user has claimed `high_value_per_user_per_day` high-value gifts in this UTC day;
+    /// the allowance renews at `resets_at_ms` (the next UTC midnight).
+    HighValueDailyLimit {
+        resets_at_ms: u64,
+    },
+    /// The hour's high-value budget cannot pay for this gift; it renews at `resets_at_ms` (the
+    /// next UTC hour).
+    HighValueBudgetExhausted {
+        resets_at_ms: u64,
+    },
     /// The idempotency key was used with another request within its lifetime (422).
     IdempotencyConflict,
 }

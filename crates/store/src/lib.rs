@@ -36,8 +36,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use claim::{
-    CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS,
-    IdempotencyKey, ORDERS_OF_MAX,
+    CampaignBinding, ClaimOutcome, ClaimRequest, DAY_MS, HOUR_MS, HighValueRule, HighValueUsage,
+    IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_TTL_MS, IdempotencyKey, ORDERS_OF_MAX, day_ends_at_ms,
+    day_of, hour_ends_at_ms, hour_of,
 };
 pub use embedded::{
     CommitLinger, EmbeddedConfig, EmbeddedStats, EmbeddedStore, RuntimeIdle,
@@ -158,6 +159,15 @@ pub trait ClaimLedger: Send + Sync + 'static {
     /// Units of `gift` taken so far (committed). In memory and cheap: the gift list asks for
     /// every gift on every request to hide sold-out ones. 0 for a gift the store is not bound to.
     fn stock_taken(&self, gift: GiftIndex) -> u64;
+
+    /// What `user` has used of the high-value rules at `now_ms` (their UTC day's count, the UTC
+    /// hour's cents over everyone), as committed: the gift list's read, so it hides a high-value
+    /// gift a claim would refuse. The claim itself counts inside its atomic step.
+    fn high_value_usage(
+        &self,
+        user: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<HighValueUsage, StoreError>> + Send;
 }
 
 impl<T: ClaimLedger> ClaimLedger for Arc<T> {
@@ -185,6 +195,14 @@ impl<T: ClaimLedger> ClaimLedger for Arc<T> {
 
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         T::stock_taken(self, gift)
+    }
+
+    fn high_value_usage(
+        &self,
+        user: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<HighValueUsage, StoreError>> + Send {
+        T::high_value_usage(self, user, now_ms)
     }
 }
 

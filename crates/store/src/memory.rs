@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use hongbao_domain::{GameIndex, GiftIndex, Order, OrderId};
 
-use crate::claim::{CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::claim::{
+    CampaignBinding, ClaimOutcome, ClaimRequest, HighValueUsage, ORDERS_OF_MAX, day_of, hour_of,
+};
 use crate::delivery::QueueBackend;
 use crate::ledger::{self, IdempotencyRecord, Lease, LedgerTxn, QueueSlot, SettleAction};
 use crate::queue::{
@@ -44,6 +46,10 @@ struct State {
     next_lease: u64,
     sent: BTreeSet<(OrderId, u64)>,
     idempotency: HashMap<(u64, String), IdempotencyRecord>,
+    /// High-value claims per (user, UTC day).
+    high_value_users: HashMap<(u64, u64), u32>,
+    /// High-value cents accepted per UTC hour.
+    high_value_hours: HashMap<u64, u64>,
 }
 
 const ID_MAX: OrderId = OrderId::MAX;
@@ -77,6 +83,14 @@ impl LedgerTxn for State {
         Ok(self.idempotency.get(&(user, key.to_string())).cloned())
     }
 
+    fn high_value_claimed(&mut self, user: u64, day: u64) -> Result<u32, StoreError> {
+        Ok(self.high_value_users.get(&(user, day)).copied().unwrap_or(0))
+    }
+
+    fn high_value_spent(&mut self, hour: u64) -> Result<u64, StoreError> {
+        Ok(self.high_value_hours.get(&hour).copied().unwrap_or(0))
+    }
+
     fn queue_has(&mut self, slot: QueueSlot) -> Result<bool, StoreError> {
         Ok(self.queues[usize::from(slot.game.0)].contains(&(slot.ready_at_ms, slot.id)))
     }
@@ -107,6 +121,14 @@ impl LedgerTxn for State {
 
     fn set_channel_granted(&mut self, channel: Channel, granted: u64) {
         self.granted[channel_index(channel)] = granted;
+    }
+
+    fn set_high_value_claimed(&mut self, user: u64, day: u64, claimed: u32) {
+        self.high_value_users.insert((user, day), claimed);
+    }
+
+    fn set_high_value_spent(&mut self, hour: u64, cents: u64) {
+        self.high_value_hours.insert(hour, cents);
     }
 
     fn enqueue(&mut self, slot: QueueSlot) {
@@ -283,6 +305,14 @@ impl ClaimLedger for MemoryStore {
 
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         self.count(|state| state.stock_taken.get(usize::from(gift.0)).copied())
+    }
+
+    async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        let mut state = self.lock()?;
+        Ok(HighValueUsage {
+            claimed_today: state.high_value_claimed(user, day_of(now_ms))?,
+            spent_this_hour_cents: state.high_value_spent(hour_of(now_ms))?,
+        })
     }
 }
 

@@ -32,6 +32,18 @@ macro_rules! suite {
                 claims::concurrent_claims_take_exactly_the_stock(Arc::new($get)).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn high_value_daily_limit_holds_under_concurrency() {
+                let $store = $make;
+                claims::high_value_daily_limit_holds_under_concurrency(Arc::new($get)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn high_value_budget_holds_under_concurrency() {
+                let $store = $make;
+                claims::high_value_budget_holds_under_concurrency(Arc::new($get)).await;
+            }
+
             #[tokio::test]
             async fn replays_limits_and_idempotency() {
                 let $store = $make;

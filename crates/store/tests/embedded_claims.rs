@@ -14,8 +14,8 @@ use hongbao_clock::ManualClock;
 use hongbao_queue::{DeliveryQueue, FinalState, QueueError};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, EmbeddedConfig, EmbeddedStore, GiftIndex,
-    IdempotencyKey, LedgerRepair, LedgerScan, Order, QueuedRef, RequeueOutcome, SentRecord,
-    StoreError,
+    HighValueUsage, IdempotencyKey, LedgerRepair, LedgerScan, Order, QueuedRef, RequeueOutcome,
+    SentRecord, StoreError, day_ends_at_ms, hour_ends_at_ms,
 };
 
 fn open(dir: &Path) -> EmbeddedStore {
@@ -233,4 +233,26 @@ async fn claims_need_a_matching_binding() {
         ),
         (0, 1)
     );
+}
+
+/// The high-value counts are on disk: after a restart the day's allowance and the hour's budget
+/// are as spent as before it, so a restart cannot hand them out twice.
+#[tokio::test]
+async fn high_value_counts_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 2 a day per user, a budget of 3 gifts of 100 cents an hour.
+    let req = |user, serial| claims::high_value_req(user, serial, NOW, 100, 2, 300);
+    {
+        let store = open(dir.path());
+        accept(&store, req(1, 1)).await;
+        accept(&store, req(1, 2)).await;
+        accept(&store, req(2, 1)).await;
+    }
+    let store = open(dir.path());
+    let usage = store.high_value_usage(1, NOW).await.expect("read");
+    assert_eq!(usage, HighValueUsage { claimed_today: 2, spent_this_hour_cents: 300 });
+    let day_over = ClaimOutcome::HighValueDailyLimit { resets_at_ms: day_ends_at_ms(NOW) };
+    assert_eq!(store.claim(req(1, 3)).await, Ok(day_over));
+    let budget_over = ClaimOutcome::HighValueBudgetExhausted { resets_at_ms: hour_ends_at_ms(NOW) };
+    assert_eq!(store.claim(req(3, 1)).await, Ok(budget_over));
 }

@@ -20,6 +20,7 @@ use hongbao_store::{GrantOutcome, GrantRequest, ORDERS_OF_MAX};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
+use crate::claim_service::high_value_refused;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::ApiState;
@@ -174,11 +175,18 @@ async fn list_gifts(
         sold_out,
         now,
     );
-    // Nothing to filter in an empty list: spare the read.
+    // Nothing to filter in an empty list: spare the reads.
     let at_limit = if list.gifts.is_empty() {
         Vec::new()
     } else {
-        gifts_at_limit(&state, caller.user).await?
+        let mut at_limit = gifts_at_limit(&state, caller.user).await?;
+        // The second's start: in the same UTC hour and day as the reading, which is all the
+        // high-value rules look at.
+        let now_ms = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
+        at_limit.extend(
+            high_value_refused(campaign, &*state.claims, caller.user, now_ms, &list.gifts).await?,
+        );
+        at_limit
     };
     let body = GiftListBody {
         catalog_version: state.catalog.version(),

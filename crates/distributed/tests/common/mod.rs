@@ -116,6 +116,7 @@ pub fn binding() -> CampaignBinding {
 /// A claim of `gift` with `user`'s first swipe coupon, plenty of stock.
 pub fn claim_req(user: u64, gift: u16, now_ms: u64) -> ClaimRequest {
     ClaimRequest {
+        high_value: None,
         coupon: Coupon {
             campaign_id: "spring".into(),
             user,

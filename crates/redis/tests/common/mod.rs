@@ -132,5 +132,6 @@ pub fn claim_req(
         now_ms,
         deliver_by_ms: now_ms + 48 * 3600 * 1000,
         idempotency: None,
+        high_value: None,
     }
 }

@@ -65,6 +65,7 @@ impl FjallBackend {
             known,
             orders: self.keyspace(Space::Orders).clone(),
             user_orders: self.keyspace(Space::UserOrders).clone(),
+            counters: self.keyspace(Space::Counters).clone(),
             queue: self.keyspace(Space::Queue).clone(),
             sent: self.keyspace(Space::Sent).clone(),
             idempotency: self.keyspace(Space::Idempotency).clone(),

@@ -18,6 +18,8 @@
 //! | `grants`      | user `u64` ‖ channel code `u8` (9 bytes)         | coupons granted to that user on that channel, `u32` (= the last serial) |
 //! | `counters`    | `budget/<channel>` (`budget/swipe`, `budget/ar_map`, `budget/scan`) | coupons granted on that channel so far, `u64` |
 //! | `counters`    | `stock/<gift id>`                                | units of the gift taken so far, `u64` |
+//! | `counters`    | `hv_user/` ‖ user `u64` ‖ UTC day `u64` (24 bytes) | high-value claims of that user in that day, `u32` (added with the high-value rules; absent in older stores = 0) |
+//! | `counters`    | `hv_hour/` ‖ UTC hour `u64` (16 bytes)         | high-value cents accepted in that hour, `u64` (added with the high-value rules; absent = 0) |
 //! | `counters`    | `incarnation`                                    | times the store was opened, `u64` (part of lease ids) |
 //! | `orders`      | order id (16)                                    | the order, see [`encode_order`] (the should-send record; also the redemption record of its coupon) |
 //! | `user_orders` | user `u64` ‖ order id (24)                       | empty: index for "my orders" |
@@ -35,7 +37,9 @@
 //!   its `budget/<channel>` counter;
 //! - an order row is written with its `user_orders` row, its `user_gifts` count and its
 //!   `stock/<gift id>` counter, so counters equal the number of orders per gift and per
-//!   (user, gift);
+//!   (user, gift); an order of a high-value gift also with its `hv_user/` and `hv_hour/` rows
+//!   (of the order's `created_at_ms`), which are read by point look-ups only, never scanned,
+//!   so the `counters` keyspace's other readers never meet them;
 //! - an order has a `queue` entry exactly when its status is queued or retrying (`delivering` is
 //!   never persisted), at the key made of its game and its `ready_at_ms`;
 //! - a `sent` row is written in the batch that makes its order `delivered`.
@@ -122,6 +126,23 @@ pub(crate) fn decode_budget(channel: Channel, bytes: &[u8]) -> Result<u64, Store
 
 pub(crate) fn stock_key(gift_id: &str) -> String {
     format!("stock/{gift_id}")
+}
+
+/// `counters` key of a user's high-value claims in a UTC day.
+pub(crate) fn high_value_user_key(user: u64, day: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(b"hv_user/");
+    key[8..16].copy_from_slice(&user.to_be_bytes());
+    key[16..].copy_from_slice(&day.to_be_bytes());
+    key
+}
+
+/// `counters` key of the high-value cents accepted in a UTC hour.
+pub(crate) fn high_value_hour_key(hour: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(b"hv_hour/");
+    key[8..].copy_from_slice(&hour.to_be_bytes());
+    key
 }
 
 pub(crate) fn encode_u64(value: u64) -> [u8; 8] {
@@ -458,6 +479,10 @@ mod tests {
         assert_eq!(grant_key(7, Channel::ArMap)[8], 2);
         assert_eq!(grant_key(7, Channel::Scan)[8], 3);
         assert_eq!(encode_count(0x0102_0304), [4, 3, 2, 1]);
+        let hv_user = high_value_user_key(1, 2);
+        assert_eq!(&hv_user[..8], b"hv_user/");
+        assert_eq!(hv_user[8..], [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(high_value_hour_key(3), *b"hv_hour/\0\0\0\0\0\0\0\x03");
         assert_eq!(budget_key(Channel::Swipe), "budget/swipe");
         assert_eq!(budget_key(Channel::ArMap), "budget/ar_map");
         assert_eq!(budget_key(Channel::Scan), "budget/scan");

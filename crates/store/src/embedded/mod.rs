@@ -68,7 +68,9 @@ use hongbao_clock::{SharedClock, SystemClock};
 use hongbao_domain::{GameIndex, GiftIndex, Order, OrderId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::claim::{CampaignBinding, ClaimOutcome, ClaimRequest, ORDERS_OF_MAX};
+use crate::claim::{
+    CampaignBinding, ClaimOutcome, ClaimRequest, HighValueUsage, ORDERS_OF_MAX, day_of, hour_of,
+};
 use crate::delivery::QueueBackend;
 use crate::ledger::{self, SettleAction};
 use crate::queue::{
@@ -356,6 +358,10 @@ impl ClaimLedger for EmbeddedStore {
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
         self.shared.stock_taken(gift)
     }
+
+    async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        self.reader.high_value_usage(user, now_ms)
+    }
 }
 
 impl QueueBackend for EmbeddedStore {
@@ -501,12 +507,30 @@ struct Reader {
     known: Arc<Known>,
     orders: Keyspace,
     user_orders: Keyspace,
+    /// For the high-value counters (`hv_user/`, `hv_hour/`) the gift list reads.
+    counters: Keyspace,
     queue: Keyspace,
     sent: Keyspace,
     idempotency: Keyspace,
 }
 
 impl Reader {
+    /// The committed high-value counters of `user`'s day and everyone's hour at `now_ms`.
+    fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
+        let read = |key: &[u8]| {
+            self.counters.get(key).map_err(|e| unavailable("read a high-value counter", &e))
+        };
+        let claimed_today = match read(&layout::high_value_user_key(user, day_of(now_ms)))? {
+            Some(bytes) => layout::decode_u32("a hv_user counter", &bytes)?,
+            None => 0,
+        };
+        let spent_this_hour_cents = match read(&layout::high_value_hour_key(hour_of(now_ms)))? {
+            Some(bytes) => layout::decode_u64("a hv_hour counter", &bytes)?,
+            None => 0,
+        };
+        Ok(HighValueUsage { claimed_today, spent_this_hour_cents })
+    }
+
     fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         if !self.known.may_hold_order(id) {
             // The filter's promise, checked wherever assertions are on (every test run).

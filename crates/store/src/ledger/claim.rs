@@ -1,12 +1,13 @@
 //! The claim decision, in the order [`crate::claim`] documents: idempotency key, coupon already
-//! redeemed, stock, per-user limit, then a new queued order.
+//! redeemed, stock, per-user limit, high-value rules, then a new queued order.
 
 use hongbao_domain::{GameIndex, Order, OrderId, OrderStatus};
 
 use super::{LedgerTxn, QueueSlot};
 use crate::StoreError;
 use crate::claim::{
-    CampaignBinding, ClaimOutcome, ClaimRequest, IDEMPOTENCY_TTL_MS, IdempotencyKey,
+    CampaignBinding, ClaimOutcome, ClaimRequest, HighValueRule, HighValueUsage, IDEMPOTENCY_TTL_MS,
+    IdempotencyKey, day_of, hour_of,
 };
 
 /// A claim checked against the binding, with the values every backend derives from it.
@@ -71,10 +72,25 @@ pub(crate) fn claim<T: LedgerTxn + ?Sized>(
             if claimed >= req.per_user_limit {
                 return Ok(ClaimOutcome::LimitReached);
             }
+            let high_value = match &req.high_value {
+                Some(rule) => match high_value_check(txn, rule, user, req.now_ms)? {
+                    Ok(counted) => Some((rule, counted)),
+                    Err(refused) => return Ok(refused),
+                },
+                None => None,
+            };
             let order = new_order(req, p);
             assert!(taken < req.stock && claimed < req.per_user_limit);
             txn.set_stock_taken(req.gift, taken + 1);
             txn.set_claimed(user, req.gift, claimed + 1);
+            if let Some((rule, usage)) = high_value {
+                let (day, hour) = (day_of(req.now_ms), hour_of(req.now_ms));
+                assert!(usage.claimed_today < rule.per_user_per_day);
+                txn.set_high_value_claimed(user, day, usage.claimed_today + 1);
+                let spent = usage.spent_this_hour_cents + rule.value_cents;
+                assert!(spent <= rule.budget_cents_per_hour);
+                txn.set_high_value_spent(hour, spent);
+            }
             txn.index_user_order(user, p.order_id);
             txn.enqueue(QueueSlot { game: p.game, ready_at_ms: req.now_ms, id: p.order_id });
             txn.put_order(order.clone());
@@ -91,6 +107,24 @@ pub(crate) fn claim<T: LedgerTxn + ?Sized>(
         txn.put_idempotency_record(user, key.key(), record);
     }
     Ok(outcome)
+}
+
+/// Step 5: the store's counts for the claim's day and hour, and the rule's verdict on them:
+/// `Ok(usage)` to accept (the counts the writes add to), `Err(refusal)` otherwise. Reads only.
+fn high_value_check<T: LedgerTxn + ?Sized>(
+    txn: &mut T,
+    rule: &HighValueRule,
+    user: u64,
+    now_ms: u64,
+) -> Result<Result<HighValueUsage, ClaimOutcome>, StoreError> {
+    let usage = HighValueUsage {
+        claimed_today: txn.high_value_claimed(user, day_of(now_ms))?,
+        spent_this_hour_cents: txn.high_value_spent(hour_of(now_ms))?,
+    };
+    Ok(match rule.refusal(usage, now_ms) {
+        Some(refused) => Err(refused),
+        None => Ok(usage),
+    })
 }
 
 /// Step 1: the answer an unexpired record of `key` gives (a conflict, or the recorded kind with

@@ -83,6 +83,12 @@ pub(crate) trait LedgerTxn {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
 
+    /// High-value claims `user` made in UTC day `day` (see [`crate::claim::day_of`]).
+    fn high_value_claimed(&mut self, user: u64, day: u64) -> Result<u32, StoreError>;
+
+    /// High-value cents accepted in UTC hour `hour` (see [`crate::claim::hour_of`]).
+    fn high_value_spent(&mut self, hour: u64) -> Result<u64, StoreError>;
+
     /// Whether the queue holds this entry.
     fn queue_has(&mut self, slot: QueueSlot) -> Result<bool, StoreError>;
 
@@ -102,6 +108,10 @@ pub(crate) trait LedgerTxn {
     fn set_stock_taken(&mut self, gift: GiftIndex, taken: u64);
 
     fn set_grants(&mut self, user: u64, channel: Channel, granted: u32);
+
+    fn set_high_value_claimed(&mut self, user: u64, day: u64, claimed: u32);
+
+    fn set_high_value_spent(&mut self, hour: u64, cents: u64);
 
     fn set_channel_granted(&mut self, channel: Channel, granted: u64);
 

@@ -9,8 +9,8 @@ use hongbao_domain::{Coupon, RoleId, ZoneId};
 use hongbao_queue::{DeliveryQueue, FinalState, Finish, Leased, QueueError, Retry};
 use hongbao_store::{
     CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GameIndex, GiftIndex,
-    IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerRepair, LedgerScan, Order, OrderId, OrderStatus,
-    QueueEntry, RecordOutcome, RequeueOutcome, SentRecord, StoreError,
+    HighValueRule, HighValueUsage, IDEMPOTENCY_TTL_MS, IdempotencyKey, LedgerRepair, LedgerScan,
+    Order, OrderId, OrderStatus, QueueEntry, RecordOutcome, RequeueOutcome, SentRecord, StoreError,
 };
 
 pub const CAMPAIGN: &str = "spring-2027";
@@ -70,6 +70,7 @@ pub fn claim_req(
         now_ms,
         deliver_by_ms: now_ms + 48 * 3600 * 1000,
         idempotency: None,
+        high_value: None,
     }
 }
 
@@ -517,4 +518,105 @@ pub async fn reads_and_scans<S: Store>(store: S) {
         vec![NOW + 97, NOW + 98, NOW + 99]
     );
     assert!(store.scan_orders(None, 0).await.expect("scan").is_empty());
+}
+
+/// A claim of a high-value gift worth `value_cents` under the given `[limits]`; stock and the
+/// gift's own per-user limit are ample, so only the high-value rules can refuse.
+pub fn high_value_req(
+    user: u64,
+    serial: u32,
+    now_ms: u64,
+    value_cents: u64,
+    per_user_per_day: u32,
+    budget_cents_per_hour: u64,
+) -> ClaimRequest {
+    let mut req = claim_req(user, serial, HOT, 1_000_000, 1_000, now_ms);
+    req.high_value = Some(HighValueRule { value_cents, per_user_per_day, budget_cents_per_hour });
+    req
+}
+
+/// Runs `reqs` all at once (one task each) and counts accepted claims; every other answer must
+/// satisfy `refused`.
+async fn concurrently<S: Store>(
+    store: &Arc<S>,
+    reqs: Vec<ClaimRequest>,
+    refused: impl Fn(&ClaimOutcome) -> bool,
+) -> usize {
+    let tasks: Vec<_> = reqs
+        .into_iter()
+        .map(|req| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move { store.claim(req).await.expect("answered") })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.expect("task completes") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            other => assert!(refused(&other), "unexpected {other:?}"),
+        }
+    }
+    accepted
+}
+
+/// One user, 3 high-value claims a day, 40 distinct coupons at once: exactly 3 accepted, the
+/// rest refused until the next UTC day, when the allowance is there again. Other users are
+/// not affected.
+pub async fn high_value_daily_limit_holds_under_concurrency<S: Store>(store: Arc<S>) {
+    const PER_DAY: u32 = 3;
+    let day_start = hongbao_store::day_of(NOW) * hongbao_store::DAY_MS;
+    let next_day = day_start + hongbao_store::DAY_MS;
+    let req = |user, serial, now| high_value_req(user, serial, now, 100, PER_DAY, u64::MAX >> 11);
+    // Below the limit: accepted.
+    accept(&*store, req(7, 1, NOW)).await;
+    let usage = store.high_value_usage(7, NOW).await.expect("read");
+    assert_eq!(usage.claimed_today, 1);
+    let reqs = (2..=41).map(|serial| req(7, serial, NOW + u64::from(serial))).collect();
+    let refused =
+        |o: &ClaimOutcome| *o == ClaimOutcome::HighValueDailyLimit { resets_at_ms: next_day };
+    assert_eq!(concurrently(&store, reqs, refused).await, PER_DAY as usize - 1);
+    assert_eq!(store.high_value_usage(7, NOW).await.expect("read").claimed_today, PER_DAY);
+    assert_eq!(store.stock_taken(HOT), u64::from(PER_DAY));
+    // At the limit: refused, nothing written.
+    let before = all_orders(&*store).await;
+    assert_eq!(
+        claim_ok(&*store, req(7, 50, NOW + 100)).await,
+        ClaimOutcome::HighValueDailyLimit { resets_at_ms: next_day }
+    );
+    assert_eq!(all_orders(&*store).await, before);
+    // Another user has their own allowance; the next day renews this one.
+    accept(&*store, req(8, 1, NOW)).await;
+    accept(&*store, req(7, 50, next_day)).await;
+    assert_eq!(store.high_value_usage(7, next_day).await.expect("read").claimed_today, 1);
+}
+
+/// A budget of 10 gifts' value per hour, 64 users claiming at once: exactly 10 accepted, the
+/// rest refused until the next UTC hour, when the budget is there again.
+pub async fn high_value_budget_holds_under_concurrency<S: Store>(store: Arc<S>) {
+    const VALUE: u64 = 250;
+    const GIFTS: u64 = 10;
+    let hour_start = hongbao_store::hour_of(NOW) * hongbao_store::HOUR_MS;
+    let next_hour = hour_start + hongbao_store::HOUR_MS;
+    let req = |user, now| high_value_req(user, 1, now, VALUE, 5, VALUE * GIFTS);
+    // Below the budget: accepted, and counted.
+    accept(&*store, req(1, NOW)).await;
+    assert_eq!(store.high_value_usage(1, NOW).await.expect("read").spent_this_hour_cents, VALUE);
+    let reqs = (2..=64).map(|user| req(user, NOW + user)).collect();
+    let refused =
+        |o: &ClaimOutcome| *o == ClaimOutcome::HighValueBudgetExhausted { resets_at_ms: next_hour };
+    assert_eq!(concurrently(&store, reqs, refused).await as u64, GIFTS - 1);
+    let usage = store.high_value_usage(99, NOW).await.expect("read");
+    assert_eq!(usage, HighValueUsage { claimed_today: 0, spent_this_hour_cents: VALUE * GIFTS });
+    assert_eq!(all_orders(&*store).await.len() as u64, GIFTS);
+    // A gift of value 0 still fits a spent budget; a claim without the rule is not counted.
+    let mut free = req(100, NOW);
+    free.high_value = free.high_value.map(|rule| HighValueRule { value_cents: 0, ..rule });
+    accept(&*store, free).await;
+    accept(&*store, claim_req(101, 1, A, 10, 1, NOW)).await;
+    // The next hour has a fresh budget.
+    accept(&*store, req(102, next_hour)).await;
+    assert_eq!(
+        store.high_value_usage(102, next_hour).await.expect("read").spent_this_hour_cents,
+        VALUE
+    );
 }

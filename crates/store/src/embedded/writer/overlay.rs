@@ -91,6 +91,27 @@ impl<B: Backend> LedgerTxn for Ledger<B> {
         }
     }
 
+    fn high_value_claimed(&mut self, user: u64, day: u64) -> Result<u32, StoreError> {
+        if let Some(count) = self.staged.high_value_users.get(&(user, day)) {
+            return Ok(*count);
+        }
+        let key = layout::high_value_user_key(user, day);
+        match self.backend.get(Space::Counters, &key)? {
+            Some(bytes) => layout::decode_u32("a hv_user counter", bytes.as_ref()),
+            None => Ok(0),
+        }
+    }
+
+    fn high_value_spent(&mut self, hour: u64) -> Result<u64, StoreError> {
+        if let Some(cents) = self.staged.high_value_hours.get(&hour) {
+            return Ok(*cents);
+        }
+        match self.backend.get(Space::Counters, &layout::high_value_hour_key(hour))? {
+            Some(bytes) => layout::decode_u64("a hv_hour counter", bytes.as_ref()),
+            None => Ok(0),
+        }
+    }
+
     fn queue_has(&mut self, slot: QueueSlot) -> Result<bool, StoreError> {
         if let Some(present) = self.staged.queue.get(&slot) {
             return Ok(*present);
@@ -126,6 +147,14 @@ impl<B: Backend> LedgerTxn for Ledger<B> {
 
     fn set_channel_granted(&mut self, channel: Channel, granted: u64) {
         self.staged.budgets[channel_index(channel)] = Some(granted);
+    }
+
+    fn set_high_value_claimed(&mut self, user: u64, day: u64, claimed: u32) {
+        self.staged.high_value_users.insert((user, day), claimed);
+    }
+
+    fn set_high_value_spent(&mut self, hour: u64, cents: u64) {
+        self.staged.high_value_hours.insert(hour, cents);
     }
 
     fn enqueue(&mut self, slot: QueueSlot) {

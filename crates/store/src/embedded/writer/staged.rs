@@ -32,6 +32,10 @@ pub(crate) struct Staged {
     pub queue: HashMap<QueueSlot, bool>,
     pub sent: Vec<(OrderId, u64)>,
     pub idempotency: HashMap<(u64, String), IdempotencyRecord>,
+    /// New high-value claim count per (user, UTC day).
+    pub high_value_users: HashMap<(u64, u64), u32>,
+    /// New high-value cents per UTC hour.
+    pub high_value_hours: HashMap<u64, u64>,
 }
 
 impl Staged {
@@ -45,6 +49,8 @@ impl Staged {
             && self.queue.is_empty()
             && self.sent.is_empty()
             && self.idempotency.is_empty()
+            && self.high_value_users.is_empty()
+            && self.high_value_hours.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -57,6 +63,8 @@ impl Staged {
         self.queue.clear();
         self.sent.clear();
         self.idempotency.clear();
+        self.high_value_users.clear();
+        self.high_value_hours.clear();
     }
 
     /// Writes the batch into `backend`'s open batch, encoded as `layout.rs` says.
@@ -97,6 +105,14 @@ impl Staged {
             } else {
                 backend.delete(Space::Queue, &key);
             }
+        }
+        for ((user, day), count) in &self.high_value_users {
+            let key = layout::high_value_user_key(*user, *day);
+            backend.put(Space::Counters, &key, &layout::encode_count(*count));
+        }
+        for (hour, cents) in &self.high_value_hours {
+            let key = layout::high_value_hour_key(*hour);
+            backend.put(Space::Counters, &key, &layout::encode_u64(*cents));
         }
         for (id, at) in &self.sent {
             backend.put(Space::Sent, &layout::sent_key(id, *at), &[]);

@@ -256,6 +256,7 @@ fn claim_req(
         now_ms,
         deliver_by_ms: now_ms + 1_000_000,
         idempotency: None,
+        high_value: None,
     }
 }
 

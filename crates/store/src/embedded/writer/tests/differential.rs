@@ -176,6 +176,13 @@ impl Differential {
         match op {
             Op::Claim { user, serial, gift, stock, per_user, key } => {
                 let mut req = claim_req(user, serial, gift, stock, per_user, now_ms);
+                // Gift 2 is high value (derived from the drawn fields, so the strategy and its
+                // saved regressions stay as they were): a budget of a few claims per hour.
+                req.high_value = (gift == 2).then_some(crate::HighValueRule {
+                    value_cents: 10 * stock,
+                    per_user_per_day: per_user,
+                    budget_cents_per_hour: 100,
+                });
                 req.idempotency = key.map(|(k, f)| {
                     IdempotencyKey::new(format!("k{k}"), [f; 32]).expect("a valid key")
                 });
