@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             })?
         }
     };
+    let monitor_config = crate::monitoring::load_config(None, args.config.as_deref())?;
     let shutdown = shutdown_signal();
     // Every port first: a clash fails in a second, naming the address, not after the users are
     // generated.
@@ -81,6 +82,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let clock = SystemClock::shared();
+    // Before the node is built: its parts take their metrics handles when they start.
+    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
     let now = clock.now_unix_s();
     // The campaign's clock survives a restart on the same data: orders, coupons and release
     // waves keep meaning what they meant.
@@ -108,6 +111,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ),
         clock,
     )?;
+    node.monitor = Some(monitor);
     // The campaign page signs visitors in as any user and creates roles on the simulator: only
     // here, never on `serve`.
     node.router_options.demo = true;
@@ -127,9 +131,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let sample = sample(&campaign, args.seed, args.users, now);
     let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample.user, now, 3600);
     let opened = if clock_kept { "kept from the last run" } else { "new" };
+    // The dashboard first: it is what shows the campaign moving.
     println!(
-        "hongbao demo: campaign `{}` ({}) opened {} s ago (clock {opened}: {}; delete it to \
-         start over)",
+        "hongbao demo: dashboard http://{api_addr}/dashboard · campaign `{}` ({}) opened {} s \
+         ago (clock {opened}: {}; delete it to start over)",
         campaign.id,
         campaign.title,
         now - campaign.starts_at_unix_s,
@@ -145,6 +150,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  game side   http://{sim_addr}/idip/v1/stats   (simulator of {} games)",
         campaign.games.len()
     );
+    println!("  dashboard   http://{api_addr}/dashboard   (live; /metrics for Prometheus)");
     println!("  page        http://{api_addr}/   (the campaign page: sign in as any user)");
     println!("  api         http://{api_addr}/healthz");
     println!("  catalog     http://{api_addr}/static/catalog/manifest.json");

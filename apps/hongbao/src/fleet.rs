@@ -118,6 +118,7 @@ impl Node {
             admin_access: crate::admin_listener::ListenerAccess::default(),
             serve_options: hongbao_api::ServeOptions::default(),
             rate_limits: None,
+            monitor: None,
         };
         // Per node, as in the embedded mode: each node holds its own buckets, so a fleet's
         // per-user rate is up to the number of nodes times the campaign's (a shared limiter in

@@ -11,6 +11,7 @@ mod demo;
 mod fleet;
 mod inspect;
 mod load;
+mod monitoring;
 mod node;
 mod operator_client;
 mod reconcile;

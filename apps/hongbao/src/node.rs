@@ -143,6 +143,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hongbao_api::HEADER_READ_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
+    /// The monitor file (dashboard panels, funnel, alert thresholds) [default: `monitor.toml`
+    /// beside --config if there is one, else the shipped config/monitor.toml].
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
 }
 
 /// File descriptors kept for everything but API connections: the store's files, the admin
@@ -297,6 +301,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything is opened: a bad flag must not create the data directory or bump the
     // store's incarnation. (The dispatcher checks again when it starts.)
     delivery.validate().context("check the delivery settings")?;
+    let monitor_config =
+        crate::monitoring::load_config(args.monitor.as_deref(), Some(&args.config))?;
     let admin_auth = admin_auth(args.operator_keys.as_deref(), args.admin_unsigned)?;
     let tls = match (&args.admin_tls_cert, &args.admin_tls_key, &args.admin_client_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(crate::admin_tls::acceptor(cert, key, ca)?),
@@ -306,6 +312,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
+    // Before the node is built: its parts take their metrics handles when they start.
+    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
     let mut node = match (&args.redis, &args.nats) {
         (Some(redis), Some(nats)) => {
             let backend = BackendConfig {
@@ -322,6 +330,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(dir) = &args.reconcile_dir {
         node.set_reconcile_dir(dir)?;
     }
+    node.monitor = Some(monitor);
     node.admin_auth = admin_auth;
     node.admin_access = admin_access;
     node.router_options = hongbao_api::RouterOptions {
@@ -434,6 +443,8 @@ pub struct Node {
     pub(crate) reconcile_dir: PathBuf,
     /// How the API's router is built (access log, request timeout).
     pub router_options: hongbao_api::RouterOptions,
+    /// The process's monitor: its routes join the API's, its sampler runs with the node.
+    pub monitor: Option<Arc<hongbao_monitor::Monitor>>,
     /// Who may use the admin endpoints; by default nobody (no keys).
     pub admin_auth: admin::AdminAuth,
     /// Which machines may connect to the admin address (default: loopback), and over mTLS?
@@ -487,6 +498,7 @@ impl Node {
             dispatcher,
             reconcile_dir: PathBuf::new(),
             router_options: hongbao_api::RouterOptions::default(),
+            monitor: None,
             admin_auth: admin::AdminAuth::default(),
             admin_access: crate::admin_listener::ListenerAccess::default(),
             serve_options: hongbao_api::ServeOptions::default(),
@@ -527,6 +539,7 @@ impl Node {
             dispatcher,
             reconcile_dir,
             router_options,
+            monitor,
             admin_auth,
             admin_access,
             serve_options,
@@ -553,9 +566,20 @@ impl Node {
             admin_access,
             stopped(),
         ));
+        let monitor_tasks = monitor.clone().map(|monitor| {
+            let readers = crate::monitoring::read_parts(
+                state.clock.clone(),
+                state.clone(),
+                store.clone(),
+                dispatcher.clone(),
+                stopped(),
+            );
+            (tokio::spawn(monitor.run(stopped())), tokio::spawn(readers))
+        });
         let api_task = api.map(|listener| {
             state.set_ready(true);
-            let mut router = hongbao_api::router_with(state.clone(), router_options);
+            let extra = monitor.map_or_else(axum::Router::new, hongbao_monitor::http::routes);
+            let mut router = hongbao_api::router_with_extra(state.clone(), router_options, extra);
             if let Some(limits) = &rate_limits {
                 router = hongbao_api::with_rate_limits(router, Arc::clone(limits));
             }
@@ -571,6 +595,10 @@ impl Node {
             served = task.await.context("api task")?.context("serve the API");
         }
         admin_task.await.context("admin task")?.context("serve the admin endpoints")?;
+        if let Some((sampler, readers)) = monitor_tasks {
+            sampler.await.context("monitor sampler task")?;
+            readers.await.context("monitor readers task")?;
+        }
         if let Some(task) = limits_task {
             task.await.context("rate-limit maintenance task")?;
         }

@@ -117,6 +117,11 @@ struct ErrorDetail<'a> {
     ended_at: Option<i64>,
 }
 
+/// The code of an error response, carried in its extensions so the metrics layer counts
+/// refusals by code without parsing bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -132,6 +137,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -203,6 +209,9 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     let error = ApiError::new(status, code, message).into_response();
     let (fresh, body) = error.into_parts();
     parts.headers.remove(CONTENT_LENGTH);
+    if let Some(code) = fresh.extensions.get::<ErrorCode>() {
+        parts.extensions.insert(*code);
+    }
     for (name, value) in &fresh.headers {
         parts.headers.insert(name, value.clone());
     }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Longest request target (path and query) accepted, in bytes. The longest legitimate one is a
 /// gift list with its coupon, well under 1 KiB.
@@ -114,5 +114,48 @@ pub(crate) async fn access_log(request: Request, next: Next) -> Response {
         latency_ms = format_args!("{latency_ms:.3}"),
         "request"
     );
+    response
+}
+
+/// Marks a gift list answered without the gifts that need a role check (the game side was slow),
+/// for [`record_metrics`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListDegraded;
+
+/// Counts every request into the monitor's handles (hongbao-monitor): latency, status and refusal
+/// code per route template, and the journey's steps (grab, list, claim) by outcome. The handles
+/// are looked up by route and value, never registered per request.
+pub(crate) async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status();
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let metrics = hongbao_monitor::handles::http().route(route);
+    metrics.duration.record(started.elapsed().as_secs_f64());
+    metrics.statuses.get(status.as_u16()).increment(1);
+    let refused = status.is_client_error() || status.is_server_error();
+    if refused {
+        metrics.refusals.get(code.unwrap_or("uncoded")).increment(1);
+    }
+    let flow = hongbao_monitor::handles::flow();
+    let outcome = |ok: &'static str| if refused { code.unwrap_or("uncoded") } else { ok };
+    match route {
+        "/v1/coupons" => flow.grabs.get(outcome("granted")).increment(1),
+        "/v1/coupons/{coupon}/gifts" => {
+            let seen = if response.extensions().get::<ListDegraded>().is_some() {
+                "degraded"
+            } else {
+                "full"
+            };
+            flow.lists.get(outcome(seen)).increment(1);
+        }
+        "/v1/claims" => {
+            let made = if status == StatusCode::ACCEPTED { "accepted" } else { "replayed" };
+            flow.claims.get(outcome(made)).increment(1);
+        }
+        _ => {}
+    }
     response
 }

@@ -99,6 +99,12 @@ pub fn router(state: ApiState) -> Router {
 
 /// [`router`] with options (the access log, the request timeout).
 pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
+    router_with_extra(state, options, Router::new())
+}
+
+/// [`router_with`] plus `extra` routes (the monitor's: `/metrics`, `/monitor/v1/query`,
+/// `/v1/events`, `/dashboard`), which get the same layers.
+pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Router) -> Router {
     let routes = Router::new()
         .merge(routes::health::routes())
         .merge(routes::catalog::routes())
@@ -106,7 +112,7 @@ pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
         .merge(routes::claims::routes())
         .merge(routes::page::routes());
     let routes = if options.demo { routes.merge(routes::demo::routes(&state)) } else { routes };
-    with_layers(routes, options).with_state(state)
+    with_layers(routes.with_state(state).merge(extra), options)
 }
 
 /// What every router of the API gets, whatever its routes: JSON 404 for unknown paths, JSON 405
@@ -138,6 +144,7 @@ where
         .layer(from_fn(move |request, next| layers::request_timeout(timeout, request, next)))
         .layer(map_response(error::json_errors))
         .layer(from_fn(layers::head_limits))
+        .layer(from_fn(layers::record_metrics))
         .layer(TraceLayer::new_for_http());
     if options.access_log { router.layer(from_fn(layers::access_log)) } else { router }
 }

@@ -74,8 +74,12 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
         // network call can hold a permit whatever the HTTP client does, which is a matter of
         // the sockets' time. Nothing is decided by it but "no answer" (the call's end is read
         // from the injected clock below), and a fake game on virtual time answers before it.
+        // The game side's latency for the dashboard: a figure that decides nothing, so on
+        // `Instant` like the store's commit durations.
+        let started = std::time::Instant::now();
         let answer =
             tokio::time::timeout(self.game.call_guard, self.client.deliver(&request)).await;
+        self.game.metrics.call_duration.record(started.elapsed().as_secs_f64());
         slot.answered();
         drop(permit);
         let order_id = request.serial;
@@ -98,11 +102,15 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
                     bump(&self.game.counters.delivered);
                     if duplicate {
                         bump(&self.game.counters.duplicates);
+                        self.game.metrics.duplicate.increment(1);
+                    } else {
+                        self.game.metrics.delivered.increment(1);
                     }
                 }
             }
             Verdict::Busy => {
                 bump(&self.game.counters.busy);
+                self.game.metrics.busy.increment(1);
                 self.answered();
                 let lowered = {
                     let mut c = self.game.control();
@@ -136,6 +144,7 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
                 let retry = Retry { ready_at_ms: ready_at(delay_ms), error: reason, at_ms: now_ms };
                 if self.retry(entry, retry).await {
                     bump(&self.game.counters.retries);
+                    self.game.metrics.retry.increment(1);
                 }
             }
         }
@@ -179,6 +188,7 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
         let finish = Finish { state: FinalState::Expired, at_ms: now_ms };
         if self.finish(entry, finish).await {
             bump(&self.game.counters.expired);
+            self.game.metrics.expired.increment(1);
             tracing::warn!(game = %self.game.id, order = %order_id, attempts, "order expired undelivered");
             self.game.record_expired(order_id);
         }
@@ -190,6 +200,7 @@ impl<Q: DeliveryQueue, G: GameClient> Worker<Q, G> {
         let state = FinalState::Dead { reason: reason.clone() };
         if self.finish(entry, Finish { state, at_ms: now_ms }).await {
             bump(&self.game.counters.dead);
+            self.game.metrics.dead.increment(1);
             tracing::warn!(game = %self.game.id, order = %order_id, attempts, %reason, "order dead");
             self.game.record_dead(order_id, reason);
         }

@@ -38,6 +38,8 @@ pub(crate) struct GameShared {
     /// not start a second concurrent call for the same order.
     pub(crate) in_flight_ids: Mutex<HashSet<String>>,
     pub(crate) counters: Counters,
+    /// The game's handles in the process's metrics (hongbao-monitor), registered once here.
+    pub(crate) metrics: hongbao_monitor::handles::GameMetrics,
     recent: Mutex<Recent>,
     recent_max: usize,
     /// Cleared when the worker ends (stop, or a panic: a bug, visible in the status).
@@ -110,6 +112,8 @@ impl GameShared {
     ) -> GameShared {
         let capacity_per_s = config.scaled_capacity_per_s(game.delivery_capacity_per_s);
         let ceiling_per_s = capacity_per_s * config.pacing_headroom;
+        let metrics = hongbao_monitor::handles::GameMetrics::new(&game.id);
+        metrics.capacity.set(capacity_per_s);
         let settings = PacerSettings {
             ceiling_per_s,
             floor_per_s: config.rate_floor_per_s.min(ceiling_per_s),
@@ -137,6 +141,7 @@ impl GameShared {
             }),
             in_flight_ids: Mutex::new(HashSet::new()),
             counters: Counters::default(),
+            metrics,
             recent: Mutex::new(Recent::default()),
             recent_max: config.recent_list_max,
             running: AtomicBool::new(true),

@@ -16,13 +16,23 @@ const state = { ticket: null, user: null, coupon: null, catalog: null, gift: nul
 // ---- monitoring -------------------------------------------------------------------------------
 
 /**
- * Where the page reports what players see (page opened, packet shown, gift viewed). The
- * monitoring endpoint (`POST /v1/events`) does not exist on this build yet: when it does, this is
- * the one place to send from (e.g. `navigator.sendBeacon("/v1/events", JSON.stringify(...))`).
+ * Where the page reports what players see (page opened, packet shown, gift viewed) to the
+ * monitor (`POST /v1/events`), so the dashboard's funnel starts where the player does. Counted by
+ * event only: `fields` stay on the page (the series carry no per-gift or per-user labels). Best
+ * effort: a lost beacon is never retried and never gets in the player's way.
  */
 function sendBeacon(event, fields = {}) {
-  void event;
   void fields;
+  const body = JSON.stringify({ events: [{ event, at_ms: Date.now() }] });
+  try {
+    const blob = new Blob([body], { type: "application/json" });
+    if (!(navigator.sendBeacon && navigator.sendBeacon("/v1/events", blob))) {
+      fetch("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body, keepalive: true })
+        .catch(() => {});
+    }
+  } catch {
+    // Beacons are best effort.
+  }
 }
 
 // ---- the API ----------------------------------------------------------------------------------

@@ -202,7 +202,11 @@ async fn list_gifts(
         degraded: list.degraded,
         redeemed: None,
     };
-    Ok(axum::response::IntoResponse::into_response(ApiJson(body)))
+    let mut response = axum::response::IntoResponse::into_response(ApiJson(body));
+    if list.degraded {
+        response.extensions_mut().insert(crate::layers::ListDegraded);
+    }
+    Ok(response)
 }
 
 /// The gifts `user` has claimed as many times as their per-user limit allows: a claim of one

@@ -62,6 +62,7 @@ impl Shared {
             .unwrap_or(SYNCED_COMMIT_BOUNDS_MS.len());
         self.synced_commits_by_ms[bucket].fetch_add(1, Ordering::Relaxed);
         self.synced_commit_max_us.fetch_max(us, Ordering::Relaxed);
+        hongbao_monitor::handles::store().commit_duration.record(elapsed.as_secs_f64());
     }
 
     pub fn granted(&self, channel: Channel) -> u64 {
