@@ -54,32 +54,36 @@ impl Default for RouterOptions {
 pub const ACCESS_LOG_TARGET: &str = "hongbao::access";
 
 /// 414 `uri_too_long` or 431 `headers_too_large` for a request head over our limits.
-pub(crate) async fn head_limits(request: Request, next: Next) -> Response {
+fn head_refusal(request: &Request) -> Option<Response> {
     let uri_len = request
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().len(), |pq| pq.as_str().len());
     if uri_len > URI_MAX_BYTES {
-        return ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!("the request target is longer than {URI_MAX_BYTES} bytes"),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request target is longer than {URI_MAX_BYTES} bytes"),
+            )
+            .into_response(),
+        );
     }
     let headers = request.headers();
     let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     if headers.len() > HEADERS_MAX || header_bytes > HEADERS_MAX_BYTES {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!(
-                "at most {HEADERS_MAX} header fields of {HEADERS_MAX_BYTES} bytes in all are accepted"
-            ),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!(
+                    "at most {HEADERS_MAX} header fields of {HEADERS_MAX_BYTES} bytes in all are accepted"
+                ),
+            )
+            .into_response(),
+        );
     }
-    next.run(request).await
+    None
 }
 
 /// 408 `request_timeout` for a request not answered within `timeout`. Dropping the handler's
@@ -118,44 +122,66 @@ pub(crate) async fn access_log(request: Request, next: Next) -> Response {
 }
 
 /// Marks a gift list answered without the gifts that need a role check (the game side was slow),
-/// for [`record_metrics`].
+/// for [`head_limits_and_metrics`].
 #[derive(Clone, Copy, Debug)]
 pub struct ListDegraded;
 
-/// Counts every request into the monitor's handles (hongbao-monitor): latency, status and refusal
-/// code per route template, and the journey's steps (grab, list, claim) by outcome. The handles
-/// are looked up by route and value, never registered per request.
-pub(crate) async fn record_metrics(request: Request, next: Next) -> Response {
+/// The head limits ([`head_refusal`]), and every request counted into the monitor's handles
+/// (hongbao-monitor): latency, status and refusal code per route template, and the journey's
+/// steps (grab, list, claim) by outcome. One layer for both: each layer costs a boxed future and
+/// a clone of the stack below it on every request. The handles are found by route and value
+/// without a lock, never registered per request.
+pub(crate) async fn head_limits_and_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status();
-    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
     let metrics = hongbao_monitor::handles::http().route(route);
+    let journey = Journey::of(route);
+    let response = match head_refusal(&request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    };
     metrics.duration.record(started.elapsed().as_secs_f64());
+    let status = response.status();
     metrics.statuses.get(status.as_u16()).increment(1);
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     let refused = status.is_client_error() || status.is_server_error();
     if refused {
         metrics.refusals.get(code.unwrap_or("uncoded")).increment(1);
     }
-    let flow = hongbao_monitor::handles::flow();
     let outcome = |ok: &'static str| if refused { code.unwrap_or("uncoded") } else { ok };
-    match route {
-        "/v1/coupons" => flow.grabs.get(outcome("granted")).increment(1),
-        "/v1/coupons/{coupon}/gifts" => {
-            let seen = if response.extensions().get::<ListDegraded>().is_some() {
-                "degraded"
-            } else {
-                "full"
-            };
-            flow.lists.get(outcome(seen)).increment(1);
+    let flow = hongbao_monitor::handles::flow();
+    match journey {
+        Journey::Grab => flow.grabs.get(outcome("granted")).increment(1),
+        Journey::List => {
+            let degraded = response.extensions().get::<ListDegraded>().is_some();
+            flow.lists.get(outcome(if degraded { "degraded" } else { "full" })).increment(1);
         }
-        "/v1/claims" => {
+        Journey::Claim => {
             let made = if status == StatusCode::ACCEPTED { "accepted" } else { "replayed" };
             flow.claims.get(outcome(made)).increment(1);
         }
-        _ => {}
+        Journey::None => {}
     }
     response
+}
+
+/// The step of a user's journey a route is, decided before the request moves on (the route's
+/// name is borrowed from it).
+#[derive(Clone, Copy)]
+enum Journey {
+    Grab,
+    List,
+    Claim,
+    None,
+}
+
+impl Journey {
+    fn of(route: &str) -> Journey {
+        match route {
+            "/v1/coupons" => Journey::Grab,
+            "/v1/coupons/{coupon}/gifts" => Journey::List,
+            "/v1/claims" => Journey::Claim,
+            _ => Journey::None,
+        }
+    }
 }

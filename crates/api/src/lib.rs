@@ -143,8 +143,7 @@ where
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(from_fn(move |request, next| layers::request_timeout(timeout, request, next)))
         .layer(map_response(error::json_errors))
-        .layer(from_fn(layers::head_limits))
-        .layer(from_fn(layers::record_metrics))
+        .layer(from_fn(layers::head_limits_and_metrics))
         .layer(TraceLayer::new_for_http());
     if options.access_log { router.layer(from_fn(layers::access_log)) } else { router }
 }

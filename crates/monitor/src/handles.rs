@@ -7,9 +7,8 @@
 //! A handle taken before the recorder is installed does nothing, forever: the binary installs
 //! the monitor before it builds anything else, and tests that read metrics do the same.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 
@@ -50,10 +49,68 @@ pub fn histogram(id: &'static str, labels: &[(&'static str, &str)]) -> Histogram
 /// Distinct values one [`LabelMap`] registers; later values share the handle of `other`.
 pub const LABEL_VALUES_MAX: usize = 64;
 
+/// A bounded set of handles, each made once and never removed, read without a lock: a reader
+/// scans the filled slots (a handful in practice) and writes nothing shared. A lock on every
+/// request (even a read lock, whose counter every thread writes) made the API's two runtime
+/// threads fight over one cache line per look-up; these reads stay in each core's cache.
+struct Slots<K, H> {
+    slots: Box<[OnceLock<(K, H)>]>,
+    /// Slots filled, published after the slot is set.
+    filled: AtomicUsize,
+    /// Serialises the (rare) first uses.
+    insert: Mutex<()>,
+}
+
+impl<K, H> std::fmt::Debug for Slots<K, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slots").field("filled", &self.filled).finish_non_exhaustive()
+    }
+}
+
+impl<K, H> Slots<K, H> {
+    fn new(capacity: usize) -> Self {
+        Slots {
+            slots: (0..capacity).map(|_| OnceLock::new()).collect(),
+            filled: AtomicUsize::new(0),
+            insert: Mutex::new(()),
+        }
+    }
+
+    fn find(&self, matches: impl Fn(&K) -> bool) -> Option<&H> {
+        let filled = self.filled.load(Ordering::Acquire);
+        self.slots[..filled]
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|(k, _)| matches(k))
+            .map(|(_, h)| h)
+    }
+
+    /// The handle whose key `matches`, or a new one from `make` in a free slot; `None` when the
+    /// key is new and every slot is taken.
+    fn get_or_insert(
+        &self,
+        matches: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, H),
+    ) -> Option<&H> {
+        if let Some(h) = self.find(&matches) {
+            return Some(h);
+        }
+        let _insert = self.insert.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = self.find(&matches) {
+            return Some(h);
+        }
+        let filled = self.filled.load(Ordering::Acquire);
+        let slot = self.slots.get(filled)?;
+        let (_, h) = slot.get_or_init(make);
+        self.filled.store(filled + 1, Ordering::Release);
+        Some(h)
+    }
+}
+
 /// Handles of one metric by one label whose values are static or small (a refusal code, an
 /// HTTP status), registered on first use.
 pub struct LabelMap<K, H> {
-    handles: RwLock<HashMap<K, H>>,
+    handles: Slots<K, H>,
     make: Box<dyn Fn(&str) -> H + Send + Sync>,
     other: OnceLock<H>,
 }
@@ -64,21 +121,20 @@ impl<K, H> std::fmt::Debug for LabelMap<K, H> {
     }
 }
 
-impl<K: Hash + Eq + Copy + ToString, H: Clone> LabelMap<K, H> {
+impl<K: Eq + Copy + ToString, H> LabelMap<K, H> {
     pub fn new(make: impl Fn(&str) -> H + Send + Sync + 'static) -> Self {
-        LabelMap { handles: RwLock::default(), make: Box::new(make), other: OnceLock::new() }
+        LabelMap {
+            handles: Slots::new(LABEL_VALUES_MAX),
+            make: Box::new(make),
+            other: OnceLock::new(),
+        }
     }
 
     /// The handle of `value`.
-    pub fn get(&self, value: K) -> H {
-        if let Some(h) = self.handles.read().unwrap_or_else(PoisonError::into_inner).get(&value) {
-            return h.clone();
-        }
-        let mut handles = self.handles.write().unwrap_or_else(PoisonError::into_inner);
-        if handles.len() >= LABEL_VALUES_MAX && !handles.contains_key(&value) {
-            return self.other.get_or_init(|| (self.make)("other")).clone();
-        }
-        handles.entry(value).or_insert_with(|| (self.make)(&value.to_string())).clone()
+    pub fn get(&self, value: K) -> &H {
+        self.handles
+            .get_or_insert(|k| *k == value, || (value, (self.make)(&value.to_string())))
+            .unwrap_or_else(|| self.other.get_or_init(|| (self.make)("other")))
     }
 }
 
@@ -113,21 +169,18 @@ pub struct RouteMetrics {
 pub const ROUTES_MAX: usize = 64;
 
 /// The API's per-route handles, by route template.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HttpMetrics {
-    routes: RwLock<HashMap<String, &'static RouteMetrics>>,
+    routes: Slots<Box<str>, RouteMetrics>,
+    other: OnceLock<RouteMetrics>,
 }
 
 impl HttpMetrics {
     /// The handles of `route` (a template such as `/v1/coupons/{coupon}/gifts`, or `unmatched`).
-    pub fn route(&self, route: &str) -> &'static RouteMetrics {
-        if let Some(m) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(route) {
-            return m;
-        }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        let route = if routes.len() >= ROUTES_MAX { "other" } else { route };
-        // Leaked once per route (at most ROUTES_MAX + 1): the handles live as long as the process.
-        routes.entry(route.to_string()).or_insert_with(|| Box::leak(Box::new(route_metrics(route))))
+    pub fn route(&self, route: &str) -> &RouteMetrics {
+        self.routes
+            .get_or_insert(|k| **k == *route, || (route.into(), route_metrics(route)))
+            .unwrap_or_else(|| self.other.get_or_init(|| route_metrics("other")))
     }
 }
 
@@ -147,7 +200,7 @@ fn route_metrics(route: &str) -> RouteMetrics {
 /// The process's per-route handles.
 pub fn http() -> &'static HttpMetrics {
     static HTTP: OnceLock<HttpMetrics> = OnceLock::new();
-    HTTP.get_or_init(HttpMetrics::default)
+    HTTP.get_or_init(|| HttpMetrics { routes: Slots::new(ROUTES_MAX), other: OnceLock::new() })
 }
 
 /// The store writer's handles.
@@ -216,5 +269,54 @@ impl GameMetrics {
             queue_oldest_age: gauge(catalog::QUEUE_OLDEST, &[("game", game)]),
             capacity: gauge(catalog::GAME_CAPACITY, &[("game", game)]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{LABEL_VALUES_MAX, LabelMap};
+
+    /// A map whose handles are the label they were made for, counting how often it made one.
+    fn counting() -> (Arc<AtomicUsize>, LabelMap<u16, String>) {
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let map = LabelMap::new(move |label| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            label.to_string()
+        });
+        (made, map)
+    }
+
+    #[test]
+    fn each_value_gets_one_handle_made_once_even_from_many_threads() {
+        let (made, map) = counting();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for value in [200u16, 404, 429, 200, 404] {
+                        assert_eq!(map.get(value), &value.to_string());
+                    }
+                });
+            }
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 3);
+        assert!(std::ptr::eq(map.get(200), map.get(200)), "the same handle each time");
+    }
+
+    #[test]
+    fn values_past_the_bound_share_one_other_handle() {
+        let (made, map) = counting();
+        let bound = u16::try_from(LABEL_VALUES_MAX).unwrap();
+        for value in 0..bound {
+            assert_eq!(map.get(value), &value.to_string());
+        }
+        assert_eq!(map.get(bound), "other");
+        assert_eq!(map.get(bound + 1), "other");
+        assert!(std::ptr::eq(map.get(bound), map.get(bound + 7)));
+        assert_eq!(map.get(5), "5", "values seen before keep their own handle");
+        assert_eq!(made.load(Ordering::SeqCst), LABEL_VALUES_MAX + 1);
     }
 }
