@@ -97,7 +97,7 @@ enum Backing {
 impl Backing {
     /// From the flags; for the distributed backend, checks that Redis answers and the
     /// namespace holds nothing (so removing it at exit removes only what the demo made).
-    async fn from_args(args: &DemoArgs) -> Result<Backing> {
+    async fn from_args(args: &DemoArgs, campaign: &Campaign) -> Result<Backing> {
         let (Some(redis), Some(nats)) = (&args.redis, &args.nats) else {
             return Ok(Backing::Embedded);
         };
@@ -109,6 +109,10 @@ impl Backing {
                 format!("demo-{random:08x}")
             }
         };
+        // The stream's names are the stricter rule (no `.`): checked before anything is asked.
+        let games: Vec<String> = campaign.games.iter().map(|g| g.id.clone()).collect();
+        hongbao_jetstream::Names::new(&namespace, &campaign.id, &games)
+            .with_context(|| format!("--namespace `{namespace}`"))?;
         let keys =
             hongbao_distributed::namespace_keys(redis, &namespace).await.with_context(|| {
                 format!("reach Redis at {redis} (--redis) to check namespace `{namespace}`")
@@ -169,7 +173,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let (sim_listener, api_listener, admin_listener) = bind_ports(&args).await?;
     let (sim_addr, api_addr, admin_addr) =
         (sim_listener.local_addr()?, api_listener.local_addr()?, admin_listener.local_addr()?);
-    let backing = Backing::from_args(&args).await?;
+    let backing = Backing::from_args(&args, &campaign).await?;
 
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;

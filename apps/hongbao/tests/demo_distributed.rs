@@ -265,3 +265,21 @@ fn the_distributed_demo_says_when_nats_does_not_answer() {
         rt.block_on(hongbao_distributed::namespace_keys(REDIS_URL, &namespace)).expect("redis");
     assert_eq!(left, 0, "nothing left under the namespace");
 }
+
+/// A namespace that could not name the stream (or could match other keys) is refused before
+/// any server is asked.
+#[test]
+fn the_distributed_demo_refuses_a_namespace_that_names_nothing_safely() {
+    let data = tempfile::tempdir().expect("a directory");
+    for bad in ["a.b", "x*", ""] {
+        let out = Command::new(BIN)
+            .args(["demo", "--addr", "127.0.0.1:0", "--no-load", "--namespace", bad])
+            .args(["--redis", "redis://127.0.0.1:1", "--nats", "nats://127.0.0.1:1", "--data"])
+            .arg(data.path())
+            .output()
+            .expect("run the demo");
+        assert!(!out.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--namespace") && stderr.contains("[A-Za-z0-9_-]"), "{stderr}");
+    }
+}
