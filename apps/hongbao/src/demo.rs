@@ -6,6 +6,12 @@
 //! every game at it) and serves the API. It prints shell lines a newcomer can paste in order,
 //! from a red packet to a delivered gift, and the operators' commands. It is a rehearsal by
 //! definition: the example campaign's keys are the published ones.
+//!
+//! With `--redis URL --nats URL` the same node runs on the distributed backend (as `serve
+//! --redis --nats` does) against servers already running, under a namespace of its own
+//! (`demo-<random>` unless `--namespace`), which must be empty when the demo starts and whose
+//! keys and stream are removed when it stops cleanly (Ctrl-C) unless `--keep`: the demo never
+//! touches keys it did not make.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,13 +20,16 @@ use std::time::Duration;
 
 use hongbao_clock::SystemClock;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use hongbao_distributed::{BackendConfig, SweeperConfig};
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{
     Campaign, Role, RoleContext, Subject, eligibility, gift_list, release, sign_ticket,
 };
 use hongbao_gamesim::{GameSim, SimConfig};
+use hongbao_jetstream::JetStreamConfig;
+use hongbao_store::CampaignBinding;
 use tokio::net::TcpListener;
 
 use crate::node::{Node, NodeRole, shutdown_signal};
@@ -60,6 +69,92 @@ pub struct DemoArgs {
     /// Do not run the gentle synthetic load.
     #[arg(long)]
     pub no_load: bool,
+    /// Redis of the distributed backend (e.g. redis://127.0.0.1:6379): the node keeps its
+    /// grabs, claims and orders there instead of the embedded store. Needs --nats.
+    #[arg(long, requires = "nats")]
+    pub redis: Option<String>,
+    /// NATS with JetStream of the distributed backend (e.g. nats://127.0.0.1:4222): the
+    /// deliveries' queue. Needs --redis.
+    #[arg(long, requires = "redis")]
+    pub nats: Option<String>,
+    /// Namespace of the demo's Redis keys and JetStream stream; must hold nothing yet
+    /// (default: `demo-` and a random part).
+    #[arg(long, requires = "redis")]
+    pub namespace: Option<String>,
+    /// Keep the namespace's keys and stream when the demo stops (default: removed).
+    #[arg(long, requires = "redis")]
+    pub keep: bool,
+}
+
+/// Where the demo's node keeps its state.
+enum Backing {
+    /// The embedded store in the data directory.
+    Embedded,
+    /// Redis + JetStream under a namespace of the demo's own.
+    Distributed { config: BackendConfig, keep: bool },
+}
+
+impl Backing {
+    /// From the flags; for the distributed backend, checks that Redis answers and the
+    /// namespace holds nothing (so removing it at exit removes only what the demo made).
+    async fn from_args(args: &DemoArgs, campaign: &Campaign) -> Result<Backing> {
+        let (Some(redis), Some(nats)) = (&args.redis, &args.nats) else {
+            return Ok(Backing::Embedded);
+        };
+        let namespace = match &args.namespace {
+            Some(name) => name.clone(),
+            None => {
+                use rand::{Rng, SeedableRng};
+                let random: u32 = rand::rngs::StdRng::from_os_rng().random();
+                format!("demo-{random:08x}")
+            }
+        };
+        // The stream's names are the stricter rule (no `.`): checked before anything is asked.
+        let games: Vec<String> = campaign.games.iter().map(|g| g.id.clone()).collect();
+        hongbao_jetstream::Names::new(&namespace, &campaign.id, &games)
+            .with_context(|| format!("--namespace `{namespace}`"))?;
+        let keys =
+            hongbao_distributed::namespace_keys(redis, &namespace).await.with_context(|| {
+                format!("reach Redis at {redis} (--redis) to check namespace `{namespace}`")
+            })?;
+        if keys > 0 {
+            bail!(
+                "namespace `{namespace}` already holds {keys} Redis keys: the demo removes its \
+                 namespace when it stops, so it runs only on an empty one; choose another \
+                 --namespace (or leave it out for a random one)"
+            );
+        }
+        let config = BackendConfig {
+            redis_url: redis.clone(),
+            nats_url: nats.clone(),
+            namespace,
+            jetstream: JetStreamConfig::default(),
+            sweeper: SweeperConfig::default(),
+        };
+        Ok(Backing::Distributed { config, keep: args.keep })
+    }
+
+    /// Removes the namespace unless it is to be kept; says what it did.
+    async fn finish(&self, campaign: &Campaign) -> Result<()> {
+        let Backing::Distributed { config, keep } = self else { return Ok(()) };
+        let ns = &config.namespace;
+        if *keep {
+            println!(
+                "kept namespace {ns}: Redis keys {ns}:* and the JetStream stream {ns}_{}",
+                campaign.id
+            );
+            return Ok(());
+        }
+        let removed = hongbao_distributed::remove_namespace(config, &CampaignBinding::of(campaign))
+            .await
+            .with_context(|| format!("remove namespace {ns} (its keys are {ns}:* in Redis)"))?;
+        println!(
+            "removed namespace {ns}: {} Redis keys{}",
+            removed.keys,
+            if removed.stream { " and its JetStream stream" } else { "" }
+        );
+        Ok(())
+    }
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -74,10 +169,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let monitor_config = crate::monitoring::load_config(None, args.config.as_deref())?;
     let shutdown = shutdown_signal();
     // Every port first: a clash fails in a second, naming the address, not after the users are
-    // generated.
+    // generated. Then the servers of the distributed backend, for the same reason.
     let (sim_listener, api_listener, admin_listener) = bind_ports(&args).await?;
     let (sim_addr, api_addr, admin_addr) =
         (sim_listener.local_addr()?, api_listener.local_addr()?, admin_listener.local_addr()?);
+    let backing = Backing::from_args(&args, &campaign).await?;
 
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
@@ -86,8 +182,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
     let now = clock.now_unix_s();
     // The campaign's clock survives a restart on the same data: orders, coupons and release
-    // waves keep meaning what they meant.
-    let (starts_at, clock_kept) = campaign_start(&args.data, now)?;
+    // waves keep meaning what they meant. A distributed demo starts on an empty namespace, so
+    // its campaign starts anew.
+    let (starts_at, clock_kept) = match backing {
+        Backing::Embedded => campaign_start(&args.data, now)?,
+        Backing::Distributed { .. } => (now - OPENED_AGO_S, false),
+    };
     let mut campaign = campaign.with_start(starts_at);
     // The API's games must point at wherever the simulator really listens.
     for game in &mut campaign.games {
@@ -99,18 +199,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let profiles = synthetic::load_profiles(&args.data, &campaign)?;
     let campaign = Arc::new(campaign);
-    let mut node = Node::open(
-        campaign.clone(),
-        profiles,
-        &args.data,
-        NodeRole::All,
-        hongbao_delivery::DispatcherConfig::default(),
-        crate::node::store_config(
-            hongbao_store::embedded::BATCH_MAX_DEFAULT,
-            crate::node::STORE_LINGER_MS_DEFAULT,
-        ),
-        clock,
-    )?;
+    let mut node = open_node(&backing, &campaign, profiles, &args.data, clock).await?;
     node.monitor = Some(monitor);
     // The campaign page signs visitors in as any user and creates roles on the simulator: only
     // here, never on `serve`.
@@ -130,15 +219,23 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let sample = sample(&campaign, args.seed, args.users, now);
     let ticket = sign_ticket(&campaign.auth.ticket_keys[0], sample.user, now, 3600);
-    let opened = if clock_kept { "kept from the last run" } else { "new" };
+    let clock_line = match &backing {
+        Backing::Embedded => {
+            let opened = if clock_kept { "kept from the last run" } else { "new" };
+            format!(
+                "clock {opened}: {}; delete it to start over",
+                args.data.join(CLOCK_FILE).display()
+            )
+        }
+        Backing::Distributed { .. } => "a new namespace, a new clock".to_string(),
+    };
     // The dashboard first: it is what shows the campaign moving.
     println!(
         "hongbao demo: dashboard http://{api_addr}/dashboard · campaign `{}` ({}) opened {} s \
-         ago (clock {opened}: {}; delete it to start over)",
+         ago ({clock_line})",
         campaign.id,
         campaign.title,
         now - campaign.starts_at_unix_s,
-        args.data.join(CLOCK_FILE).display()
     );
     println!(
         "  users       {} synthetic users (seed {}) in {}",
@@ -146,6 +243,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         args.seed,
         args.data.display()
     );
+    if let Backing::Distributed { config, keep } = &backing {
+        let at_exit = if *keep { "kept at exit (--keep)" } else { "removed at Ctrl-C" };
+        println!(
+            "  backend     Redis {} + JetStream {}, namespace {} ({at_exit})",
+            config.redis_url, config.nats_url, config.namespace
+        );
+    }
     println!(
         "  game side   http://{sim_addr}/idip/v1/stats   (simulator of {} games)",
         campaign.games.len()
@@ -162,16 +266,50 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("{PASTE_MARKER}");
     print!("{}", walkthrough(&sample, &ticket, api_addr, sim_addr));
     println!();
-    print_operators(&campaign, admin_addr, &args.data);
+    print_operators(&campaign, admin_addr, &args.data, &backing);
 
     shutdown.await;
     if let Some(task) = load_task {
         task.abort();
     }
     let _ = stop_tx.send(true);
-    api_task.await.context("api task")??;
-    sim_task.await.context("simulator task")?.context("serve the simulator")?;
+    let served = api_task.await.context("api task");
+    let simulated = sim_task.await.context("simulator task");
+    // Only once the node has stopped: nothing writes to the namespace any more.
+    backing.finish(&campaign).await?;
+    served??;
+    simulated?.context("serve the simulator")?;
     Ok(())
+}
+
+/// The demo's node on its backing, with delivery workers.
+async fn open_node(
+    backing: &Backing,
+    campaign: &Arc<Campaign>,
+    profiles: hongbao_domain::ProfileTable,
+    data: &Path,
+    clock: hongbao_clock::SharedClock,
+) -> Result<Node> {
+    let delivery = hongbao_delivery::DispatcherConfig::default();
+    let config = match backing {
+        Backing::Embedded => {
+            let store = crate::node::store_config(
+                hongbao_store::embedded::BATCH_MAX_DEFAULT,
+                crate::node::STORE_LINGER_MS_DEFAULT,
+            );
+            let role = NodeRole::All;
+            return Node::open(campaign.clone(), profiles, data, role, delivery, store, clock);
+        }
+        Backing::Distributed { config, .. } => config,
+    };
+    let node =
+        Node::open_distributed(campaign.clone(), profiles, config, NodeRole::All, delivery, clock)
+            .await;
+    if node.is_err() {
+        // Whatever it made before failing (the stream) goes too; the error says why.
+        let _ = backing.finish(campaign).await;
+    }
+    node
 }
 
 /// Binds the simulator's, the API's and the admin listeners, each refusal naming its flag.
@@ -228,7 +366,7 @@ fn start_load(
 }
 
 /// The operators' commands, each with this demo's admin address, and what a restart keeps.
-fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
+fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path, backing: &Backing) {
     let exe = std::env::current_exe()
         .ok()
         .map_or_else(|| "hongbao".to_string(), |p| p.display().to_string());
@@ -243,16 +381,30 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path) {
         "  {exe} delivery pause --admin http://{admin_addr} --game {} {key}",
         campaign.games[0].id
     );
-    println!(
-        "  {exe} reconcile --node http://{admin_addr} --game-log {GAME_LOG} {key}   \
-         # a dry run against the game's log"
-    );
-    println!();
-    println!(
-        "Kept across restarts on {}: the campaign's clock, users, orders, delivery queues and \
-         the roles created on the simulator.",
-        data.display()
-    );
+    match backing {
+        Backing::Embedded => {
+            println!(
+                "  {exe} reconcile --node http://{admin_addr} --game-log {GAME_LOG} {key}   \
+                 # a dry run against the game's log"
+            );
+            println!();
+            println!(
+                "Kept across restarts on {}: the campaign's clock, users, orders, delivery \
+                 queues and the roles created on the simulator.",
+                data.display()
+            );
+        }
+        Backing::Distributed { config, .. } => {
+            let ns = &config.namespace;
+            println!();
+            println!(
+                "Orders and delivery queues live in namespace {ns} (Redis keys {ns}:*, JetStream \
+                 stream {ns}_{}); users and the simulator's roles in {}.",
+                campaign.id,
+                data.display()
+            );
+        }
+    }
     println!("Ctrl-C stops.");
 }
 

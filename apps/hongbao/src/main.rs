@@ -59,7 +59,8 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Everything embedded: the example campaign, synthetic users, the game-side simulator and
-    /// an API node. Needs no servers and no files.
+    /// an API node. Needs no servers and no files. With --redis and --nats, the same node on
+    /// the distributed backend, under a namespace of its own removed when it stops.
     Demo(demo::DemoArgs),
     /// A node of a campaign: the API and/or the delivery workers over the embedded store, with
     /// operator endpoints on the admin address.

@@ -10,8 +10,19 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use hongbao_domain::synth::FIRST_USER_ID;
 use hongbao_domain::{GiftIndex, Role};
-use hongbao_store::ClaimLedger;
 use serde_json::{Value, json};
+
+on_both_backends!(
+    a_claim_is_accepted_queued_and_visible_to_its_owner_only,
+    the_same_claim_again_is_the_same_order_and_another_gift_conflicts,
+    idempotency_keys_replay_the_first_answer_and_refuse_another_body,
+    stock_runs_out_exactly_and_the_list_stops_offering_it,
+    the_per_user_limit_of_a_gift_holds,
+    refusals_are_typed_and_change_nothing,
+    the_list_of_a_redeemed_coupon_is_its_order,
+    the_list_leaves_out_a_gift_whose_per_user_limit_is_reached,
+    a_claim_before_the_campaign_opens_says_when_it_does,
+);
 
 /// A user with a role in `game_id` (from the synthetic model), and that role.
 fn user_with_role(h: &Harness, game_id: &str, skip: usize) -> (u64, Role) {
@@ -51,12 +62,11 @@ async fn get(h: &Harness, user: u64, path: &str) -> (StatusCode, Value) {
 }
 
 fn taken(h: &Harness, gift: &str) -> u64 {
-    h.store.stock_taken(h.campaign.gift_by_id(gift).unwrap().index)
+    h.claims.stock_taken(h.campaign.gift_by_id(gift).unwrap().index)
 }
 
-#[tokio::test]
-async fn a_claim_is_accepted_queued_and_visible_to_its_owner_only() {
-    let h = harness();
+async fn a_claim_is_accepted_queued_and_visible_to_its_owner_only(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 0);
     let c = coupon(&h, user).await;
     let (status, answer) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
@@ -83,9 +93,8 @@ async fn a_claim_is_accepted_queued_and_visible_to_its_owner_only() {
     assert_eq!((status, code(&bad)), (StatusCode::NOT_FOUND, "order_not_found"));
 }
 
-#[tokio::test]
-async fn the_same_claim_again_is_the_same_order_and_another_gift_conflicts() {
-    let h = harness();
+async fn the_same_claim_again_is_the_same_order_and_another_gift_conflicts(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 1);
     let c = coupon(&h, user).await;
     let (first, a) = claim(&h, user, body(&c, "ck-lucky", &role), None).await;
@@ -99,9 +108,8 @@ async fn the_same_claim_again_is_the_same_order_and_another_gift_conflicts() {
     assert_eq!(taken(&h, "ck-festival"), 0);
 }
 
-#[tokio::test]
-async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body() {
-    let h = harness();
+async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 2);
     let c1 = coupon(&h, user).await;
     let c2 = coupon(&h, user).await;
@@ -116,10 +124,9 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body() {
     assert_eq!((status, code(&bad)), (StatusCode::BAD_REQUEST, "invalid_idempotency_key"));
 }
 
-#[tokio::test]
-async fn stock_runs_out_exactly_and_the_list_stops_offering_it() {
+async fn stock_runs_out_exactly_and_the_list_stops_offering_it(backend: Backend) {
     let text = EXAMPLE.replacen("stock = 5000000\nper_user = 2", "stock = 2\nper_user = 2", 1); // ck-lucky
-    let h = harness_with(&text, false);
+    let h = harness_on(backend, &text, false).await;
     let mut accepted = 0;
     for skip in 0..4 {
         let (user, role) = user_with_role(&h, "cloud-kingdom", skip);
@@ -139,9 +146,8 @@ async fn stock_runs_out_exactly_and_the_list_stops_offering_it() {
     assert!(list["gifts"].as_array().unwrap().iter().all(|g| g["gift_id"] != "ck-lucky"), "{list}");
 }
 
-#[tokio::test]
-async fn the_per_user_limit_of_a_gift_holds() {
-    let h = harness();
+async fn the_per_user_limit_of_a_gift_holds(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 3);
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -155,13 +161,10 @@ async fn the_per_user_limit_of_a_gift_holds() {
     assert_eq!(taken(&h, "ck-lucky"), 2);
 }
 
-#[tokio::test]
-async fn refusals_are_typed_and_change_nothing() {
+async fn refusals_are_typed_and_change_nothing(backend: Backend) {
     // Coupons that outlive the campaign, so "closed" and "expired" can both be seen.
-    let h = harness_with(
-        &EXAMPLE.replacen("coupon_ttl_hours = 24", "coupon_ttl_hours = 240", 1),
-        false,
-    );
+    let text = EXAMPLE.replacen("coupon_ttl_hours = 24", "coupon_ttl_hours = 240", 1);
+    let h = harness_on(backend, &text, false).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 4);
     let c = coupon(&h, user).await;
 
@@ -197,14 +200,13 @@ async fn refusals_are_typed_and_change_nothing() {
     assert_eq!((status, code(&e)), (StatusCode::GONE, "expired_coupon"));
 
     for gift in &h.campaign.gifts {
-        assert_eq!(h.store.stock_taken(GiftIndex(gift.index.0)), 0, "{}", gift.id);
+        assert_eq!(h.claims.stock_taken(GiftIndex(gift.index.0)), 0, "{}", gift.id);
     }
-    assert!(h.store.orders_of(user, 10).await.unwrap().is_empty());
+    assert!(h.claims.orders_of(user, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_list_of_a_redeemed_coupon_is_its_order() {
-    let h = harness();
+async fn the_list_of_a_redeemed_coupon_is_its_order(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 6);
     let c = coupon(&h, user).await;
     let (_, before) = h.list(user, &c).await;
@@ -221,9 +223,8 @@ async fn the_list_of_a_redeemed_coupon_is_its_order() {
     assert_eq!(list["redeemed"]["status"], "queued");
 }
 
-#[tokio::test]
-async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached() {
-    let h = harness();
+async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 7);
     let listed = |list: &Value, gift: &str| {
         list["gifts"].as_array().unwrap().iter().any(|g| g["gift_id"] == gift)
@@ -247,9 +248,8 @@ async fn the_list_leaves_out_a_gift_whose_per_user_limit_is_reached() {
     assert!(listed(&h.list(other, &oc).await.1, "ck-lucky"));
 }
 
-#[tokio::test]
-async fn a_claim_before_the_campaign_opens_says_when_it_does() {
-    let h = harness();
+async fn a_claim_before_the_campaign_opens_says_when_it_does(backend: Backend) {
+    let h = harness_of(backend).await;
     let (user, role) = user_with_role(&h, "cloud-kingdom", 9);
     let c = coupon(&h, user).await;
     let starts = h.campaign.starts_at_unix_s;

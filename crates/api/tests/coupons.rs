@@ -1,6 +1,8 @@
 //! Grab and gift list through the real router: tickets, coupons, limits, eligibility, ranking,
 //! degraded lists, and bad input that must change nothing.
 
+#![allow(clippy::unwrap_used)] // test bodies outside #[test] fns
+
 mod common;
 
 use axum::body::Body;
@@ -11,9 +13,17 @@ use hongbao_domain::ranking::rank_key;
 use hongbao_domain::sign_ticket;
 use hongbao_domain::synth::FIRST_USER_ID;
 
-#[tokio::test]
-async fn grab_grants_up_to_the_per_user_limit() {
-    let h = harness();
+on_both_backends!(
+    grab_grants_up_to_the_per_user_limit,
+    channel_budget_holds_exactly,
+    a_user_whose_wave_has_not_come_is_told_when_it_does,
+    the_list_is_eligible_ranked_and_ids_only,
+    an_unknown_user_is_a_new_user,
+    foreign_tampered_and_expired_coupons_are_refused,
+);
+
+async fn grab_grants_up_to_the_per_user_limit(backend: Backend) {
+    let h = harness_of(backend).await;
     let user = FIRST_USER_ID + 5;
     for serial in 1..=3 {
         let (status, body) = h.grab(user, "swipe").await;
@@ -31,10 +41,9 @@ async fn grab_grants_up_to_the_per_user_limit() {
     assert_eq!(h.granted(), 4);
 }
 
-#[tokio::test]
-async fn channel_budget_holds_exactly() {
+async fn channel_budget_holds_exactly(backend: Backend) {
     let text = EXAMPLE.replacen("budget = 20000000", "budget = 3", 1); // ar_map
-    let h = harness_with(&text, false);
+    let h = harness_on(backend, &text, false).await;
     let mut created = 0;
     for user in FIRST_USER_ID..FIRST_USER_ID + 5 {
         let (status, body) = h.grab(user, "ar_map").await;
@@ -114,9 +123,8 @@ async fn outside_the_campaign_window_grab_is_refused_with_when_it_opens() {
     assert_eq!(h.granted(), 0);
 }
 
-#[tokio::test]
-async fn a_user_whose_wave_has_not_come_is_told_when_it_does() {
-    let h = harness();
+async fn a_user_whose_wave_has_not_come_is_told_when_it_does(backend: Backend) {
+    let h = harness_of(backend).await;
     let starts = h.campaign.starts_at_unix_s;
     h.set_now(starts);
     let (user, opens_at) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
@@ -135,9 +143,8 @@ async fn a_user_whose_wave_has_not_come_is_told_when_it_does() {
     assert_eq!(h.grab(user, "swipe").await.0, StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn the_list_is_eligible_ranked_and_ids_only() {
-    let h = harness();
+async fn the_list_is_eligible_ranked_and_ids_only(backend: Backend) {
+    let h = harness_of(backend).await;
     let user = user_in_games(&h, 3);
     let (_, grabbed) = h.grab(user, "swipe").await;
     let coupon = grabbed["coupon"].as_str().unwrap();
@@ -174,9 +181,8 @@ async fn the_list_is_eligible_ranked_and_ids_only() {
     assert_eq!(gifts.len(), eligible);
 }
 
-#[tokio::test]
-async fn an_unknown_user_is_a_new_user() {
-    let h = harness();
+async fn an_unknown_user_is_a_new_user(backend: Backend) {
+    let h = harness_of(backend).await;
     let stranger = 9_999_999_999;
     let (_, grabbed) = h.grab(stranger, "scan").await;
     let (status, body) = h.list(stranger, grabbed["coupon"].as_str().unwrap()).await;
@@ -207,9 +213,8 @@ async fn a_down_game_side_degrades_the_list_instead_of_failing_it() {
     }
 }
 
-#[tokio::test]
-async fn foreign_tampered_and_expired_coupons_are_refused() {
-    let h = harness();
+async fn foreign_tampered_and_expired_coupons_are_refused(backend: Backend) {
+    let h = harness_of(backend).await;
     let owner = FIRST_USER_ID + 1;
     let (_, grabbed) = h.grab(owner, "swipe").await;
     let coupon = grabbed["coupon"].as_str().unwrap().to_string();

@@ -13,6 +13,11 @@ use hongbao_domain::synth::FIRST_USER_ID;
 use hongbao_domain::{Role, eligibility::role_qualifies};
 use serde_json::{Value, json};
 
+on_both_backends!(
+    the_daily_allowance_is_refused_at_its_limit_and_hidden_from_the_list,
+    the_hourly_budget_is_refused_when_spent_and_says_when_it_frees_up,
+);
+
 const LEGEND: &str = "lh-legend";
 
 /// Users who may have the legend (registered in its game, a qualifying role), with that role.
@@ -60,14 +65,13 @@ async fn lists_legend(h: &Harness, user: u64, coupon: &str) -> bool {
     body["gifts"].as_array().unwrap().iter().any(|g| g["gift_id"] == LEGEND)
 }
 
-#[tokio::test]
-async fn the_daily_allowance_is_refused_at_its_limit_and_hidden_from_the_list() {
+async fn the_daily_allowance_is_refused_at_its_limit_and_hidden_from_the_list(backend: Backend) {
     // The legend's own per-user limit above the daily allowance, so the allowance is what binds.
     let text = EXAMPLE.replace(
         "stock = 2000\nper_user = 1\nhigh_value = true",
         "stock = 2000\nper_user = 3\nhigh_value = true",
     );
-    let h = harness_with(&text, false);
+    let h = harness_on(backend, &text, false).await;
     assert_eq!(h.campaign.gift_by_id(LEGEND).unwrap().per_user, 3);
     assert_eq!(h.campaign.limits.high_value_per_user_per_day, 1);
     let (user, role) = legend_users(&h).into_iter().next().unwrap();
@@ -87,14 +91,13 @@ async fn the_daily_allowance_is_refused_at_its_limit_and_hidden_from_the_list() 
     assert_eq!(retry_after(&headers), u64::try_from(midnight - h.now()).unwrap());
 }
 
-#[tokio::test]
-async fn the_hourly_budget_is_refused_when_spent_and_says_when_it_frees_up() {
+async fn the_hourly_budget_is_refused_when_spent_and_says_when_it_frees_up(backend: Backend) {
     // A budget of exactly two legends per hour.
     let text = EXAMPLE.replace(
         "high_value_budget_cents_per_hour = 5000000",
         "high_value_budget_cents_per_hour = 137600",
     );
-    let h = harness_with(&text, false);
+    let h = harness_on(backend, &text, false).await;
     let users = legend_users(&h);
     assert!(users.len() >= 3, "the model has enough legend users");
     for (user, role) in &users[..2] {

@@ -18,6 +18,8 @@
 //!
 //! - [`Backend`]: the adapters above, with the role cache's shared store and the game leases,
 //!   connected once for one campaign under one namespace (what `serve --redis --nats` opens).
+//! - [`remove_namespace`]: a namespace's keys and stream deleted, for what made it for a while
+//!   (`demo --redis --nats`, the tests); [`namespace_keys`] counts what it holds.
 //!
 //! Dependencies point domain ← stores/queue (`hongbao-redis`, `hongbao-jetstream`,
 //! `hongbao-queue`) ← this crate ← the app, which wires it (`serve --redis --nats`).
@@ -25,12 +27,14 @@
 mod backend;
 mod claims;
 mod message;
+mod namespace;
 mod publisher;
 mod queue;
 mod sweeper;
 
 pub use backend::{Backend, BackendConfig};
 pub use claims::DistributedClaims;
+pub use namespace::{NAMESPACE_SCAN_BATCH, Removed, namespace_keys, remove_namespace};
 pub use publisher::{
     PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,
 };

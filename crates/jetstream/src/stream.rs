@@ -178,6 +178,34 @@ impl DeliveryStream {
             .map_err(|e| unavailable("delete stream", e))
     }
 
+    /// Deletes the stream named by `names` on the server at `url` without opening (and so
+    /// creating) it first: whoever removes a namespace it no longer runs. `Ok(false)` when there
+    /// was no such stream.
+    pub async fn remove(url: &str, names: &Names) -> Result<bool, JetStreamError> {
+        use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::context::DeleteStreamErrorKind;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .request_timeout(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
+            .connect(url)
+            .await
+            .map_err(|e| unavailable(&format!("connect to {url}"), e))?;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .build(client);
+        match context.delete_stream(names.stream()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                DeleteStreamErrorKind::JetStream(js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(unavailable("delete stream", e)),
+            },
+        }
+    }
+
     fn consumer(&self, game: usize) -> Result<&PullConsumer, JetStreamError> {
         self.consumers
             .get(game)
