@@ -43,6 +43,10 @@ impl FleetParts {
     }
 }
 
+/// Set (to anything), an API node aborts right after the claim script accepts its first claim,
+/// before publishing it: how the fleet tests make the crash the sweeper is for.
+pub const CRASH_AFTER_CLAIM_SCRIPT: &str = "HONGBAO_CRASH_AFTER_CLAIM_SCRIPT";
+
 /// This process's name in the game leases: the host, the pid and a random part, so two
 /// processes never take each other for one.
 pub fn lease_holder_name() -> String {
@@ -71,6 +75,12 @@ impl Node {
                 backend.redis_url, backend.nats_url
             )
         })?;
+        if std::env::var_os(CRASH_AFTER_CLAIM_SCRIPT).is_some() {
+            tracing::warn!(
+                "{CRASH_AFTER_CLAIM_SCRIPT} is set: the first accepted claim aborts the process"
+            );
+            parts.claims.crash_after_the_script();
+        }
         let idip = IdipClient::new(&campaign).context("build the game-side client")?;
         let (dispatcher, sweeper) = match role {
             NodeRole::Api => (None, None),

@@ -10,7 +10,7 @@ use clap::Args;
 use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
 use hongbao_delivery::{Dispatcher, DispatcherConfig};
-use hongbao_distributed::{BackendConfig, SweeperConfig};
+use hongbao_distributed::{BackendConfig, SWEEP_GRACE_MS_DEFAULT, SweeperConfig};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gamesim::{GameSim, Outage, SimConfig};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig};
@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// (distributed mode), so campaigns, rehearsals and demos sharing servers never meet.
     #[arg(long, default_value = "hongbao", requires = "redis")]
     pub namespace: String,
+    /// How long an order recorded by a claim may stay unpublished before a worker's sweeper
+    /// publishes it, in ms (distributed mode): longer than a claim's own publish takes, so the
+    /// sweeper meets only the orders of a node that died or lost JetStream in between.
+    #[arg(long, default_value_t = SWEEP_GRACE_MS_DEFAULT, requires = "redis",
+          value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    pub sweep_grace_ms: u64,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
     /// [default: DATA/reconcile].
@@ -321,7 +327,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 nats_url: nats.clone(),
                 namespace: args.namespace.clone(),
                 jetstream: JetStreamConfig::default(),
-                sweeper: SweeperConfig::default(),
+                sweeper: SweeperConfig {
+                    grace_ms: args.sweep_grace_ms,
+                    ..SweeperConfig::default()
+                },
             };
             Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
         }

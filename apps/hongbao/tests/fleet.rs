@@ -19,6 +19,8 @@ const REDIS_URL: &str = "redis://127.0.0.1:6379";
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const USERS: u64 = 3_000;
 const SCALE: &str = "0.1";
+/// Makes an API node abort right after the claim script accepts (`hongbao`'s fleet module).
+const CRASH_AFTER_CLAIM_SCRIPT: &str = "HONGBAO_CRASH_AFTER_CLAIM_SCRIPT";
 /// A bound on waiting for the fleet to deliver, far above the seconds it needs.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
@@ -111,6 +113,11 @@ impl World {
     /// `hongbao serve` on the distributed backend in `role`; its process and API URL (for
     /// workers, the admin URL).
     fn node(&self, role: &str) -> (Running, String) {
+        self.node_with(role, &[])
+    }
+
+    /// [`World::node`] with extra environment variables.
+    fn node_with(&self, role: &str, env: &[(&str, &str)]) -> (Running, String) {
         let args = [
             "serve",
             "--rehearsal",
@@ -133,8 +140,10 @@ impl World {
             "127.0.0.1:0",
             "--capacity-scale",
             SCALE,
+            "--sweep-grace-ms",
+            "1000",
         ];
-        let mut node = Running::spawn(&args);
+        let mut node = Running::spawn_with_env(&args, env);
         let url = if role == "worker" {
             node.wait_for_url("admin listening")
         } else {
@@ -261,6 +270,71 @@ async fn two_api_nodes_agree_on_each_coupon_and_on_stock() {
     assert_eq!(sold_out.count(), 26, "{answers:?}");
 }
 
+/// An API node dies between the claim script and the publish (it aborts there on purpose): the
+/// claimant gets no answer, the order is recorded but in no stream, and a worker's sweeper
+/// publishes it; it is delivered once, and the same claim again is a replay of that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_script_and_publish_loses_nothing() {
+    if !services_answer() {
+        return;
+    }
+    let world = World::new(|text| text);
+    let (mut doomed, api_doomed) = world.node_with("api", &[(CRASH_AFTER_CLAIM_SCRIPT, "1")]);
+    let (_api, api) = world.node("api");
+    let client = reqwest::Client::new();
+    let (user, gift, role) = (FIRST_USER_ID..FIRST_USER_ID + USERS)
+        .find_map(|u| world.festival(u, GameIndex(0)).map(|(g, r)| (u, g, r)))
+        .expect("a user of the first game");
+    let ticket = world.ticket(user);
+    let coupon = grab(&client, &api_doomed, &ticket, Channel::Swipe).await;
+    let body = json!({ "coupon": coupon, "gift_id": gift, "zone_id": role.zone_id, "role_id": role.role_id });
+    let answer = client
+        .post(format!("{api_doomed}/v1/claims"))
+        .bearer_auth(&ticket)
+        .json(&body)
+        .send()
+        .await;
+    assert!(answer.is_err(), "the node answered instead of dying: {answer:?}");
+    let status = doomed.child.wait().expect("reaped");
+    assert!(!status.success(), "the node aborted: {status:?}");
+
+    // Recorded, not published: nothing reaches the game until a worker runs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(applied(&sim_stats(&client, &world.sim_url).await), 0);
+    let (_worker, _) = world.node("worker");
+    let started = Instant::now();
+    while applied(&sim_stats(&client, &world.sim_url).await) < 1 {
+        assert!(started.elapsed() < DRAIN_LIMIT, "the sweeper did not publish the order");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, replay) = claim(&client, &api, &ticket, &coupon, &gift, &role).await;
+    assert_eq!(status, 200, "the same claim again replays the recorded order: {replay}");
+    let order_id = replay["order_id"].as_str().expect("an order id").to_string();
+    let order = loop {
+        let order: Value = client
+            .get(format!("{api}/v1/orders/{order_id}"))
+            .bearer_auth(&ticket)
+            .send()
+            .await
+            .expect("order")
+            .json()
+            .await
+            .expect("a JSON answer");
+        if order["status"] == "delivered" || started.elapsed() > DRAIN_LIMIT {
+            break order;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(order["status"], "delivered", "{order}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(applied(&sim_stats(&client, &world.sim_url).await), 1, "applied once");
+}
+
+/// Orders applied by the game, over every game.
+fn applied(stats: &BTreeMap<String, Value>) -> u64 {
+    stats.values().map(|s| s["applied"].as_u64().unwrap_or(0)).sum()
+}
+
 /// Claims through two API nodes, delivered by three workers sharing the games; the worker
 /// holding a game is killed with SIGKILL mid-drain. Every order is applied once, no game's
 /// busiest second is over its capacity, and the game's log has each order once.
@@ -292,9 +366,6 @@ async fn three_workers_deliver_every_order_once_through_a_kill_9() {
 
     // Kill -9 the worker delivering the first game once deliveries are under way.
     let started = Instant::now();
-    let applied = |stats: &BTreeMap<String, Value>| -> u64 {
-        stats.values().map(|s| s["applied"].as_u64().unwrap_or(0)).sum()
-    };
     while applied(&sim_stats(&client, &world.sim_url).await) < 20 {
         assert!(started.elapsed() < DRAIN_LIMIT, "nothing delivered");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,6 +1,7 @@
 //! The claim port over Redis then JetStream.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hongbao_jetstream::DeliveryStream;
 use hongbao_redis::RedisLedger;
@@ -15,6 +16,9 @@ use crate::Publisher;
 pub struct DistributedClaims {
     ledger: Arc<RedisLedger>,
     publisher: Publisher,
+    /// A crash point for the tests of the sweeper across processes: see
+    /// [`DistributedClaims::crash_after_the_script`].
+    crash_after_script: AtomicBool,
 }
 
 impl std::fmt::Debug for DistributedClaims {
@@ -26,7 +30,18 @@ impl std::fmt::Debug for DistributedClaims {
 impl DistributedClaims {
     /// Starts the publisher over `stream` (call inside a Tokio runtime).
     pub fn start(ledger: Arc<RedisLedger>, stream: Arc<DeliveryStream>) -> DistributedClaims {
-        DistributedClaims { publisher: Publisher::start(ledger.clone(), stream), ledger }
+        DistributedClaims {
+            publisher: Publisher::start(ledger.clone(), stream),
+            ledger,
+            crash_after_script: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on the process aborts right after the script accepts a claim, before the
+    /// publish: the one crash the sweeper exists for, made on purpose so a test can watch a
+    /// dead node's order being published by another process.
+    pub fn crash_after_the_script(&self) {
+        self.crash_after_script.store(true, Ordering::Relaxed);
     }
 
     pub fn ledger(&self) -> &Arc<RedisLedger> {
@@ -52,6 +67,9 @@ impl ClaimLedger for DistributedClaims {
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         let outcome = self.ledger.claim(req).await?;
         if let ClaimOutcome::Accepted(order) = &outcome {
+            if self.crash_after_script.load(Ordering::Relaxed) {
+                std::process::abort();
+            }
             self.publisher.publish(order).await?;
         }
         Ok(outcome)

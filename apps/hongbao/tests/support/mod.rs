@@ -30,8 +30,14 @@ impl Drop for Running {
 
 impl Running {
     pub fn spawn(args: &[&str]) -> Running {
+        Running::spawn_with_env(args, &[])
+    }
+
+    /// [`Running::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
