@@ -58,7 +58,8 @@ pub struct ServeArgs {
     pub namespace: String,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
-    /// [default: DATA/reconcile].
+    /// [default: DATA/reconcile; a distributed node has none unless given, and its
+    /// reconciliation then answers with the summary only].
     #[arg(long)]
     pub reconcile_dir: Option<PathBuf>,
     /// Operator endpoints (`/admin/v1/…`), every request signed with an operator key.
