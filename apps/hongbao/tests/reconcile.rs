@@ -325,5 +325,22 @@ fn a_fleet_is_reconciled_from_the_cli() {
         (Some(0), Some(0))
     );
     assert_eq!(again["quiet"]["pending"], 1, "the lost order waits for its worker: {again}");
+    // The reviewed list applied again: its order is already queued.
+    let list = dir.path().join("dry/resend.jsonl");
+    let tally = run_ok(&[
+        "reconcile",
+        "--config",
+        config,
+        "--redis",
+        REDIS_URL,
+        "--nats",
+        NATS_URL,
+        "--namespace",
+        &ns.name,
+        "--apply-list",
+        list.to_str().unwrap(),
+    ]);
+    let tally: serde_json::Value = serde_json::from_str(&tally).unwrap();
+    assert_eq!((tally["unchanged"].as_u64(), tally["requeued"].as_u64()), (Some(1), Some(0)));
     let _ = std::fs::remove_file(&log);
 }
