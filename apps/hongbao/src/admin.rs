@@ -23,9 +23,11 @@ use serde::Serialize;
 #[derive(Clone)]
 pub struct AdminState {
     pub dispatcher: Option<Arc<Dispatcher>>,
-    /// The embedded store, on an embedded node; `None` on a distributed one (its figures and
-    /// reconciliation are the embedded store's).
+    /// The embedded store, on an embedded node; `None` on a distributed one (its figures are
+    /// the embedded store's).
     pub store: Option<Arc<EmbeddedStore>>,
+    /// Reconciliation's ports over the fleet's Redis and stream, on a distributed node.
+    pub fleet: Option<Arc<hongbao_distributed::DistributedLedger>>,
     pub campaign: Arc<Campaign>,
     /// The node's clock: reconciliation passes run at its time.
     pub clock: hongbao_clock::SharedClock,
@@ -276,8 +278,13 @@ async fn reconcile(
     State(state): State<AdminState>,
     ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
-    let store = embedded_store(&state)?;
-    crate::reconcile::admin(store, &state.campaign, &state.reconcile_dir, req, &*state.clock)
+    let ledger = match (&state.store, &state.fleet) {
+        (Some(store), _) => crate::reconcile::NodeLedger::Embedded(store.clone()),
+        (None, Some(fleet)) => crate::reconcile::NodeLedger::Fleet(fleet.clone()),
+        // Every node has one or the other; a state built without either is a bug.
+        (None, None) => return Err(ApiError::internal("this node has no ledger to reconcile")),
+    };
+    crate::reconcile::admin(&ledger, &state.campaign, &state.reconcile_dir, req, &*state.clock)
         .await
         .map(ApiJson)
 }

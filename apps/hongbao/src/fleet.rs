@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
 use hongbao_delivery::{Dispatcher, DispatcherConfig, GAME_LEASE_TTL_MS_DEFAULT, SharedGames};
-use hongbao_distributed::{Backend, BackendConfig, DistributedClaims, Sweeper};
+use hongbao_distributed::{Backend, BackendConfig, DistributedClaims, DistributedLedger, Sweeper};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig, RoleStoreL2};
 use rand::Rng;
@@ -25,6 +25,8 @@ use crate::node::{Node, NodeRole};
 /// What a distributed node stops at shutdown, after serving and the workers have stopped.
 pub(crate) struct FleetParts {
     claims: Arc<DistributedClaims>,
+    /// Reconciliation's ports over the fleet (the admin endpoint's).
+    pub(crate) reconcile: Arc<DistributedLedger>,
     sweeper: Option<Sweeper>,
 }
 
@@ -120,7 +122,11 @@ impl Node {
         let mut node = Node {
             state,
             store: None,
-            fleet: Some(FleetParts { claims: parts.claims, sweeper }),
+            fleet: Some(FleetParts {
+                reconcile: Arc::new(parts.reconcile_ledger()),
+                claims: parts.claims,
+                sweeper,
+            }),
             dispatcher,
             reconcile_dir: PathBuf::new(),
             router_options: hongbao_api::RouterOptions::default(),

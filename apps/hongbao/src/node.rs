@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// Redis of the distributed mode (e.g. redis://10.0.0.5:6379): grabs, claims, orders, the
     /// role cache's shared level and the game leases live there instead of in --data. Needs
     /// --nats.
-    #[arg(long, requires = "nats", conflicts_with_all = ["data", "reconcile_dir"])]
+    #[arg(long, requires = "nats", conflicts_with = "data")]
     pub redis: Option<String>,
     /// NATS with JetStream of the distributed mode (e.g. nats://10.0.0.6:4222): the deliveries'
     /// durable queue. Needs --redis.
@@ -64,7 +64,8 @@ pub struct ServeArgs {
     pub sweep_grace_ms: u64,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
-    /// [default: DATA/reconcile].
+    /// [default: DATA/reconcile; a distributed node has none unless given, and its
+    /// reconciliation then answers with the summary only].
     #[arg(long)]
     pub reconcile_dir: Option<PathBuf>,
     /// Operator endpoints (`/admin/v1/…`), every request signed with an operator key.
@@ -564,6 +565,7 @@ impl Node {
         let admin_router = admin::router(admin::AdminState {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
+            fleet: fleet.as_ref().map(|f| f.reconcile.clone()),
             campaign: state.campaign.clone(),
             clock: state.clock.clone(),
             reconcile_dir,

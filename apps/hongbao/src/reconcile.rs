@@ -1,6 +1,9 @@
-//! Reconciliation from the CLI (`hongbao reconcile`, over a stopped node's store, or with
-//! `--node` through a running node's admin address, signed), from the admin address (`POST /admin/v1/reconcile`, over the running node's store handle), and the
-//! benchmark's data (`hongbao bench seed-orders`). The engine is `hongbao-reconcile`.
+//! Reconciliation from the CLI (`hongbao reconcile`, over a stopped node's store, over a
+//! fleet's Redis and JetStream with `--redis --nats`, or with `--node` through a running node's
+//! admin address, signed), from the admin address (`POST /admin/v1/reconcile`, over the running
+//! node's store handle or its fleet's), and the benchmark's data (`hongbao bench
+//! seed-orders`). The engine is `hongbao-reconcile`; the backend is chosen once, and every
+//! path below runs over the engine's `Ledger` trait.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +17,14 @@ use clap::Args;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hongbao_api::ApiError;
+use hongbao_distributed::{BackendConfig, DistributedLedger, SweeperConfig};
 use hongbao_domain::{Campaign, Channel, Coupon, RoleId, ZoneId};
+use hongbao_jetstream::JetStreamConfig;
 use hongbao_queue::{DeliveryQueue, FinalState, Finish, QueueError};
-use hongbao_reconcile::{Options, ReconcileError, Summary};
+use hongbao_reconcile::{Ledger, Options, ReconcileError, Summary};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, EmbeddedConfig, EmbeddedStore,
-    LEASE_BATCH_MAX, StoreError,
+    LEASE_BATCH_MAX, LedgerRepair, StoreError,
 };
 use serde::Deserialize;
 
@@ -34,6 +39,17 @@ pub struct ReconcileArgs {
     /// it runs, use --node.
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
+    /// A fleet's Redis (distributed mode, e.g. redis://10.0.0.5:6379): reconcile its orders,
+    /// send log and JetStream stream instead of a --data store. The fleet keeps running; the
+    /// pass re-checks what moves under it. Needs --nats.
+    #[arg(long, requires = "nats", conflicts_with = "node")]
+    pub redis: Option<String>,
+    /// The fleet's NATS with JetStream (e.g. nats://10.0.0.6:4222). Needs --redis.
+    #[arg(long, requires = "redis")]
+    pub nats: Option<String>,
+    /// The fleet's namespace (its `serve --namespace`).
+    #[arg(long, default_value = "hongbao", requires = "redis")]
+    pub namespace: String,
     /// A running node's admin address (URL): the pass runs there (`POST /admin/v1/reconcile`,
     /// signed with --key-file); --game-log and --out are then relative to the node's
     /// --reconcile-dir.
@@ -131,7 +147,27 @@ fn game_ids(campaign: &Campaign) -> Vec<String> {
     campaign.games.iter().map(|g| g.id.clone()).collect()
 }
 
-/// `hongbao reconcile`: a pass over a stopped node's store, at `clock`'s time.
+/// Connects to a fleet's Redis and stream for reconciliation (no workers, no publisher).
+async fn open_fleet(
+    campaign: &Campaign,
+    redis: &str,
+    nats: &str,
+    namespace: &str,
+) -> Result<DistributedLedger> {
+    let config = BackendConfig {
+        redis_url: redis.to_string(),
+        nats_url: nats.to_string(),
+        namespace: namespace.to_string(),
+        // The fleet's own settings (`serve` uses the defaults): opening updates nothing.
+        jetstream: JetStreamConfig::default(),
+        sweeper: SweeperConfig::default(),
+    };
+    DistributedLedger::connect(&config, campaign)
+        .await
+        .with_context(|| format!("connect to the fleet (--redis {redis}, --nats {nats})"))
+}
+
+/// `hongbao reconcile`: a pass over a stopped node's store or a fleet's, at `clock`'s time.
 pub async fn run(args: ReconcileArgs, clock: &dyn Clock) -> Result<()> {
     if let Some(node) = &args.node {
         return on_node(&args, node).await;
@@ -139,19 +175,34 @@ pub async fn run(args: ReconcileArgs, clock: &dyn Clock) -> Result<()> {
     let config = args.config.as_deref().context("--config is needed without --node")?;
     let campaign = load_campaign(config)?;
     let opening = Instant::now();
+    if let (Some(redis), Some(nats)) = (&args.redis, &args.nats) {
+        let ledger = open_fleet(&campaign, redis, nats, &args.namespace).await?;
+        eprintln!("connected to the fleet in {:.1} s", opening.elapsed().as_secs_f64());
+        return run_over(&ledger, &campaign, &args, clock.now_ms()).await;
+    }
     let store = open_store(&campaign, &args.data)?;
     eprintln!("opened the store in {:.1} s", opening.elapsed().as_secs_f64());
-    let deliver_within_ms =
-        args.deliver_within_s.unwrap_or(campaign.delivery_deadline_s).saturating_mul(1000);
-    let result = match &args.apply_list {
-        Some(list) => apply_list(&store, list, deliver_within_ms, clock.now_ms()).await,
-        None => pass(&store, &campaign, &args, deliver_within_ms, clock.now_ms()).await,
-    };
+    let result = run_over(&store, &campaign, &args, clock.now_ms()).await;
     tokio::task::spawn_blocking(move || store.close())
         .await
         .context("close the store")?
         .context("close the store")?;
     result
+}
+
+/// A pass, or `--apply-list`, over whichever backend was opened.
+async fn run_over<L: Ledger>(
+    store: &L,
+    campaign: &Campaign,
+    args: &ReconcileArgs,
+    now: u64,
+) -> Result<()> {
+    let deliver_within_ms =
+        args.deliver_within_s.unwrap_or(campaign.delivery_deadline_s).saturating_mul(1000);
+    match &args.apply_list {
+        Some(list) => apply_list(store, list, deliver_within_ms, now).await,
+        None => pass(store, campaign, args, deliver_within_ms, now).await,
+    }
 }
 
 /// `hongbao reconcile --node URL`: the same pass on a running node, through its signed admin
@@ -184,8 +235,8 @@ async fn on_node(args: &ReconcileArgs, node: &str) -> Result<()> {
     Ok(())
 }
 
-async fn pass(
-    store: &EmbeddedStore,
+async fn pass<L: Ledger>(
+    store: &L,
     campaign: &Campaign,
     args: &ReconcileArgs,
     deliver_within_ms: u64,
@@ -223,8 +274,8 @@ async fn pass(
     Ok(())
 }
 
-async fn apply_list(
-    store: &EmbeddedStore,
+async fn apply_list<L: LedgerRepair>(
+    store: &L,
     list: &Path,
     deliver_within_ms: u64,
     now: u64,
@@ -270,15 +321,45 @@ pub struct ReconcileRequest {
 /// reports would disagree) and double the load on the store.
 static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `POST /admin/v1/reconcile`: a pass over the running node's store (the same engine as the
-/// CLI; the workers keep delivering while it runs, and the pass re-checks what moved).
+/// What a node's admin endpoint reconciles: its embedded store, or its fleet's Redis and
+/// stream.
+#[derive(Clone)]
+pub enum NodeLedger {
+    Embedded(Arc<EmbeddedStore>),
+    Fleet(Arc<DistributedLedger>),
+}
+
+/// `POST /admin/v1/reconcile`: a pass over the running node's store, or on a distributed node
+/// over the fleet's (the same engine as the CLI; the workers keep delivering while it runs, and
+/// the pass re-checks what moved).
 pub async fn admin(
-    store: &Arc<EmbeddedStore>,
+    ledger: &NodeLedger,
     campaign: &Campaign,
     reconcile_dir: &Path,
     req: ReconcileRequest,
     clock: &dyn Clock,
 ) -> Result<Summary, ApiError> {
+    match ledger {
+        NodeLedger::Embedded(store) => admin_over(store, campaign, reconcile_dir, req, clock).await,
+        NodeLedger::Fleet(fleet) => admin_over(fleet, campaign, reconcile_dir, req, clock).await,
+    }
+}
+
+async fn admin_over<L: Ledger>(
+    store: &Arc<L>,
+    campaign: &Campaign,
+    reconcile_dir: &Path,
+    req: ReconcileRequest,
+    clock: &dyn Clock,
+) -> Result<Summary, ApiError> {
+    if reconcile_dir.as_os_str().is_empty() && (req.game_log.is_some() || req.out.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_reconcile_dir",
+            "this node has no reconciliation directory (serve --reconcile-dir): it reads no \
+             game log and writes no report; ask without game_log and out for the summary only",
+        ));
+    }
     let game_log = req.game_log.as_deref().map(|p| confine(reconcile_dir, p)).transpose()?;
     let out = req.out.as_deref().map(|p| confine(reconcile_dir, p)).transpose()?;
     let Ok(_running) = RUNNING.try_lock() else {
@@ -311,7 +392,7 @@ pub async fn admin(
     // On a blocking thread with its own `block_on`: a pass is minutes of CPU at 10M orders, and
     // the store's scans do not suspend; the API's and the workers' async threads stay free.
     let handle = tokio::runtime::Handle::current();
-    let store = Arc::clone(store);
+    let store: Arc<L> = Arc::clone(store);
     let pass = tokio::task::spawn_blocking(move || {
         handle.block_on(hongbao_reconcile::reconcile(&store, &options))
     });
@@ -560,8 +641,8 @@ fn seed_coupon(campaign: &Campaign, n: u64) -> (hongbao_domain::OrderId, Coupon)
     (hongbao_domain::OrderId::derive(&campaign.id, coupon.user, &coupon.id()), coupon)
 }
 
-async fn claim_range(
-    store: &EmbeddedStore,
+async fn claim_range<L: ClaimLedger>(
+    store: &L,
     campaign: &Campaign,
     numbers: impl Iterator<Item = u64>,
 ) -> Result<u64> {
@@ -662,6 +743,7 @@ mod tests {
         let state = crate::admin::AdminState {
             dispatcher: None,
             store: Some(store.clone()),
+            fleet: None,
             campaign,
             clock: SystemClock::shared(),
             reconcile_dir: dir.path().canonicalize().expect("dir"),
@@ -785,6 +867,99 @@ mod tests {
         assert_eq!((status, body["applied"]["requeued"].as_u64()), (200, Some(5)), "{body}");
         let _ = stop.send(());
         server.await.expect("join").expect("serve");
+    }
+
+    /// On a distributed node the endpoint reconciles the fleet's Redis and stream (it answered
+    /// 409 `not_on_this_backend` before); without a --reconcile-dir it gives the summary only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_endpoint_reconciles_a_fleet() {
+        let up = |addr: &str| {
+            std::net::TcpStream::connect_timeout(
+                &addr.parse().expect("an address"),
+                std::time::Duration::from_millis(500),
+            )
+            .is_ok()
+        };
+        if !(up("127.0.0.1:6379") && up("127.0.0.1:4222")) {
+            assert!(std::env::var_os("CI").is_none(), "no Redis or NATS, and CI is set");
+            println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
+            return;
+        }
+        let campaign = Arc::new(
+            load_campaign(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/spring-festival.toml"),
+            )
+            .expect("campaign"),
+        );
+        let namespace = format!("hbadm-{:012x}", rand::Rng::random::<u64>(&mut rand::rng()) >> 16);
+        let config = BackendConfig {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            namespace: namespace.clone(),
+            jetstream: JetStreamConfig::default(),
+            sweeper: SweeperConfig::default(),
+        };
+        let backend =
+            hongbao_distributed::Backend::connect(&config, &campaign).await.expect("fleet");
+        assert_eq!(claim_range(&backend.claims, &campaign, 0..3).await.expect("claims"), 3);
+        let fleet = Arc::new(backend.reconcile_ledger());
+        let dir = tempfile::tempdir().expect("dir");
+        let state = crate::admin::AdminState {
+            dispatcher: None,
+            store: None,
+            fleet: Some(fleet.clone()),
+            campaign: campaign.clone(),
+            clock: SystemClock::shared(),
+            reconcile_dir: dir.path().canonicalize().expect("dir"),
+            auth: crate::admin::AdminAuth::unsigned(),
+        };
+        let app = crate::admin::router(state);
+        let post = |body: serde_json::Value| {
+            let request = axum::http::Request::post("/admin/v1/reconcile")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("request");
+            let app = app.clone();
+            async move {
+                let response = tower::ServiceExt::oneshot(app, request).await.expect("answer");
+                let status = response.status().as_u16();
+                let bytes =
+                    axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                (status, serde_json::from_slice::<serde_json::Value>(&bytes).expect("json"))
+            }
+        };
+        let (status, body) = post(serde_json::json!({"apply": true, "out": "run1"})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (body["orders_scanned"].as_u64(), body["quiet"]["pending"].as_u64()),
+            (Some(3), Some(3))
+        );
+        assert_eq!(
+            (body["clean"].as_bool(), body["applied"]["errors"].as_u64()),
+            (Some(true), Some(0))
+        );
+        assert!(dir.path().join("run1/summary.json").exists());
+
+        let refused = admin(
+            &NodeLedger::Fleet(fleet),
+            &campaign,
+            Path::new(""),
+            ReconcileRequest { out: Some("x".into()), ..ReconcileRequest::default() },
+            &SystemClock,
+        )
+        .await
+        .expect_err("no directory to write to");
+        assert_eq!((refused.status.as_u16(), refused.code), (409, "no_reconcile_dir"));
+
+        backend.stream.delete().await.expect("delete the stream");
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("redis");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{namespace}:*"))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut conn).await.expect("del");
     }
 
     #[test]

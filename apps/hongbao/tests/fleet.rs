@@ -395,3 +395,63 @@ async fn three_workers_deliver_every_order_once_through_a_kill_9() {
     assert_eq!((serials.len(), unique.len()), (orders.len(), orders.len()));
     drop(world.sim);
 }
+
+/// Whether `game` is paused as the worker at `admin` sees it (`GET /admin/v1/delivery`).
+async fn paused_on(client: &reqwest::Client, admin: &str, game: &str) -> bool {
+    let status: Value = client
+        .get(format!("{admin}/admin/v1/delivery"))
+        .send()
+        .await
+        .expect("delivery status")
+        .json()
+        .await
+        .expect("status JSON");
+    let games = status["games"].as_array().expect("games");
+    let entry = games.iter().find(|g| g["game"] == game).expect("the game in the status");
+    entry["paused"].as_bool().expect("paused")
+}
+
+/// The operator's commands on a fleet: a pause sent to one worker's admin address holds on the
+/// other worker too (kept in Redis beside the game leases) until a resume sent to the other
+/// lifts it everywhere; and a worker's reconcile endpoint reconciles the fleet's Redis and
+/// stream (a summary only: it was started without --reconcile-dir).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_pause_resume_and_reconcile_a_fleet() {
+    if !services_answer() {
+        return;
+    }
+    let world = World::new(|text| text);
+    let (_a, admin_a) = world.node("worker");
+    let (_b, admin_b) = world.node("worker");
+    let client = reqwest::Client::new();
+    let game = world.campaign.games[0].id.clone();
+    let post = |url: String| {
+        let request = client.post(url).json(&json!({}));
+        async move {
+            let answer = request.send().await.expect("post");
+            (answer.status().as_u16(), answer.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = post(format!("{admin_a}/admin/v1/delivery/{game}/pause")).await;
+    assert_eq!((status, body["paused"].as_bool()), (200, Some(true)), "{body}");
+    let started = Instant::now();
+    while !paused_on(&client, &admin_b, &game).await {
+        assert!(started.elapsed() < DRAIN_LIMIT, "the other worker never took the pause on");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = post(format!("{admin_b}/admin/v1/delivery/{game}/resume")).await;
+    assert_eq!(status, 200);
+    while paused_on(&client, &admin_a, &game).await {
+        assert!(started.elapsed() < DRAIN_LIMIT, "the first worker never took the resume on");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (status, body) = post(format!("{admin_a}/admin/v1/reconcile")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["orders_scanned"].as_u64(), body["clean"].as_bool()), (Some(0), Some(true)));
+    let request = client.post(format!("{admin_b}/admin/v1/reconcile")).json(&json!({"out": "r"}));
+    let answer = request.send().await.expect("post");
+    assert_eq!(answer.status().as_u16(), 409);
+    let body: Value = answer.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "no_reconcile_dir", "{body}");
+}

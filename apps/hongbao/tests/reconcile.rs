@@ -1,5 +1,7 @@
 //! `hongbao reconcile` end to end on data from `hongbao bench seed-orders`: the summary agrees
-//! with what was seeded, `--apply` is idempotent, and a locked store is refused clearly.
+//! with what was seeded, `--apply` is idempotent, and a locked store is refused clearly; and
+//! `hongbao reconcile --redis --nats` on a fleet's Redis and JetStream (skipped, saying so,
+//! without them outside CI).
 
 mod support;
 
@@ -151,4 +153,194 @@ fn seeded_faults_are_found_applied_once_and_a_running_node_is_refused() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("the node is running: use the admin endpoint"), "{stderr}");
     store.close().unwrap();
+}
+
+/// A fleet's namespace of this test's own: its Redis keys and its stream go when it drops.
+struct Namespace {
+    name: String,
+    stream: String,
+}
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let (name, stream) = (self.name.clone(), self.stream.clone());
+        // Drops may run on a runtime thread: clean up from a thread and runtime of its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let client = redis::Client::open(REDIS_URL)?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg(format!("{name}:*")).query_async(&mut conn).await?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut conn).await?;
+                }
+                let nats = async_nats::connect(NATS_URL).await?;
+                async_nats::jetstream::new(nats).delete_stream(stream).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not clean up namespace {}", self.name);
+        }
+    }
+}
+
+fn services_answer() -> bool {
+    let up = |addr: &str| {
+        std::net::TcpStream::connect_timeout(
+            &addr.parse().expect("an address"),
+            std::time::Duration::from_millis(500),
+        )
+        .is_ok()
+    };
+    let answer = up("127.0.0.1:6379") && up("127.0.0.1:4222");
+    if !answer {
+        assert!(std::env::var_os("CI").is_none(), "no Redis or NATS, and CI is set");
+        println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
+    }
+    answer
+}
+
+/// Four orders claimed on a fleet and delivered through JetStream; the game's log lacks one.
+/// Returns the lost order.
+async fn seed_fleet(campaign: &hongbao_domain::Campaign, namespace: &str) -> hongbao_domain::Order {
+    use hongbao_clock::Clock;
+    use hongbao_queue::{DeliveryQueue, FinalState, Finish};
+    use hongbao_store::{ClaimLedger, ClaimOutcome, ClaimRequest};
+
+    let config = hongbao_distributed::BackendConfig {
+        redis_url: REDIS_URL.into(),
+        nats_url: NATS_URL.into(),
+        namespace: namespace.into(),
+        jetstream: Default::default(),
+        sweeper: Default::default(),
+    };
+    let backend = hongbao_distributed::Backend::connect(&config, campaign).await.expect("fleet");
+    let now = hongbao_clock::SystemClock.now_ms();
+    let mut orders = Vec::new();
+    for user in 1..=4u64 {
+        let coupon = hongbao_domain::Coupon {
+            campaign_id: campaign.id.clone(),
+            user,
+            channel: hongbao_domain::Channel::Swipe,
+            serial: 1,
+            expires_at_unix_s: i64::MAX,
+        };
+        let gift = &campaign.gifts[user as usize % campaign.gifts.len()];
+        let zone = hongbao_domain::ZoneId(1);
+        let mut req =
+            ClaimRequest::new(campaign, gift, coupon, zone, hongbao_domain::RoleId(user), now);
+        // Test data, not a campaign: no limit gets in the way.
+        (req.stock, req.per_user_limit, req.high_value) = (u64::MAX, u32::MAX, None);
+        match backend.claims.claim(req).await.expect("claim") {
+            ClaimOutcome::Accepted(order) => orders.push(*order),
+            other => panic!("{other:?}"),
+        }
+    }
+    let queue = backend.queue();
+    let mut delivered = 0;
+    for _ in 0..1_200 {
+        for game in &campaign.games {
+            for entry in queue.lease(game.index, 100, now).await.expect("lease") {
+                let done = Finish { state: FinalState::Delivered { duplicate: false }, at_ms: now };
+                queue.finish(entry, done).await.expect("finish");
+                delivered += 1;
+            }
+        }
+        if delivered == orders.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered, orders.len(), "every order delivered");
+    let log: String = orders[..3]
+        .iter()
+        .map(|o| {
+            format!(
+                "{{\"serial\":\"{}\",\"game\":\"{}\",\"user\":{},\"applied_at_ms\":{now}}}\n",
+                o.id, o.game_id, o.user
+            )
+        })
+        .collect();
+    std::fs::write(std::env::temp_dir().join(format!("{namespace}.log")), log).expect("log");
+    orders[3].clone()
+}
+
+#[test]
+fn a_fleet_is_reconciled_from_the_cli() {
+    if !services_answer() {
+        return;
+    }
+    let path = campaign_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let campaign =
+        hongbao_domain::Campaign::parse(&text, &path.display().to_string(), &|_| None).unwrap();
+    let name = format!("hbrec-{:012x}", rand::Rng::random::<u64>(&mut rand::rng()) >> 16);
+    let ns = Namespace { stream: format!("{name}_{}", campaign.id), name };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lost = rt.block_on(seed_fleet(&campaign, &ns.name));
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", ns.name));
+    let config = path.to_str().unwrap();
+    let fleet = |out: &str, extra: &[&str]| -> std::process::Output {
+        let out = dir.path().join(out);
+        Command::new(BIN)
+            .args(["reconcile", "--config", config, "--redis", REDIS_URL, "--nats", NATS_URL])
+            .args(["--namespace", &ns.name, "--game-log", log.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--json"])
+            .args(extra)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let json = |output: std::process::Output| -> serde_json::Value {
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        serde_json::from_slice(&output.stdout).expect("summary JSON")
+    };
+
+    let dry = json(fleet("dry", &[]));
+    assert_eq!((dry["orders_scanned"].as_u64(), dry["resend"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(dry["classes"]["lost_at_game"], 1);
+    assert_eq!(dry["refusal"]["code"], "requeue_share_exceeded", "{dry}");
+    let resend = std::fs::read_to_string(dir.path().join("dry/resend.jsonl")).unwrap();
+    assert!(resend.contains(lost.id.as_str()), "{resend}");
+
+    let refused = fleet("refused", &["--apply"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("delivered orders again") && stderr.contains("--force"), "{stderr}");
+
+    let applied = json(fleet("apply", &["--apply", "--max-requeue-share", "0.5"]));
+    assert_eq!(applied["applied"]["requeued"], 1, "{applied}");
+    let again = json(fleet("again", &["--apply", "--max-requeue-share", "0.5"]));
+    assert_eq!(
+        (again["resend"].as_u64(), again["applied"]["requeued"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(again["quiet"]["pending"], 1, "the lost order waits for its worker: {again}");
+    // The reviewed list applied again: its order is already queued.
+    let list = dir.path().join("dry/resend.jsonl");
+    let tally = run_ok(&[
+        "reconcile",
+        "--config",
+        config,
+        "--redis",
+        REDIS_URL,
+        "--nats",
+        NATS_URL,
+        "--namespace",
+        &ns.name,
+        "--apply-list",
+        list.to_str().unwrap(),
+    ]);
+    let tally: serde_json::Value = serde_json::from_str(&tally).unwrap();
+    assert_eq!((tally["unchanged"].as_u64(), tally["requeued"].as_u64()), (Some(1), Some(0)));
+    let _ = std::fs::remove_file(&log);
 }

@@ -10,7 +10,7 @@ use hongbao_jetstream::{DeliveryStream, JetStreamConfig, Names};
 use hongbao_redis::{RedisGameLeases, RedisLedger, RedisRoleStore};
 use hongbao_store::{CampaignBinding, StoreError};
 
-use crate::{DistributedClaims, JetStreamQueue, Sweeper, SweeperConfig};
+use crate::{DistributedClaims, DistributedLedger, JetStreamQueue, Sweeper, SweeperConfig};
 
 /// Where the backend is and under which namespace this campaign's keys, stream and consumers
 /// live (so a demo or a test never touches another's).
@@ -70,6 +70,11 @@ impl Backend {
         JetStreamQueue::new(self.ledger.clone(), self.stream.clone())
     }
 
+    /// Reconciliation's ports over this backend.
+    pub fn reconcile_ledger(&self) -> DistributedLedger {
+        DistributedLedger::new(self.ledger.clone(), self.stream.clone())
+    }
+
     /// Starts the sweeper that publishes orders a node recorded but did not get published.
     pub fn sweeper(
         &self,
@@ -80,7 +85,7 @@ impl Backend {
     }
 }
 
-fn jetstream_error(e: hongbao_jetstream::JetStreamError) -> StoreError {
+pub(crate) fn jetstream_error(e: hongbao_jetstream::JetStreamError) -> StoreError {
     match e {
         hongbao_jetstream::JetStreamError::InvalidConfig(m) => StoreError::InvalidConfig(m),
         hongbao_jetstream::JetStreamError::Unavailable(m) => StoreError::Unavailable(m),

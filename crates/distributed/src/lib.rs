@@ -16,6 +16,10 @@
 //!   order's state in Redis; `finish`/`retry` record the outcome in Redis first (one
 //!   conditional, idempotent script) and then ack / nak with delay; `release` naks at once.
 //!
+//! - [`DistributedLedger`] implements reconciliation's ports (`LedgerScan`, `LedgerRepair`)
+//!   over Redis and the stream: what "in the queue" means on JetStream, and a requeue that
+//!   publishes under a new message id, are documented there.
+//!
 //! - [`Backend`]: the adapters above, with the role cache's shared store and the game leases,
 //!   connected once for one campaign under one namespace (what `serve --redis --nats` opens).
 //! - [`remove_namespace`]: a namespace's keys and stream deleted, for what made it for a while
@@ -30,6 +34,7 @@ mod message;
 mod namespace;
 mod publisher;
 mod queue;
+mod reconcile;
 mod sweeper;
 
 pub use backend::{Backend, BackendConfig};
@@ -39,6 +44,7 @@ pub use publisher::{
     PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,
 };
 pub use queue::{JetStreamLease, JetStreamQueue};
+pub use reconcile::DistributedLedger;
 pub use sweeper::{
     SWEEP_BATCH_MAX_DEFAULT, SWEEP_GRACE_MS_DEFAULT, SWEEP_INTERVAL_MS_DEFAULT, SweepPass, Sweeper,
     SweeperConfig, sweep_once,

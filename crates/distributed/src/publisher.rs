@@ -83,7 +83,7 @@ impl Publisher {
     /// a stored one). An error means it may or may not be stored: the order stays in
     /// `should_send` and the sweeper publishes it.
     pub async fn publish(&self, order: &Order) -> Result<(), StoreError> {
-        let out = outgoing(self.ledger.binding(), order)?;
+        let out = outgoing(self.ledger.binding(), order, 0)?;
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the publisher has stopped".into());
         self.jobs.send(Job { out, done }).await.map_err(|_| stopped())?;
@@ -136,8 +136,8 @@ async fn publish_batch(
     let mut published = Vec::with_capacity(jobs.len());
     for (job, ack) in jobs.into_iter().zip(acks) {
         let answer = match ack {
-            Ok(_) => {
-                published.push(job.out.msg_id);
+            Ok(ack) => {
+                published.push((job.out.msg_id, ack.sequence));
                 Ok(())
             }
             Err(e) => Err(StoreError::Unavailable(format!(
@@ -151,8 +151,9 @@ async fn publish_batch(
     counters.batches.fetch_add(1, Ordering::Relaxed);
     counters.published.fetch_add(published.len() as u64, Ordering::Relaxed);
     counters.failed.fetch_add((outs.len() - published.len()) as u64, Ordering::Relaxed);
-    let ids: Vec<&str> = published.iter().map(String::as_str).collect();
-    if let Err(e) = ledger.mark_published(&ids).await {
+    // Message id = order id here: the claims' own messages.
+    let ids: Vec<(&str, u64)> = published.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
+    if let Err(e) = ledger.mark_published_at(&ids).await {
         // Harmless: the sweeper publishes them again, which the stream deduplicates.
         tracing::warn!(error = %e, orders = ids.len(), "could not mark published orders");
     }

@@ -1,8 +1,9 @@
 //! The sweeper: publishes orders the claim script recorded but no publisher marked published
 //! within a grace period — an API node died between the two, or the publish failed. Each pass
-//! takes at most [`SweeperConfig::batch_max`] orders; the message id (the order id) makes a
-//! publish of an order already in the stream a duplicate JetStream drops, as long as the
-//! first publish is within the dedup window, which the config checks.
+//! takes at most [`SweeperConfig::batch_max`] orders; the message id (the order id, with its
+//! requeue generation for an order reconciliation put back) makes a publish of an order already
+//! in the stream a duplicate JetStream drops, as long as the first publish is within the dedup
+//! window, which the config checks.
 
 use std::sync::Arc;
 
@@ -143,15 +144,21 @@ pub async fn sweep_once(
 ) -> Result<SweepPass, StoreError> {
     let before = now_ms.saturating_sub(config.grace_ms);
     let orders = ledger.unpublished(before, config.batch_max).await?;
-    let outs =
-        orders.iter().map(|o| outgoing(ledger.binding(), o)).collect::<Result<Vec<_>, _>>()?;
+    // A requeued order's message carries its generation (see `message.rs`).
+    let ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    let generations = ledger.generations(&ids).await?;
+    let outs = orders
+        .iter()
+        .zip(generations)
+        .map(|(o, generation)| outgoing(ledger.binding(), o, generation))
+        .collect::<Result<Vec<_>, _>>()?;
     let acks = stream.publish_all(&outs).await;
     let mut pass = SweepPass { found: outs.len(), ..SweepPass::default() };
     let mut acked = Vec::with_capacity(outs.len());
-    for (out, ack) in outs.iter().zip(acks) {
+    for ((out, id), ack) in outs.iter().zip(&ids).zip(acks) {
         match ack {
             Ok(p) => {
-                acked.push(out.msg_id.as_str());
+                acked.push((*id, p.sequence));
                 if p.duplicate {
                     pass.duplicates += 1;
                 } else {
@@ -164,6 +171,6 @@ pub async fn sweep_once(
             }
         }
     }
-    ledger.mark_published(&acked).await?;
+    ledger.mark_published_at(&acked).await?;
     Ok(pass)
 }

@@ -168,6 +168,33 @@ impl DeliveryStream {
         Ok((info.num_pending, info.num_ack_pending as u64))
     }
 
+    /// Whether the stream still holds the message stored at `sequence` on `game`'s subject with
+    /// `payload`: with work-queue retention a message is gone once acknowledged (or purged, or
+    /// lost by the server), so this answers "is it still waiting to be delivered?" in one
+    /// request. A sequence that now holds something else counts as gone.
+    pub async fn holds(
+        &self,
+        game: usize,
+        sequence: u64,
+        payload: &[u8],
+    ) -> Result<bool, JetStreamError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let subject = self
+            .names
+            .subject(game)
+            .ok_or_else(|| JetStreamError::InvalidConfig(format!("no game {game}")))?;
+        let stream = self
+            .context
+            .get_stream_no_info(self.names.stream())
+            .await
+            .map_err(|e| unavailable("get stream", e))?;
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => Ok(message.subject.as_str() == subject && message.payload == payload),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(unavailable("get message", e)),
+        }
+    }
+
     /// Deletes the stream with its consumers and messages (tests, and an operator ending a
     /// campaign).
     pub async fn delete(&self) -> Result<(), JetStreamError> {

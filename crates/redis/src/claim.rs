@@ -25,7 +25,8 @@ pub(crate) async fn claim(
         .key(keys.user_orders(user))
         .key(keys.should_send())
         .key(keys.high_value_user(user, day_of(req.now_ms)))
-        .key(keys.high_value_hour(hour_of(req.now_ms)));
+        .key(keys.high_value_hour(hour_of(req.now_ms)))
+        .key(keys.order_ids());
     let (fingerprint, expires) = match &req.idempotency {
         Some(key) => {
             call.key(keys.idempotency(user, key.key()));

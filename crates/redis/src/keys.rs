@@ -17,6 +17,9 @@
 //! | `<ns>:{<c>}:hv:h:<hour>` | string | high-value cents accepted in that UTC hour (hour = unix ms / 3,600,000), with a Redis TTL |
 //! | `<ns>:{<c>}:should_send` | zset | order ids recorded but not yet published, scored by `ready_at_ms` |
 //! | `<ns>:{<c>}:sent` | zset | the actual-send log: delivered order ids, scored by `delivered_at_ms` |
+//! | `<ns>:{<c>}:order_ids` | zset | every order id, all scored 0, so in id order (`ZRANGEBYLEX`): reconciliation's scan; written by the claim script, backfilled for orders recorded before it existed (`scan.rs`) |
+//! | `<ns>:{<c>}:published` | hash | order id → the JetStream sequence of its latest message (publisher, sweeper, requeue): whether the stream still holds it |
+//! | `<ns>:{<c>}:requeues` | hash | order id → how many times reconciliation published it again; its messages after the first carry the id `<order id>:r<n>` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
 //! | `<ns>:{<c>:grants:<channel>}:users` | hash | user → coupons granted to them on the channel |
 //!
@@ -36,6 +39,9 @@
 //!   serially), which is also what makes them exactly atomic. Other campaigns land on other
 //!   slots. When one shard is too small, the next step is stock buckets per gift under their
 //!   own tags with the coupon and user keys kept in one place, a design of its own.
+//!   The keys added for reconciliation (`order_ids`, `published`, `requeues`) carry the same
+//!   tag: the claim script indexes its order, and the requeue script writes the order,
+//!   `should_send` and the generation, atomically.
 //! - **Grants are tagged per channel, `{<c>:grants:<channel>}`**: a grant touches only its
 //!   channel's budget counter and the user's count on that channel, so the three channels'
 //!   grants may run on three shards, apart from the claims.
@@ -135,6 +141,21 @@ impl Keys {
     pub fn sent(&self) -> String {
         format!("{}:sent", self.claims)
     }
+
+    /// Every order id in id order (added for reconciliation's scan).
+    pub fn order_ids(&self) -> String {
+        format!("{}:order_ids", self.claims)
+    }
+
+    /// Order id → stream sequence of its latest message (added for reconciliation).
+    pub fn published(&self) -> String {
+        format!("{}:published", self.claims)
+    }
+
+    /// Order id → requeue generation (added for reconciliation).
+    pub fn requeues(&self) -> String {
+        format!("{}:requeues", self.claims)
+    }
 }
 
 /// Dense index of a channel for the adapter's arrays. Not persisted (keys name the channel).
@@ -167,6 +188,9 @@ mod tests {
             keys.user_orders(7),
             keys.should_send(),
             keys.sent(),
+            keys.order_ids(),
+            keys.published(),
+            keys.requeues(),
             keys.high_value_user(7, 20_000),
             keys.high_value_hour(480_000),
             keys.idempotency(7, "{other}:key"),

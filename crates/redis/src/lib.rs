@@ -23,8 +23,14 @@
 //! published") and records delivery outcomes with `lua/settle.lua` (the order's next state and
 //! the actual-send log, conditional on the leased state, idempotent).
 //!
-//! What is not here yet: reconciliation's scans, and a Redis Cluster connection (the keys are
-//! already laid out for one, see [`keys`]).
+//! Reconciliation's side (`scan`, `repair`): orders in id order through an index the claim
+//! script keeps (`order_ids`, backfilled for older orders), the send log in (id, time) order,
+//! where each order's message went (`should_send`, `published` stream sequences), and the
+//! requeue and record writes, conditional like `settle`. `hongbao-distributed` joins them with
+//! the stream into the reconciliation ports.
+//!
+//! What is not here yet: a Redis Cluster connection (the keys are already laid out for one,
+//! see [`keys`]).
 //!
 //! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
 //! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
@@ -35,7 +41,9 @@ mod grant;
 pub mod keys;
 mod leases;
 mod outbox;
+mod repair;
 mod roles;
+mod scan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -51,7 +59,9 @@ pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS};
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
+pub use repair::{REPAIR_ROUNDS_MAX, RequeueWrite, busy};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
+pub use scan::MessageOf;
 
 use keys::{Keys, channel_index};
 
@@ -90,6 +100,7 @@ pub struct RedisLedger {
     grant_script: Script,
     claim_script: Script,
     settle_script: Script,
+    requeue_script: Script,
 }
 
 impl RedisLedger {
@@ -122,6 +133,7 @@ impl RedisLedger {
             grant_script: Script::new(include_str!("lua/grant.lua")),
             claim_script: Script::new(include_str!("lua/claim.lua")),
             settle_script: Script::new(include_str!("lua/settle.lua")),
+            requeue_script: Script::new(include_str!("lua/requeue.lua")),
         };
         ledger.refresh_counters().await?;
         Ok(ledger)

@@ -45,6 +45,9 @@ pub use embedded::{
     SYNCED_COMMIT_BOUNDS_MS, SYNCED_COMMIT_BUCKETS,
 };
 pub use hongbao_domain::{Channel, GameIndex, GiftIndex, Order, OrderId, OrderStatus};
+/// The repairs' decisions as pure functions, for adapters whose atomic step runs elsewhere (the
+/// Redis scripts write what these decide, conditional on the order they read).
+pub use ledger::repair::{recorded_delivered, resent};
 pub use memory::MemoryStore;
 pub use queue::{
     LEASE_BATCH_MAX, LEASES_MAX, LeaseId, LedgerRepair, LedgerScan, QueueEntry, QueuedRef,

@@ -11,7 +11,8 @@
 -- KEYS[5]  should-send: recorded, not yet published (zset: order id scored by ready_at_ms)
 -- KEYS[6]  the user's high-value claims in the claim's UTC day (string count, Redis TTL)
 -- KEYS[7]  high-value cents accepted in the claim's UTC hour (string count, Redis TTL)
--- KEYS[8]  the idempotency record of (user, key); absent for a claim without a key
+-- KEYS[8]  every order id of the campaign (zset, all scores 0: in id order, for reconciliation)
+-- KEYS[9]  the idempotency record of (user, key); absent for a claim without a key
 -- ARGV[1]  order id (derived from campaign, user, coupon)   ARGV[2] gift id
 -- ARGV[3]  stock (at most 2^53)   ARGV[4] per-user limit of the gift
 -- ARGV[5]  now, ms, 20 digits   ARGV[6] request fingerprint, 64 hex digits
@@ -29,11 +30,11 @@
 -- expiry (20 digits) .. fingerprint (64 hex) .. kind ('A', 'R' or 'C') .. order id (32 hex).
 -- Times are compared as 20-digit strings: exact for any u64, where Lua's numbers are doubles.
 local order_id, gift_id = ARGV[1], ARGV[2]
-local keyed = #KEYS == 8
+local keyed = #KEYS == 9
 
 -- 1. Idempotency key: an unexpired record answers, a conflict or its kind with the order now.
 if keyed then
-  local record = redis.call('GET', KEYS[8])
+  local record = redis.call('GET', KEYS[9])
   if record and string.sub(record, 1, 20) > ARGV[5] then
     if string.sub(record, 21, 84) ~= ARGV[6] then
       return {'conflict', '', -1}
@@ -84,6 +85,7 @@ else
   redis.call('HSET', KEYS[1], order_id, ARGV[9])
   redis.call('ZADD', KEYS[4], ARGV[10], order_id)
   redis.call('ZADD', KEYS[5], ARGV[11], order_id)
+  redis.call('ZADD', KEYS[8], 0, order_id)
   if high_value then
     -- Integers written as digits ('%d'), never in a double's exponent form.
     redis.call('SET', KEYS[6], string.format('%d', hv_claimed + 1), 'PX', ARGV[15])
@@ -92,6 +94,6 @@ else
   outcome, order = 'A', ''
 end
 if keyed then
-  redis.call('SET', KEYS[8], ARGV[7] .. ARGV[6] .. outcome .. order_id, 'PX', ARGV[8])
+  redis.call('SET', KEYS[9], ARGV[7] .. ARGV[6] .. outcome .. order_id, 'PX', ARGV[8])
 end
 return {outcome, order, taken}

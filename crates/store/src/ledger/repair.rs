@@ -35,8 +35,7 @@ pub(crate) fn requeue<T: LedgerTxn + ?Sized>(
     if order.status == OrderStatus::Held {
         return Ok(RequeueOutcome::Unchanged(Box::new(order)));
     }
-    let event = OrderEvent::Resend { ready_at_ms: now_ms, deliver_by_ms };
-    let next = order.apply(&event, now_ms).expect("final orders can be resent");
+    let next = resent(&order, now_ms, deliver_by_ms).expect("final orders can be resent");
     txn.enqueue(QueueSlot { game, ready_at_ms: now_ms, id: order_id });
     txn.put_order(next.clone());
     Ok(RequeueOutcome::Requeued(Box::new(next)))
@@ -79,14 +78,20 @@ fn bound_game(binding: &CampaignBinding, order: &Order) -> Result<GameIndex, Sto
         .ok_or_else(|| StoreError::InvalidConfig(format!("game `{}` is not bound", order.game_id)))
 }
 
+/// The order a requeue writes for a final order (delivered, dead, expired): queued again, due
+/// now, with the new deadline. `None` for an order that is waiting or held: there is nothing
+/// to resend (the caller checks its queue entry instead).
+pub fn resent(order: &Order, now_ms: u64, deliver_by_ms: u64) -> Option<Order> {
+    if !order.status.is_final() {
+        return None;
+    }
+    order.apply(&OrderEvent::Resend { ready_at_ms: now_ms, deliver_by_ms }, now_ms)
+}
+
 /// The order [`record_delivered`] writes, or `None` for an order already delivered. Only legal
 /// transitions: a final order is resent and a held one released first; `attempts` and the
 /// deadline are kept (a record of what happened, not an attempt).
-pub(crate) fn recorded_delivered(
-    order: &Order,
-    delivered_at_ms: u64,
-    now_ms: u64,
-) -> Option<Order> {
+pub fn recorded_delivered(order: &Order, delivered_at_ms: u64, now_ms: u64) -> Option<Order> {
     let queued = match order.status {
         OrderStatus::Delivered => return None,
         OrderStatus::Queued | OrderStatus::Retrying | OrderStatus::Delivering => order.clone(),
