@@ -304,7 +304,12 @@ async fn open_node(
     };
     let node =
         Node::open_distributed(campaign.clone(), profiles, config, NodeRole::All, delivery, clock)
-            .await;
+            .await
+            .and_then(|mut node| {
+                // Where the simulator writes the game's log, as on the embedded backend.
+                node.set_reconcile_dir(&data.join(crate::node::RECONCILE_DIR))?;
+                Ok(node)
+            });
     if node.is_err() {
         // Whatever it made before failing (the stream) goes too; the error says why.
         let _ = backing.finish(campaign).await;
@@ -381,13 +386,13 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path, bac
         "  {exe} delivery pause --admin http://{admin_addr} --game {} {key}",
         campaign.games[0].id
     );
+    println!(
+        "  {exe} reconcile --node http://{admin_addr} --game-log {GAME_LOG} {key}   \
+         # a dry run against the game's log"
+    );
+    println!();
     match backing {
         Backing::Embedded => {
-            println!(
-                "  {exe} reconcile --node http://{admin_addr} --game-log {GAME_LOG} {key}   \
-                 # a dry run against the game's log"
-            );
-            println!();
             println!(
                 "Kept across restarts on {}: the campaign's clock, users, orders, delivery \
                  queues and the roles created on the simulator.",
@@ -396,7 +401,6 @@ fn print_operators(campaign: &Campaign, admin_addr: SocketAddr, data: &Path, bac
         }
         Backing::Distributed { config, .. } => {
             let ns = &config.namespace;
-            println!();
             println!(
                 "Orders and delivery queues live in namespace {ns} (Redis keys {ns}:*, JetStream \
                  stream {ns}_{}); users and the simulator's roles in {}.",
