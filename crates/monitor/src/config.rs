@@ -30,7 +30,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Milliseconds between the dashboard's refreshes.
@@ -40,7 +40,7 @@ pub struct MonitorConfig {
     pub panels: Vec<Panel>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Funnel {
     /// Over how long the funnel counts (`15m`).
@@ -50,7 +50,7 @@ pub struct Funnel {
 }
 
 /// A metric and the label values its series must carry; `a|b` accepts either.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// What the dashboard calls it (funnel steps).
@@ -61,7 +61,7 @@ pub struct Selector {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PanelKind {
     /// Per-second rate of a counter, one line per value of `by`.
@@ -74,7 +74,7 @@ pub enum PanelKind {
     Funnel,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Panel {
     pub id: String,
