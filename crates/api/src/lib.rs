@@ -128,7 +128,8 @@ pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Extra) 
         .merge(routes::page::routes());
     let routes = if options.demo { routes.merge(routes::demo::routes(&state)) } else { routes };
     let contract = openapi::document(options.demo, extra.openapi, extra.elsewhere);
-    let router = routes.with_state(state).merge(extra.router).merge(openapi::route(&contract));
+    let contract = openapi::route(&contract, &state);
+    let router = routes.with_state(state).merge(extra.router).merge(contract);
     with_layers(router, options)
 }
 

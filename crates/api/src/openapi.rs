@@ -24,8 +24,11 @@ use utoipa::openapi::schema::{AnyOfBuilder, Ref, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OpenApi as Document, RefOr, Response as DocResponse};
 
+use serde_json::{Value, json};
+
 use crate::error::ErrorBody;
 use crate::routes;
+use crate::state::ApiState;
 
 pub mod drift;
 
@@ -274,12 +277,105 @@ fn is_error(schema: &RefOr<Schema>) -> bool {
 #[derive(Clone)]
 struct Served(Bytes);
 
-/// `GET /openapi.json` serving `doc`.
-pub fn route(doc: &Document) -> Router {
+/// `GET /openapi.json` serving `doc` with what this node serves filled in ([`for_node`]).
+pub fn route(doc: &Document, state: &ApiState) -> Router {
+    let json = for_node(doc, state).to_string();
+    Router::new().route("/openapi.json", get(openapi_json)).with_state(Served(Bytes::from(json)))
+}
+
+/// `doc` as JSON with what only the running node knows: the campaign's channel, gift and game
+/// ids and the names of the catalog's and the page's files as the enums of the fields and
+/// parameters that take them (a client, or a fuzzer, then knows the values that lead past
+/// validation), and the links from a coupon to its gift list and from a claim to its order.
+pub fn for_node(doc: &Document, state: &ApiState) -> Value {
+    let campaign = &state.campaign;
     // The document is built from types in this binary: failing to serialize it is a bug.
     #[allow(clippy::expect_used)]
-    let json = doc.to_json().expect("the OpenAPI document serializes");
-    Router::new().route("/openapi.json", get(openapi_json)).with_state(Served(Bytes::from(json)))
+    let mut json = serde_json::to_value(doc).expect("the OpenAPI document serializes");
+    let channels: Vec<&str> = campaign.channels.iter().map(|c| c.channel.as_str()).collect();
+    let gifts: Vec<&str> = campaign.gifts.iter().map(|g| g.id.as_str()).collect();
+    let games: Vec<&str> = campaign.games.iter().map(|g| g.id.as_str()).collect();
+    let schemas = "/components/schemas";
+    for (pointer, values) in [
+        (format!("{schemas}/GrabBody/properties/channel"), &channels),
+        (format!("{schemas}/ClaimBody/properties/gift_id"), &gifts),
+        (format!("{schemas}/CreateBody/properties/game"), &games),
+    ] {
+        if let Some(Value::Object(schema)) = json.pointer_mut(&pointer) {
+            schema.insert("enum".into(), json!(values));
+        }
+    }
+    if let Some(Value::Object(schema)) =
+        json.pointer_mut(&format!("{schemas}/Event/properties/event"))
+    {
+        schema.insert("enum".into(), json!(hongbao_monitor::events::EVENTS));
+    }
+    let metrics = queryable_metrics();
+    let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    for parameter in operations_mut(&mut json).flat_map(parameters_mut) {
+        set_enum(parameter, "game", &games);
+        set_enum(parameter, "metric", &metrics);
+    }
+    let files = [
+        ("/static/catalog/{file}", state.catalog.names()),
+        ("/page/{file}", routes::page::asset_names()),
+    ];
+    for (path, names) in files {
+        let pointer = format!("/paths/{}/get", path.replace('/', "~1"));
+        if let Some(operation) = json.pointer_mut(&pointer) {
+            parameters_mut(operation).for_each(|parameter| set_enum(parameter, "file", &names));
+        }
+    }
+    let links = [
+        ("/v1/coupons", "post", "201", "gifts", "list_gifts", "coupon", "$response.body#/coupon"),
+        ("/v1/claims", "post", "202", "order", "get_order", "order_id", "$response.body#/order_id"),
+        ("/v1/claims", "post", "200", "order", "get_order", "order_id", "$response.body#/order_id"),
+    ];
+    for (path, method, status, name, operation_id, parameter, expression) in links {
+        let pointer = format!("/paths/{}/{method}/responses/{status}", path.replace('/', "~1"));
+        if let Some(Value::Object(response)) = json.pointer_mut(&pointer) {
+            let link = json!({"operationId": operation_id, "parameters": {parameter: expression}});
+            response.insert("links".into(), json!({ name: link }));
+        }
+    }
+    json
+}
+
+/// What `GET /monitor/v1/query` takes as `metric`: every metric, each histogram's `_count`, and
+/// the funnel.
+fn queryable_metrics() -> Vec<String> {
+    use hongbao_monitor::catalog::{METRICS, MetricKind};
+    let mut ids: Vec<String> = METRICS.iter().map(|m| m.id.to_string()).collect();
+    ids.extend(
+        METRICS
+            .iter()
+            .filter(|m| m.kind == MetricKind::Histogram)
+            .map(|m| format!("{}_count", m.id)),
+    );
+    ids.push("funnel".to_string());
+    ids
+}
+
+/// The values `parameter` takes, if it is the one named `name`.
+fn set_enum(parameter: &mut Value, name: &str, values: &[&str]) {
+    if parameter.get("name").and_then(Value::as_str) == Some(name)
+        && let Some(Value::Object(schema)) = parameter.get_mut("schema")
+    {
+        schema.insert("enum".into(), json!(values));
+    }
+}
+
+fn operations_mut(doc: &mut Value) -> impl Iterator<Item = &mut Value> {
+    doc.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+}
+
+fn parameters_mut(operation: &mut Value) -> impl Iterator<Item = &mut Value> {
+    operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten()
 }
 
 /// This document (OpenAPI 3.1): every operation of the API and the operator API, what each

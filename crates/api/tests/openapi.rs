@@ -161,3 +161,29 @@ async fn every_operation_documents_its_shared_refusals_and_its_authentication() 
         assert!(claim["responses"].get(status).is_some(), "claim: no {status}");
     }
 }
+
+#[tokio::test]
+async fn the_served_document_names_the_campaigns_ids_and_links_a_coupon_to_its_gifts() {
+    let (_, router) = routers().pop().expect("a router");
+    let doc = get_json(&router, "/openapi.json").await;
+    let campaign = Campaign::parse(SPRING, "spring-festival.toml", &|_| None).expect("campaign");
+    let schemas = &doc["components"]["schemas"];
+    let channels: Vec<&str> = campaign.channels.iter().map(|c| c.channel.as_str()).collect();
+    assert_eq!(schemas["GrabBody"]["properties"]["channel"]["enum"], serde_json::json!(channels));
+    let gifts = schemas["ClaimBody"]["properties"]["gift_id"]["enum"].as_array().expect("enum");
+    assert_eq!(gifts.len(), campaign.gifts.len());
+    let roles = &doc["paths"]["/demo/v1/roles"]["get"]["parameters"][0];
+    assert_eq!(roles["schema"]["enum"][0], campaign.games[0].id.as_str());
+    let link = &doc["paths"]["/v1/coupons"]["post"]["responses"]["201"]["links"]["gifts"];
+    assert_eq!(link["operationId"], "list_gifts");
+    assert_eq!(link["parameters"]["coupon"], "$response.body#/coupon");
+    let operation_ids: Vec<&Value> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("item").values())
+        .map(|operation| &operation["operationId"])
+        .collect();
+    assert!(operation_ids.iter().any(|id| **id == "list_gifts"));
+    assert!(operation_ids.iter().any(|id| **id == "get_order"));
+}
