@@ -99,7 +99,8 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Wire layout of an error. WARNING: clients parse this; changing it breaks them.
+// Wire layout of an error. WARNING: clients parse this; changing it breaks them.
+/// Every refusal: clients branch on `error.code`; `error.message` is for humans.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody<'a> {

@@ -158,22 +158,22 @@ const JSON_BODY: &[Refusal] = &[
 const TICKET: &[Refusal] = &[
     refusal(
         401,
-        "`missing_ticket`, `malformed_ticket`, or the ticket's own refusal (`ticket_expired`, \
-         `ticket_too_old`, `invalid_ticket`, …)",
+        "`missing_ticket`, `malformed_ticket`, `unknown_ticket_key`, `forged_ticket`, \
+         `expired_ticket`, `ticket_not_yet_valid`",
         false,
     ),
     refusal(429, "`rate_limited`: this user's request rate is spent", true),
 ];
 /// The admin listener's signature check (`hongbao-auth`), before any handler.
 const SIGNED: &[Refusal] = &[
-    refusal(400, "a malformed signature header (`malformed_*`)", false),
+    refusal(400, "`signature_malformed`: a signature header of the wrong form", false),
     refusal(
         401,
-        "`missing_headers`, `unknown_key`, `stale_timestamp`, `future_timestamp`, \
+        "`signature_missing`, `unknown_key`, `timestamp_stale`, `timestamp_future`, \
          `bad_signature`, `nonce_reused`",
         false,
     ),
-    refusal(403, "`missing_scope`: the key lacks the operation's scope", false),
+    refusal(403, "`scope_missing`: the key lacks the operation's scope", false),
     refusal(413, "`body_too_large`: a signed body is at most 16 KiB", false),
     refusal(503, "`nonce_store_full` (with `Retry-After`) or `nonce_store_unavailable`", true),
 ];
