@@ -70,6 +70,57 @@ impl Default for AdminAuth {
 /// before the handler; reconciliation requests are well under 1 KiB.
 pub const ADMIN_BODY_MAX_BYTES: usize = 16 * 1024;
 
+/// The operator API's part of the contract: these operations, the signed scheme, the refusals
+/// of the admin listener. Merged into the API listener's `/openapi.json`; served here on no
+/// route (the admin listener answers only signed requests).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(store_stats, delivery_status, pause, resume, reconcile),
+    tags((name = "operator", description = "On the admin listener (`--admin-addr`), not the API's: \
+        every request signed with an operator key (docs/SECURITY.md). The signature is \
+        HMAC-SHA256, lowercase hex, over eight lines joined by `\\n`: `HONGBAO-HMAC-SHA256`, the \
+        key id, the method, the path, the query (pairs sorted), the timestamp, the nonce, and the \
+        body's SHA-256 in lowercase hex."))
+)]
+struct OperatorApi;
+
+/// The operator API's document, with its security schemes and the admin listener's refusals.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+    let mut doc = OperatorApi::openapi();
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (scheme, header, what) in OPERATOR_HEADERS {
+        components.add_security_scheme(
+            scheme,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(header, what))),
+        );
+    }
+    hongbao_api::openapi::add_shared_refusals(&mut doc, hongbao_api::openapi::Listener::Admin);
+    doc
+}
+
+/// The four headers of a signed request, each a security scheme that every operation requires
+/// together with the other three: (scheme, header, what it holds).
+const OPERATOR_HEADERS: [(&str, &str, &str); 4] = [
+    ("operator_key", hongbao_auth::HEADER_KEY, "the operator key's id"),
+    (
+        "operator_timestamp",
+        hongbao_auth::HEADER_TIMESTAMP,
+        "unix seconds at signing, within 300 s of the node's clock",
+    ),
+    (
+        "operator_nonce",
+        hongbao_auth::HEADER_NONCE,
+        "16 to 64 characters of `[A-Za-z0-9_-]`, never reused with the key",
+    ),
+    (
+        "operator_signature",
+        hongbao_auth::HEADER_SIGNATURE,
+        "lowercase hex HMAC-SHA256 of the canonical request",
+    ),
+];
+
 pub fn router(state: AdminState) -> Router {
     let routes = Router::new()
         .route("/admin/v1/store", get(store_stats))
@@ -180,7 +231,7 @@ const NONCE_FULL_RETRY_AFTER_S: u64 = 60;
 /// The embedded store's writer: commands, batches, fsyncs (group commit at work), and how long
 /// its synced commits took: `synced_commits_by_ms[i]` took at most `synced_commit_bounds_ms[i]`
 /// ms, the last entry longer than the last bound.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StoreStats {
     commands: u64,
     batches: u64,
@@ -192,6 +243,17 @@ struct StoreStats {
     synced_commit_max_us: u64,
 }
 
+/// The embedded store's writer figures. Scope `read`.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/store",
+    tag = "operator",
+    security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
+    responses(
+        (status = 200, description = "the figures", body = StoreStats),
+        (status = 409, description = "`not_on_this_backend`: a distributed node", body = hongbao_api::error::ErrorBody),
+    )
+)]
 async fn store_stats(State(state): State<AdminState>) -> Result<ApiJson<StoreStats>, ApiError> {
     let s = embedded_store(&state)?.stats();
     Ok(ApiJson(StoreStats {
@@ -227,18 +289,44 @@ fn dispatcher(state: &AdminState) -> Result<&Arc<Dispatcher>, ApiError> {
     })
 }
 
+/// Every game's delivery status. Scope `read`.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/delivery",
+    tag = "operator",
+    security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
+    responses(
+        (status = 200, description = "the status", body = DispatcherStatus),
+        (status = 409, description = "`no_delivery_here`: a node without workers", body = hongbao_api::error::ErrorBody),
+    )
+)]
 async fn delivery_status(
     State(state): State<AdminState>,
 ) -> Result<ApiJson<DispatcherStatus>, ApiError> {
     Ok(ApiJson(dispatcher(&state)?.status().await))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Paused {
     game: String,
     paused: bool,
 }
 
+/// Pause a game's deliveries (the fleet's, on a distributed node). Scope `operate`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/delivery/{game}/pause",
+    tag = "operator",
+    security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
+    params(("game" = String, Path, description = "a game id of the campaign")),
+    responses(
+        (status = 200, description = "the game and whether it is paused now", body = Paused),
+        (status = 404, description = "`unknown_game`", body = hongbao_api::error::ErrorBody),
+        (status = 409, description = "`no_delivery_here`: a node without workers", body = hongbao_api::error::ErrorBody),
+        (status = 500, description = "`internal`: the dispatcher failed", body = hongbao_api::error::ErrorBody),
+        (status = 503, description = "`shared_store_unavailable`: the pause could not be shared with the other workers", body = hongbao_api::error::ErrorBody),
+    )
+)]
 async fn pause(
     State(state): State<AdminState>,
     Path(game): Path<String>,
@@ -246,6 +334,21 @@ async fn pause(
     set_paused(&state, game, true).await
 }
 
+/// Resume a game's deliveries. Scope `operate`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/delivery/{game}/resume",
+    tag = "operator",
+    security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
+    params(("game" = String, Path, description = "a game id of the campaign")),
+    responses(
+        (status = 200, description = "the game and whether it is paused now", body = Paused),
+        (status = 404, description = "`unknown_game`", body = hongbao_api::error::ErrorBody),
+        (status = 409, description = "`no_delivery_here`: a node without workers", body = hongbao_api::error::ErrorBody),
+        (status = 500, description = "`internal`: the dispatcher failed", body = hongbao_api::error::ErrorBody),
+        (status = 503, description = "`shared_store_unavailable`: the pause could not be shared with the other workers", body = hongbao_api::error::ErrorBody),
+    )
+)]
 async fn resume(
     State(state): State<AdminState>,
     Path(game): Path<String>,
@@ -274,6 +377,23 @@ async fn set_paused(
     Ok(ApiJson(Paused { game, paused }))
 }
 
+/// A reconciliation pass over the embedded store (a dry run unless `apply`): game logs read and
+/// reports written only under the node's `--reconcile-dir`. Scope `admin`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/reconcile",
+    tag = "operator",
+    request_body = crate::reconcile::ReconcileRequest,
+    security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
+    responses(
+        (status = 200, description = "the pass's summary", body = Summary),
+        (status = 400, description = "`invalid_reconcile_request`: options that do not fit, or a game log that cannot be read", body = hongbao_api::error::ErrorBody),
+        (status = 403, description = "`path_outside_reconcile_dir`", body = hongbao_api::error::ErrorBody),
+        (status = 409, description = "`not_on_this_backend`, `reconcile_running`, or the guard of `apply` that refused (`game_log_does_not_cover`, `requeue_share_exceeded`)", body = hongbao_api::error::ErrorBody),
+        (status = 500, description = "`internal`: the pass failed", body = hongbao_api::error::ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = hongbao_api::error::ErrorBody),
+    )
+)]
 async fn reconcile(
     State(state): State<AdminState>,
     ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
@@ -292,6 +412,41 @@ async fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operator API's document and its router cannot drift: the same operations both ways.
+    #[tokio::test]
+    async fn every_admin_route_is_documented_and_every_documented_one_is_routed() {
+        use hongbao_api::openapi::drift::{documented_operations, routed_operations};
+        let campaign = Campaign::parse(crate::demo::EXAMPLE_CAMPAIGN, "example.toml", &|_| None)
+            .expect("the example campaign");
+        let router = router(AdminState {
+            dispatcher: None,
+            store: None,
+            campaign: Arc::new(campaign),
+            clock: hongbao_clock::SystemClock::shared(),
+            reconcile_dir: std::env::temp_dir(),
+            auth: AdminAuth::unsigned(),
+        });
+        let doc = serde_json::to_value(openapi()).expect("the document serializes");
+        assert_eq!(routed_operations(&router).await, documented_operations(&doc));
+        let schemes = &doc["components"]["securitySchemes"];
+        for (scheme, header, _) in OPERATOR_HEADERS {
+            assert_eq!(schemes[scheme]["in"], "header", "{scheme}");
+            assert_eq!(schemes[scheme]["name"], header, "{scheme}");
+        }
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                let security = &operation["security"][0];
+                assert_eq!(security.as_object().map(|s| s.len()), Some(4), "{method} {path}");
+                for status in ["400", "401", "403", "408", "413", "503"] {
+                    assert!(
+                        operation["responses"].get(status).is_some(),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn each_route_needs_its_scope_and_unknown_ones_need_admin() {

@@ -589,7 +589,7 @@ impl Node {
         });
         let api_task = api.map(|listener| {
             state.set_ready(true);
-            let extra = monitor.map_or_else(axum::Router::new, hongbao_monitor::http::routes);
+            let extra = api_extra(monitor);
             let mut router = hongbao_api::router_with_extra(state.clone(), router_options, extra);
             if let Some(limits) = &rate_limits {
                 router = hongbao_api::with_rate_limits(router, Arc::clone(limits));
@@ -635,6 +635,21 @@ impl Node {
         }
         served
     }
+}
+
+/// What the API listener serves besides the API's own routes: the monitor's routes (when the
+/// node runs one) with their part of the contract, and the operator API's part (served on the
+/// admin listener, described in the same `/openapi.json`).
+pub fn api_extra(monitor: Option<Arc<hongbao_monitor::Monitor>>) -> hongbao_api::Extra {
+    use utoipa::OpenApi;
+    let (router, openapi) = match monitor {
+        Some(monitor) => (
+            hongbao_monitor::http::routes(monitor),
+            Some(hongbao_monitor::http::MonitorApi::openapi()),
+        ),
+        None => (axum::Router::new(), None),
+    };
+    hongbao_api::Extra { router, openapi, elsewhere: Some(admin::openapi()) }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -291,7 +291,7 @@ async fn apply_list<L: LedgerRepair>(
 }
 
 /// The body of `POST /admin/v1/reconcile`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
     /// Repair; without it the pass is a dry run that reports what it would do.
@@ -303,10 +303,12 @@ pub struct ReconcileRequest {
     #[serde(default)]
     pub force: bool,
     /// A game log under the node's `--reconcile-dir` (relative to it, or absolute inside it).
+    #[schema(value_type = Option<String>)]
     pub game_log: Option<PathBuf>,
     pub game_log_until_ms: Option<u64>,
     /// Where the files go, under the node's `--reconcile-dir`; without it only the summary is
     /// made.
+    #[schema(value_type = Option<String>)]
     pub out: Option<PathBuf>,
     pub from_ms: Option<u64>,
     pub to_ms: Option<u64>,

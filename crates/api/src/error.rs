@@ -99,22 +99,29 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Wire layout of an error. WARNING: clients parse this; changing it breaks them.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+// Wire layout of an error. WARNING: clients parse this; changing it breaks them.
+/// Every refusal: clients branch on `error.code`; `error.message` is for humans.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable snake_case identifier: clients branch on it.
+    pub code: &'a str,
+    /// For humans; may change.
+    pub message: &'a str,
+    /// A refinement of `code` (`not_eligible` because `role_level_too_low`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// Unix seconds when what was refused opens (then `Retry-After` is sent too).
     #[serde(skip_serializing_if = "Option::is_none")]
-    opens_at: Option<i64>,
+    pub opens_at: Option<i64>,
+    /// Unix seconds when the campaign ended: nothing to wait for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    ended_at: Option<i64>,
+    pub ended_at: Option<i64>,
 }
 
 /// The code of an error response, carried in its extensions so the metrics layer counts

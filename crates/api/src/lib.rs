@@ -8,7 +8,8 @@
 //! - [`layers`]: request-head limits, the request timeout and the access log;
 //! - [`limits`]: per-address and per-user request rates (429 `rate_limited`);
 //! - [`routes`]: one module per resource, merged by [`router`];
-//! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`.
+//! - [`static_catalog`]: the catalog held in memory for `/static/catalog/`;
+//! - [`openapi`]: the API's contract, served at `/openapi.json`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod extract;
 pub mod layers;
 pub mod limits;
+pub mod openapi;
 pub mod ports;
 pub mod routes;
 mod stack_refusals;
@@ -99,12 +101,25 @@ pub fn router(state: ApiState) -> Router {
 
 /// [`router`] with options (the access log, the request timeout).
 pub fn router_with(state: ApiState, options: RouterOptions) -> Router {
-    router_with_extra(state, options, Router::new())
+    router_with_extra(state, options, Extra::default())
 }
 
-/// [`router_with`] plus `extra` routes (the monitor's: `/metrics`, `/monitor/v1/query`,
-/// `/v1/events`, `/dashboard`), which get the same layers.
-pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Router) -> Router {
+/// Routes other crates serve on the API listener, with their part of the contract.
+#[derive(Default)]
+pub struct Extra {
+    /// Served with the API's layers (the monitor's: `/metrics`, `/monitor/v1/query`,
+    /// `/v1/events`, `/dashboard`).
+    pub router: Router,
+    /// The contract of `router`'s routes.
+    pub openapi: Option<utoipa::openapi::OpenApi>,
+    /// Operations served on another listener that `/openapi.json` covers too (the operator
+    /// API), their shared refusals already added ([`openapi::add_shared_refusals`]).
+    pub elsewhere: Option<utoipa::openapi::OpenApi>,
+}
+
+/// [`router_with`] plus the `extra` routes, which get the same layers, and `GET /openapi.json`
+/// describing all of them and `extra.elsewhere`.
+pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Extra) -> Router {
     let routes = Router::new()
         .merge(routes::health::routes())
         .merge(routes::catalog::routes())
@@ -112,7 +127,10 @@ pub fn router_with_extra(state: ApiState, options: RouterOptions, extra: Router)
         .merge(routes::claims::routes())
         .merge(routes::page::routes());
     let routes = if options.demo { routes.merge(routes::demo::routes(&state)) } else { routes };
-    with_layers(routes.with_state(state).merge(extra), options)
+    let contract = openapi::document(options.demo, extra.openapi, extra.elsewhere);
+    let contract = openapi::route(&contract, &state);
+    let router = routes.with_state(state).merge(extra.router).merge(contract);
+    with_layers(router, options)
 }
 
 /// What every router of the API gets, whatever its routes: JSON 404 for unknown paths, JSON 405

@@ -90,6 +90,13 @@ impl CatalogStore {
         &self.json_name
     }
 
+    /// Every file's name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.files.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&StaticFile> {
         self.files.get(name)
     }

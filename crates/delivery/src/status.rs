@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Every game's delivery status at one moment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DispatcherStatus {
     /// Unix milliseconds when it was taken.
     pub at_ms: u64,
@@ -12,7 +12,7 @@ pub struct DispatcherStatus {
 
 /// One game's delivery status. Counters are since this dispatcher started; the queue's figures
 /// are the queue's own (durable) ones.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GameStatus {
     pub game: String,
     pub index: u8,
@@ -58,7 +58,7 @@ pub struct GameStatus {
 }
 
 /// A dead order and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadOrder {
     pub order_id: String,
     pub reason: String,

@@ -30,7 +30,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Milliseconds between the dashboard's refreshes.
@@ -40,7 +40,7 @@ pub struct MonitorConfig {
     pub panels: Vec<Panel>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Funnel {
     /// Over how long the funnel counts (`15m`).
@@ -50,7 +50,7 @@ pub struct Funnel {
 }
 
 /// A metric and the label values its series must carry; `a|b` accepts either.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// What the dashboard calls it (funnel steps).
@@ -61,7 +61,7 @@ pub struct Selector {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PanelKind {
     /// Per-second rate of a counter, one line per value of `by`.
@@ -74,7 +74,7 @@ pub enum PanelKind {
     Funnel,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Panel {
     pub id: String,
@@ -249,18 +249,20 @@ fn check_label(id: &str, name: &str) -> Result<(), String> {
 }
 
 /// Seconds in a window such as `30s`, `5m`, `2h` or `7d` (at most seven days).
+/// The text comes from query strings too: its last character, not its last byte, is the unit.
 pub fn parse_window(text: &str) -> Result<u64, String> {
-    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
-    let per = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` is not a duration such as 30s, 5m, 2h or 7d")),
+    let not_a_duration = || format!("`{text}` is not a duration such as 30s, 5m, 2h or 7d");
+    let Some((unit_at, unit)) = text.char_indices().next_back() else {
+        return Err(not_a_duration());
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 30s, 5m, 2h or 7d"))?;
+    let per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(not_a_duration()),
+    };
+    let n: u64 = text[..unit_at].parse().map_err(|_| not_a_duration())?;
     let seconds = n.saturating_mul(per);
     if seconds == 0 || seconds > WINDOW_S_MAX {
         return Err(format!("`{text}` must be more than 0 and at most 7d"));
@@ -327,6 +329,10 @@ mod tests {
         assert!(parse_window("8d").is_err());
         assert!(parse_window("0m").is_err());
         assert!(parse_window("5").is_err());
+        // Any text a query string carries: an error, never a panic.
+        for text in ["\u{80}", "5\u{80}", "é", "5é", "\u{80}s", "五m"] {
+            assert!(parse_window(text).is_err(), "{text:?}");
+        }
         assert!(parse_window("").is_err());
     }
 }

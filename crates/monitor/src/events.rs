@@ -23,13 +23,13 @@ pub const EVENTS_PER_S_MAX: u64 = 20_000;
 
 static METADATA: Metadata<'static> = Metadata::new("hongbao", Level::INFO, None);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     pub event: String,

@@ -13,11 +13,10 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 
 use crate::Monitor;
 use crate::events::{self, Batch, Refused};
-use crate::query::{self, Request};
+use crate::query::{self, FunnelAnswer, Request, SeriesAnswer};
 
 /// The dashboard's files: (name, content type, bytes).
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -45,18 +44,65 @@ pub fn routes(monitor: Arc<Monitor>) -> Router {
         .with_state(monitor)
 }
 
+/// The monitor's part of the API contract (the API crate merges it into `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(metrics, query, events, dashboard, dashboard_config, asset),
+    components(schemas(MonitorError, MonitorErrorDetail, QueryAnswer, Accepted))
+)]
+pub struct MonitorApi;
+
+/// The wire layout of [`error`]: the API's error shape, without its optional fields.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MonitorError {
+    pub error: MonitorErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MonitorErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
 /// An error in the API's shape.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"code": code, "message": message.into()}});
+    let body = MonitorError {
+        error: MonitorErrorDetail { code: code.to_string(), message: message.into() },
+    };
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(monitor): State<Arc<Monitor>>) -> Response {
+/// Every metric in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "monitor",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(State(monitor): State<Arc<Monitor>>) -> Response {
     let text = monitor.render_prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-async fn query(
+/// A series (per-second rates or levels) or the funnel, from the per-second readings. Parameters
+/// other than these five are refused.
+#[utoipa::path(
+    get,
+    path = "/monitor/v1/query",
+    tag = "monitor",
+    params(
+        ("metric" = String, Query, description = "a catalog id, a histogram's `<id>_count`, or `funnel`"),
+        ("labels" = Option<String>, Query, description = "`name:value,name:value`; a value `a|b` accepts either"),
+        ("window" = Option<String>, Query, description = "`30s` … `7d` (default `5m`)"),
+        ("step" = Option<String>, Query, description = "default: the window ÷ 300, at least a second"),
+        ("by" = Option<String>, Query, description = "one line per value of this label"),
+    ),
+    responses(
+        (status = 200, description = "the series, or the funnel for `metric=funnel`", body = QueryAnswer),
+        (status = 400, description = "`bad_query`, `duplicate_parameter`, `unknown_parameter`, `parameter_too_long`, `missing_metric`, `bad_window`, `unknown_metric`, `unknown_label`, `bad_labels`, `bad_step`, `too_many_points`", body = MonitorError),
+    )
+)]
+pub async fn query(
     State(monitor): State<Arc<Monitor>>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
@@ -76,17 +122,50 @@ async fn query(
     let now_s = monitor.clock().now_ms() / 1000;
     match query::parse(&params) {
         Ok(Request::Series(q)) => {
-            axum::Json(query::series(monitor.series(), &q, now_s)).into_response()
-        }
-        Ok(Request::Funnel { window_s }) => {
-            axum::Json(query::funnel(monitor.series(), monitor.config(), window_s, now_s))
+            axum::Json(QueryAnswer::Series(query::series(monitor.series(), &q, now_s)))
                 .into_response()
         }
+        Ok(Request::Funnel { window_s }) => axum::Json(QueryAnswer::Funnel(query::funnel(
+            monitor.series(),
+            monitor.config(),
+            window_s,
+            now_s,
+        )))
+        .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.code, e.message),
     }
 }
 
-async fn events(
+/// What `GET /monitor/v1/query` answers: a series or the funnel (untagged: the fields tell).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum QueryAnswer {
+    Series(SeriesAnswer),
+    Funnel(FunnelAnswer),
+}
+
+/// The answer to an accepted events batch.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Events counted.
+    pub accepted: usize,
+}
+
+/// The page's beacons (best-effort: a client drops a refused batch rather than retrying). The body
+/// is read as JSON whatever its `Content-Type`, as `navigator.sendBeacon` sends `text/plain`.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "monitor",
+    request_body = Batch,
+    responses(
+        (status = 202, description = "counted", body = Accepted),
+        (status = 400, description = "`bad_body`, `invalid_json`, `no_events`, `too_many_events`, `unknown_event`", body = MonitorError),
+        (status = 413, description = "`body_too_large`", body = MonitorError),
+        (status = 429, description = "`rate_limited`: the node's events rate is spent", body = MonitorError),
+    )
+)]
+pub async fn events(
     State(monitor): State<Arc<Monitor>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -113,9 +192,7 @@ async fn events(
     };
     let now_s = monitor.clock().now_ms() / 1000;
     match monitor.events.accept(&batch, now_s) {
-        Ok(accepted) => {
-            (StatusCode::ACCEPTED, axum::Json(json!({"accepted": accepted}))).into_response()
-        }
+        Ok(accepted) => (StatusCode::ACCEPTED, axum::Json(Accepted { accepted })).into_response(),
         Err(Refused::Empty) => {
             error(StatusCode::BAD_REQUEST, "no_events", "the batch holds no events")
         }
@@ -137,15 +214,44 @@ async fn events(
     }
 }
 
-async fn dashboard() -> Response {
+/// The read-only live dashboard (HTML; its script reads the query endpoint).
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "monitor",
+    responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String))
+)]
+pub async fn dashboard() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DASHBOARD_HTML).into_response()
 }
 
-async fn dashboard_config(State(monitor): State<Arc<Monitor>>) -> Response {
+/// The node's monitor file, as the dashboard draws it.
+#[utoipa::path(
+    get,
+    path = "/dashboard/config.json",
+    tag = "monitor",
+    responses((status = 200, description = "the monitor file", body = crate::config::MonitorConfig))
+)]
+pub async fn dashboard_config(State(monitor): State<Arc<Monitor>>) -> Response {
     axum::Json(monitor.config().clone()).into_response()
 }
 
-async fn asset(Path(name): Path<String>) -> Response {
+/// One of the dashboard's files (built into the binary).
+#[utoipa::path(
+    get,
+    path = "/dashboard/assets/{name}",
+    tag = "monitor",
+    params(("name" = String, Path, description = "e.g. `dashboard.js`")),
+    responses(
+        (status = 200, description = "the file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "text/plain"),
+        )),
+        (status = 404, description = "`not_found`", body = MonitorError),
+    )
+)]
+pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => (
             [

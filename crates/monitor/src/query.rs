@@ -146,7 +146,7 @@ fn accepts(filter: &Filter, labels: &Labels) -> bool {
 }
 
 /// One line of an answer.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Line {
     /// The `by` label's value (absent when the query has no `by`).
     pub labels: BTreeMap<String, String>,
@@ -156,7 +156,7 @@ pub struct Line {
     pub total: Option<f64>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SeriesAnswer {
     pub metric: String,
     /// `per_second` (counters) or `level`.
@@ -248,7 +248,7 @@ fn line(labels: BTreeMap<String, String>, buckets: &[f64], per_step: usize, quer
 }
 
 /// One step of the funnel.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FunnelStep {
     pub name: String,
     /// How many happened in the window.
@@ -259,7 +259,7 @@ pub struct FunnelStep {
     pub from_first: Option<f64>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FunnelAnswer {
     pub window_s: u64,
     pub steps: Vec<FunnelStep>,

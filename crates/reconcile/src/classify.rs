@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// What reconciliation reports. Each is a row in `resend.jsonl` (action `resend`) or
 /// `anomalies.jsonl` (actions `record` and `list`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     /// Accepted, waiting for delivery by its status (queued/retrying), but its queue entry is
@@ -104,7 +104,7 @@ impl fmt::Display for Class {
 }
 
 /// Orders without findings, counted in the summary only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Quiet {
     /// Delivered, in our log (and in the game's, when given).

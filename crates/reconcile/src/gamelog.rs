@@ -113,7 +113,7 @@ pub enum LogEvent {
 }
 
 /// What reading the log found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct GameLogStats {
     /// Usable records (sorted and merged).
     pub records: u64,

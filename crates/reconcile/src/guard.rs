@@ -42,7 +42,7 @@ impl Default for Guards {
 }
 
 /// What the guards look at, gathered by every pass.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Exposure {
     /// Delivered orders in the window.
     pub delivered: u64,
@@ -65,7 +65,7 @@ impl Exposure {
 
 /// Why `apply` was refused. The messages end where the caller adds how to force (a flag on the
 /// command line, a field of a request).
-#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, utoipa::ToSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Refusal {
     /// The game's log lacks the time of some judged deliveries: its silence there says nothing.

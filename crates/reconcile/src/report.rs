@@ -196,7 +196,7 @@ impl Report {
 }
 
 /// What `--apply` did, per store answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApplyTally {
     /// Delivered, dead or expired orders queued again with a new deadline.
     pub requeued: u64,
@@ -215,8 +215,9 @@ pub struct ApplyTally {
 }
 
 /// The game log's part of a summary.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GameLogSummary {
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// The log is taken as complete up to here (see `Options::game_log_until_ms`).
     pub covered_until_ms: u64,
@@ -225,7 +226,7 @@ pub struct GameLogSummary {
 }
 
 /// The result of a pass: counts only (the rows are in the files).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub started_at_ms: u64,
     pub elapsed_ms: u64,
@@ -255,6 +256,7 @@ pub struct Summary {
     /// apply went ahead anyway).
     pub refusal: Option<Refusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub out: Option<PathBuf>,
     /// No finding of any class.
     pub clean: bool,

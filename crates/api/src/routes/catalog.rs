@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::ApiState;
 use crate::static_catalog::StaticFile;
 
@@ -31,7 +31,30 @@ pub fn routes() -> Router<ApiState> {
     Router::new().route("/static/catalog/{file}", get(catalog_file))
 }
 
-async fn catalog_file(
+/// A catalog file: `manifest.json` (names the current version, cached 5 s) or the immutable
+/// `catalog.<v>.json` (negotiated on `Accept-Encoding`) and its `.gz` / `.br` files.
+#[utoipa::path(
+    get,
+    path = "/static/catalog/{file}",
+    tag = "catalog",
+    params(
+        ("file" = String, Path, description = "`manifest.json`, `catalog.<version>.json`, or that with `.gz` / `.br`"),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` seen before: 304 when it still matches"),
+        ("Accept-Encoding" = Option<String>, Header, description = "`br` and `gzip` are served precompressed"),
+    ),
+    responses(
+        (status = 200, description = "the file (JSON; `Content-Encoding` for the compressed ones)",
+            content_type = "application/json", body = Object,
+            headers(
+                ("ETag" = String, description = "strong tag of the bytes sent"),
+                ("Cache-Control" = String, description = "`public, max-age=5` for the manifest, immutable otherwise"),
+            )),
+        (status = 304, description = "not modified: the `If-None-Match` tag matches",
+            headers(("ETag" = String, description = "strong tag of the bytes"))),
+        (status = 404, description = "`not_found`: no such catalog file", body = ErrorBody),
+    )
+)]
+pub async fn catalog_file(
     State(state): State<ApiState>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::claim_service::{ClaimCommand, ClaimError, Claimed};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, IdempotencyKeyHeader};
 use crate::state::ApiState;
 
@@ -32,7 +32,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/orders/{order_id}", get(get_order))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
     pub coupon: String,
@@ -41,7 +41,7 @@ pub struct ClaimBody {
     pub role_id: RoleId,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ClaimedBody {
     pub order_id: String,
     pub status: &'static str,
@@ -49,7 +49,40 @@ pub struct ClaimedBody {
     pub deliver_by: u64,
 }
 
-async fn claim(
+/// Claim a gift with a coupon for one of the user's roles: 202 once the order is durable and
+/// queued for delivery; the same claim again answers 200 with the first order.
+#[utoipa::path(
+    post,
+    path = "/v1/claims",
+    tag = "claims",
+    request_body = ClaimBody,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "the same key and body replay the first answer for 24 hours; the same key \
+            with another body is 422 `idempotency_key_reused`")),
+    security(("ticket" = [])),
+    responses(
+        (status = 202, description = "a new order, durable and queued", body = ClaimedBody),
+        (status = 200, description = "the same claim again: the first order", body = ClaimedBody),
+        (status = 400, description = "`malformed_coupon`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 403, description = "`forged_coupon`; `campaign_not_open`, `wave_not_open` (with \
+            `Retry-After`), `campaign_closed`; `not_eligible` with a `reason`",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until it opens"))),
+        (status = 404, description = "`gift_not_found`, `coupon_not_found`", body = ErrorBody),
+        (status = 409, description = "`coupon_already_redeemed` (for another gift), `out_of_stock`, \
+            `limit_reached`, `high_value_daily_limit` (with `Retry-After` until UTC midnight)",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until the allowance renews"))),
+        (status = 410, description = "`expired_coupon`", body = ErrorBody),
+        (status = 422, description = "`role_not_found`, `idempotency_key_reused`, `invalid_request` \
+            (a zone or role id the store refuses)", body = ErrorBody),
+        (status = 429, description = "`high_value_budget_exhausted`: everyone's hourly budget of \
+            high-value gifts is spent", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds until the next hour's budget"))),
+        (status = 500, description = "`internal`: the store is misconfigured or corrupt", body = ErrorBody),
+        (status = 503, description = "`game_side_unavailable` (the role could not be confirmed), \
+            `store_unavailable`: try again", body = ErrorBody),
+    )
+)]
+pub async fn claim(
     State(state): State<ApiState>,
     caller: Caller,
     IdempotencyKeyHeader(idempotency_header): IdempotencyKeyHeader,
@@ -82,7 +115,7 @@ async fn claim(
     Ok((status, ApiJson(body)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
     pub order_id: &'a str,
     pub status: &'static str,
@@ -125,7 +158,21 @@ fn order_not_found() -> ApiError {
 }
 
 /// The caller's own order; anyone else's is indistinguishable from one that does not exist.
-async fn get_order(
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}",
+    tag = "claims",
+    params(("order_id" = String, Path, description = "an `order_id` a claim returned")),
+    security(("ticket" = [])),
+    responses(
+        (status = 200, description = "the order", body = OrderView),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (status = 500, description = "`internal`: the store is misconfigured or corrupt", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: try again shortly", body = ErrorBody),
+    )
+)]
+pub async fn get_order(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(order_id): ApiPath<String>,
@@ -140,12 +187,24 @@ async fn get_order(
     Ok(axum::response::IntoResponse::into_response(ApiJson(OrderView::of(&order))))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrderList<'a> {
     pub orders: Vec<OrderView<'a>>,
 }
 
-async fn list_orders(
+/// The caller's orders (at most 100).
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "claims",
+    security(("ticket" = [])),
+    responses(
+        (status = 200, description = "the orders", body = OrderList),
+        (status = 500, description = "`internal`: the store is misconfigured or corrupt", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: try again shortly", body = ErrorBody),
+    )
+)]
+pub async fn list_orders(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<axum::response::Response, ApiError> {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::claim_service::high_value_refused;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::ApiState;
 
@@ -31,21 +31,44 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/coupons/{coupon}/gifts", get(list_gifts))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrabBody {
+    /// A channel id of the campaign.
     pub channel: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Grabbed {
+    /// The signed coupon: the gift list and the claim take it.
     pub coupon: String,
     pub channel: &'static str,
+    /// This user's n-th coupon on this channel.
     pub serial: u32,
+    /// Unix seconds.
     pub expires_at: i64,
 }
 
-async fn grab(
+/// Grab a red packet on a channel: a signed coupon, once the grant (per-user limit, channel
+/// budget) is recorded durably.
+#[utoipa::path(
+    post,
+    path = "/v1/coupons",
+    tag = "coupons",
+    request_body = GrabBody,
+    security(("ticket" = [])),
+    responses(
+        (status = 201, description = "a coupon", body = Grabbed),
+        (status = 400, description = "`unknown_channel`", body = ErrorBody),
+        (status = 403, description = "`campaign_not_open`, `wave_not_open` (with `opens_at` and \
+            `Retry-After`), `campaign_closed` (with `ended_at`), or `not_eligible` with a `reason`",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until it opens"))),
+        (status = 409, description = "`coupon_limit_reached`, `channel_budget_exhausted`", body = ErrorBody),
+        (status = 500, description = "`internal`: the store is misconfigured or corrupt", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: try again shortly", body = ErrorBody),
+    )
+)]
+pub async fn grab(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(body): ApiJson<GrabBody>,
@@ -101,7 +124,7 @@ async fn grab(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GiftListBody<'a> {
     pub catalog_version: &'a str,
     pub gifts: Vec<ListedGift<'a>>,
@@ -114,20 +137,40 @@ pub struct GiftListBody<'a> {
     pub redeemed: Option<RedeemedBody<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RedeemedBody<'a> {
     pub order_id: &'a str,
     pub gift_id: &'a str,
     pub status: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListedGift<'a> {
     pub gift_id: &'a str,
     pub game_id: &'a str,
 }
 
-async fn list_gifts(
+/// The gifts this coupon can claim now, for this user (eligibility, stock, per-user limits,
+/// roles); or, once redeemed, the order it was redeemed for.
+#[utoipa::path(
+    get,
+    path = "/v1/coupons/{coupon}/gifts",
+    tag = "coupons",
+    params(("coupon" = String, Path, description = "the coupon `POST /v1/coupons` returned")),
+    security(("ticket" = [])),
+    responses(
+        (status = 200, description = "the list (`degraded` when the game side did not answer)", body = GiftListBody),
+        (status = 400, description = "`malformed_coupon`, `invalid_path`", body = ErrorBody),
+        (status = 403, description = "`forged_coupon`; `campaign_not_open`, `wave_not_open` (with \
+            `Retry-After`), `campaign_closed`, `not_eligible`",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until it opens"))),
+        (status = 404, description = "`coupon_not_found`: another campaign's or user's", body = ErrorBody),
+        (status = 410, description = "`expired_coupon`", body = ErrorBody),
+        (status = 500, description = "`internal`: the store is misconfigured or corrupt", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: try again shortly", body = ErrorBody),
+    )
+)]
+pub async fn list_gifts(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(coupon): ApiPath<String>,

@@ -27,7 +27,7 @@ use hongbao_gateway::{GatewayError, IdipClient};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::ApiState;
 
@@ -50,21 +50,32 @@ pub fn routes(state: &ApiState) -> Router<ApiState> {
         .layer(Extension(idip))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TicketBody {
+pub struct TicketBody {
     user: u64,
 }
 
-#[derive(Serialize)]
-struct Issued {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Issued {
     /// A string: JavaScript reads u64 ids above 2^53 inexactly.
     user: String,
     ticket: String,
     expires_at: i64,
 }
 
-async fn ticket(
+/// Demo only: a login ticket for any user, as the login service would issue it.
+#[utoipa::path(
+    post,
+    path = "/demo/v1/ticket",
+    tag = "demo",
+    request_body = TicketBody,
+    responses(
+        (status = 201, description = "a ticket for `Authorization: Bearer`", body = Issued),
+        (status = 500, description = "`internal`: the campaign has no ticket key", body = ErrorBody),
+    )
+)]
+pub async fn ticket(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<TicketBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -78,24 +89,39 @@ async fn ticket(
 }
 
 #[derive(Deserialize)]
-struct GameQuery {
+pub struct GameQuery {
     game: String,
 }
 
-#[derive(Serialize)]
-struct Zone {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Zone {
     zone_id: u16,
     region: &'static str,
 }
 
-#[derive(Serialize)]
-struct RolesBody {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RolesBody {
     roles: Vec<Role>,
     /// Where a new role may be created.
     zones: Vec<Zone>,
 }
 
-async fn roles(
+/// Demo only: the caller's roles in a game (through the node's role cache) and the zones a new
+/// role may be created in.
+#[utoipa::path(
+    get,
+    path = "/demo/v1/roles",
+    tag = "demo",
+    params(("game" = String, Query, description = "a game id of the campaign")),
+    security(("ticket" = [])),
+    responses(
+        (status = 200, description = "the roles and zones", body = RolesBody),
+        (status = 400, description = "`invalid_query`: no `game`", body = ErrorBody),
+        (status = 404, description = "`game_not_found`", body = ErrorBody),
+        (status = 503, description = "`game_side_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn roles(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<GameQuery>,
@@ -108,14 +134,28 @@ async fn roles(
     Ok(ApiJson(RolesBody { roles: roles.to_vec(), zones }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateBody {
     game: String,
     zone_id: ZoneId,
 }
 
-async fn create_role(
+/// Demo only: create a role for the caller in a game, as a new player does.
+#[utoipa::path(
+    post,
+    path = "/demo/v1/roles",
+    tag = "demo",
+    request_body = CreateBody,
+    security(("ticket" = [])),
+    responses(
+        (status = 201, description = "the new role", body = Role),
+        (status = 404, description = "`game_not_found`", body = ErrorBody),
+        (status = 422, description = "`role_not_created`: the game side refused", body = ErrorBody),
+        (status = 503, description = "`game_side_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn create_role(
     State(state): State<ApiState>,
     Extension(idip): Extension<Idip>,
     caller: Caller,

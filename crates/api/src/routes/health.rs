@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::extract::ApiJson;
 use crate::state::ApiState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub status: &'static str,
 }
@@ -20,12 +20,18 @@ pub fn routes() -> Router<ApiState> {
 }
 
 /// The process is up and serving HTTP. Says nothing about dependencies (that is `/readyz`).
-async fn healthz() -> ApiJson<Status> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Status))
+)]
+pub async fn healthz() -> ApiJson<Status> {
     ApiJson(Status { status: "ok" })
 }
 
 /// What `/readyz` reports, ready or not, so an operator sees *why* a node takes no traffic.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     /// `not_open`, `open` or `closed`, by the node's clock.
@@ -46,7 +52,7 @@ pub struct Readiness {
     pub error: Option<NotReady>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NotReady {
     pub code: &'static str,
     pub message: &'static str,
@@ -54,7 +60,17 @@ pub struct NotReady {
 
 /// Whether this node should receive traffic: 200 when [`ApiState::is_ready`], else 503
 /// `not_ready`; the body reports each part either way.
-async fn readyz(State(state): State<ApiState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "ready: send traffic", body = Readiness),
+        (status = 503, description = "not ready; `error.code` is `not_ready` (or `overloaded`, \
+            with `Retry-After`, when the node is at its in-flight cap)", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<ApiState>) -> Response {
     let ready = state.is_ready();
     let now = state.clock.now_unix_s();
     let campaign = &state.campaign;

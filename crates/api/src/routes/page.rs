@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::ApiState;
 
 const INDEX_HTML: &str = include_str!("../../assets/page/index.html");
@@ -70,7 +70,14 @@ pub fn asset_names() -> Vec<&'static str> {
     page().assets.iter().map(|a| a.name.as_str()).collect()
 }
 
-async fn index() -> Response {
+/// The campaign page (HTML; revalidated on every load, it names the hashed assets).
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "page",
+    responses((status = 200, description = "the page", content_type = "text/html", body = String))
+)]
+pub async fn index() -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -78,7 +85,23 @@ async fn index() -> Response {
     (StatusCode::OK, headers, page().index.clone()).into_response()
 }
 
-async fn asset(Path(file): Path<String>, request: HeaderMap) -> Result<Response, ApiError> {
+/// One of the page's assets under its content-hashed name (immutable).
+#[utoipa::path(
+    get,
+    path = "/page/{file}",
+    tag = "page",
+    params(
+        ("file" = String, Path, description = "`app.<hash>.js` or `app.<hash>.css`, as the page names them"),
+        ("If-None-Match" = Option<String>, Header, description = "the asset's `ETag`: 304 when it matches"),
+    ),
+    responses(
+        (status = 200, description = "the asset", content((String = "text/javascript"), (String = "text/css")),
+            headers(("ETag" = String, description = "the asset's hash"))),
+        (status = 304, description = "not modified", headers(("ETag" = String, description = "the asset's hash"))),
+        (status = 404, description = "`not_found`: no such page file", body = ErrorBody),
+    )
+)]
+pub async fn asset(Path(file): Path<String>, request: HeaderMap) -> Result<Response, ApiError> {
     let asset = page()
         .assets
         .iter()
