@@ -422,6 +422,7 @@ mod tests {
         let router = router(AdminState {
             dispatcher: None,
             store: None,
+            fleet: None,
             campaign: Arc::new(campaign),
             clock: hongbao_clock::SystemClock::shared(),
             reconcile_dir: std::env::temp_dir(),
