@@ -43,9 +43,9 @@ pub struct ServeArgs {
     /// Data directory of the embedded store (grants, orders, delivery queues, send log).
     #[arg(long, default_value = "hongbao-data")]
     pub data: PathBuf,
-    /// Redis of the distributed mode (e.g. redis://10.0.0.5:6379): grabs, claims, orders, the
-    /// role cache's shared level and the game leases live there instead of in --data. Needs
-    /// --nats.
+    /// Redis of the distributed mode (e.g. redis://10.0.0.5:6379, or a Redis Cluster as
+    /// redis+cluster://10.0.0.5:6379,10.0.0.6:6379): grabs, claims, orders, the role cache's
+    /// shared level and the game leases live there instead of in --data. Needs --nats.
     #[arg(long, requires = "nats", conflicts_with = "data")]
     pub redis: Option<String>,
     /// NATS with JetStream of the distributed mode (e.g. nats://10.0.0.6:4222): the deliveries'

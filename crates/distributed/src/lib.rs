@@ -39,7 +39,7 @@ mod sweeper;
 
 pub use backend::{Backend, BackendConfig};
 pub use claims::DistributedClaims;
-pub use namespace::{NAMESPACE_SCAN_BATCH, Removed, namespace_keys, remove_namespace};
+pub use namespace::{Removed, namespace_keys, remove_namespace};
 pub use publisher::{
     PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,
 };

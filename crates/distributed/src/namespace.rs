@@ -8,12 +8,8 @@
 
 use hongbao_jetstream::{DeliveryStream, Names};
 use hongbao_store::{CampaignBinding, GameIndex, StoreError};
-use redis::aio::ConnectionManager;
 
 use crate::BackendConfig;
-
-/// Keys asked for per `SCAN` step and deleted per `UNLINK`.
-pub const NAMESPACE_SCAN_BATCH: usize = 1_000;
 
 /// What [`remove_namespace`] removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,21 +19,21 @@ pub struct Removed {
     pub stream: bool,
 }
 
-/// How many Redis keys `namespace` holds at `redis_url`.
+/// How many Redis keys `namespace` holds at `redis_url` (on every master of a cluster).
 pub async fn namespace_keys(redis_url: &str, namespace: &str) -> Result<u64, StoreError> {
     hongbao_redis::check_namespace(namespace)?;
-    let mut conn = hongbao_redis::connect(redis_url).await?;
+    let conn = hongbao_redis::connect(redis_url).await?;
+    let mut scan = conn.scan(&format!("{namespace}:*")).await?;
     let mut count = 0;
-    scan(&mut conn, namespace, |keys| {
+    while let Some(keys) = scan.next_page().await? {
         count += keys.len() as u64;
-        async { Ok(()) }
-    })
-    .await?;
+    }
     Ok(count)
 }
 
-/// Deletes every Redis key of `config.namespace` and the stream (with its consumers and
-/// messages) of `campaign` under it. Idempotent: what is already gone is not an error.
+/// Deletes every Redis key of `config.namespace` (on every master of a cluster) and the stream
+/// (with its consumers and messages) of `campaign` under it. Idempotent: what is already gone is
+/// not an error.
 pub async fn remove_namespace(
     config: &BackendConfig,
     campaign: &CampaignBinding,
@@ -50,56 +46,10 @@ pub async fn remove_namespace(
         .collect();
     let names = Names::new(namespace, campaign.campaign_id(), &games)
         .map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
-    let mut conn = hongbao_redis::connect(&config.redis_url).await?;
-    let mut removed = Removed::default();
-    let unlink = conn.clone();
-    scan(&mut conn, namespace, |keys| {
-        removed.keys += keys.len() as u64;
-        let mut conn = unlink.clone();
-        async move {
-            redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await.map(|_| ())
-        }
-    })
-    .await?;
-    removed.stream = DeliveryStream::remove(&config.nats_url, &names)
+    let conn = hongbao_redis::connect(&config.redis_url).await?;
+    let keys = conn.delete_namespace(namespace).await?;
+    let stream = DeliveryStream::remove(&config.nats_url, &names)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(removed)
-}
-
-/// Runs `each` on every batch of `namespace`'s keys: `SCAN` visits every key present for the
-/// whole scan at least once, and a key seen twice is harmless to count or unlink again.
-async fn scan<F, Fut>(
-    conn: &mut ConnectionManager,
-    namespace: &str,
-    mut each: F,
-) -> Result<(), StoreError>
-where
-    F: FnMut(Vec<String>) -> Fut,
-    Fut: Future<Output = redis::RedisResult<()>>,
-{
-    let pattern = format!("{namespace}:*");
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(NAMESPACE_SCAN_BATCH)
-            .query_async(conn)
-            .await
-            .map_err(unavailable)?;
-        if !keys.is_empty() {
-            each(keys).await.map_err(unavailable)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    Ok(Removed { keys, stream })
 }

@@ -6,8 +6,8 @@
 use hongbao_domain::GameIndex;
 use hongbao_queue::{GameLeases, Held, QueueError, leases::BoxFuture};
 use redis::Script;
-use redis::aio::ConnectionManager;
 
+use crate::RedisConn;
 use crate::keys::check_namespace;
 
 /// Longest holder name: a host name, a pid and a random part fit many times over.
@@ -15,7 +15,7 @@ pub const HOLDER_BYTES_MAX: usize = 256;
 
 /// The game leases of one campaign under one namespace.
 pub struct RedisGameLeases {
-    conn: ConnectionManager,
+    conn: RedisConn,
     /// `<ns>:<campaign>:game-lease:`, to which the game's index is appended.
     prefix: String,
     /// `<ns>:<campaign>:paused-games`: a set of the game indices operators paused.
@@ -26,7 +26,7 @@ pub struct RedisGameLeases {
 
 impl RedisGameLeases {
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         namespace: &str,
         campaign_id: &str,
     ) -> Result<Self, hongbao_store::StoreError> {

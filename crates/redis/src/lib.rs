@@ -1,8 +1,9 @@
 //! Redis adapters of hongbao's grant and claim ports (DESIGN.md §3, distributed mode).
 //!
 //! [`RedisLedger`] implements [`GrantLedger`] and [`ClaimLedger`] over one Redis connection
-//! (a reconnecting [`ConnectionManager`]). Each command is ONE Lua script (`EVALSHA`, loaded on
-//! first use), so it is decided and recorded atomically however many API nodes share the Redis:
+//! ([`RedisConn`]: one reconnecting server, or a Redis Cluster for a `redis+cluster://` URL).
+//! Each command is ONE Lua script (`EVALSHA`, loaded on first use), so it is decided and
+//! recorded atomically however many API nodes share the Redis:
 //!
 //! - a grab runs `lua/grant.lua`, the rules of the store's `ledger::grant`;
 //! - a claim runs `lua/claim.lua`, the rules of `ledger::claim` in the order
@@ -29,14 +30,18 @@
 //! requeue and record writes, conditional like `settle`. `hongbao-distributed` joins them with
 //! the stream into the reconciliation ports.
 //!
-//! What is not here yet: a Redis Cluster connection (the keys are already laid out for one,
-//! see [`keys`]).
+//! On a Redis Cluster every script's keys share one hash tag, so each runs on the one master
+//! owning its slot: one campaign's claims on one shard, each channel's grants on theirs (see
+//! [`keys`]). A namespace-wide walk ([`RedisConn::scan`], [`RedisConn::delete_namespace`])
+//! visits every master. `tests/cluster.rs` runs the concurrency and outbox checks on a real
+//! three-master cluster ([`testing::LocalCluster`]).
 //!
 //! Durability is Redis's: an `Accepted` is as durable as the server's persistence makes it —
 //! production needs `appendonly yes` with `appendfsync always` (or `everysec`, accepting up to a
 //! second of claims lost with the server); the development and CI instance keeps nothing.
 
 mod claim;
+mod conn;
 mod grant;
 pub mod keys;
 mod leases;
@@ -44,18 +49,21 @@ mod outbox;
 mod repair;
 mod roles;
 mod scan;
+pub mod testing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use hongbao_store::{
     CampaignBinding, Channel, ClaimLedger, ClaimOutcome, ClaimRequest, GiftIndex, GrantLedger,
     GrantOutcome, GrantRequest, HighValueUsage, Order, OrderId, StoreError,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
 pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS};
+pub use conn::{
+    CLUSTER_SCHEME, CLUSTER_SEEDS_MAX, CONNECT_TIMEOUT_MS, KeyScan, RECONNECT_DELAY_MAX_MS,
+    RECONNECT_DELAY_MIN_MS, RECONNECT_RETRIES, RESPONSE_TIMEOUT_MS, RedisConn, SCAN_COUNT, connect,
+};
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
@@ -65,14 +73,6 @@ pub use scan::MessageOf;
 
 use keys::{Keys, channel_index};
 
-/// How long one command may wait for Redis's answer. A command that timed out may or may not
-/// have been applied (as a dropped future of the ports): the same claim again tells which.
-pub const RESPONSE_TIMEOUT_MS: u64 = 2_000;
-/// How long one connection attempt may take.
-pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
-/// Reconnection attempts (exponential backoff from 100 ms) before a command fails with
-/// `Unavailable`; the next command starts again.
-pub const RECONNECT_RETRIES: usize = 6;
 /// Extra Redis lifetime of an idempotency record past [`hongbao_store::IDEMPOTENCY_TTL_MS`].
 /// Whether a record still answers is decided by its stored expiry against the request's clock
 /// (the node's injected clock, like every other decision); Redis's own TTL only collects records
@@ -90,7 +90,7 @@ fn lua_limit(limit: u64) -> u64 {
 
 /// The grant and claim ledgers of one campaign in Redis, under one namespace.
 pub struct RedisLedger {
-    conn: ConnectionManager,
+    conn: RedisConn,
     binding: CampaignBinding,
     keys: Keys,
     /// Units taken per bound gift, as last seen by this node. See [`ClaimLedger::stock_taken`].
@@ -119,7 +119,7 @@ impl RedisLedger {
     /// The ledger over a connection already made (shared with the role store and the rest of
     /// the node's Redis use).
     pub async fn over(
-        conn: ConnectionManager,
+        conn: RedisConn,
         namespace: &str,
         binding: CampaignBinding,
     ) -> Result<Self, StoreError> {
@@ -225,18 +225,6 @@ impl ClaimLedger for RedisLedger {
     async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {
         claim::high_value_usage(self, user, now_ms).await
     }
-}
-
-/// A reconnecting connection to `url` (e.g. `redis://127.0.0.1:6379`) with this crate's timeouts
-/// and retries; cheap to clone, and every clone shares one multiplexed connection.
-pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url)
-        .map_err(|e| StoreError::InvalidConfig(format!("redis url `{url}`: {e}")))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
-        .set_response_timeout(Some(Duration::from_millis(RESPONSE_TIMEOUT_MS)))
-        .set_number_of_retries(RECONNECT_RETRIES);
-    ConnectionManager::new_with_config(client, config).await.map_err(store_error)
 }
 
 /// A Redis error as the ports' error: a reply of the wrong shape means the keys hold something

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use hongbao_domain::Role;
 use hongbao_gateway::{BoxFuture, GatewayError, RoleKey, RoleStoreL2};
-use redis::aio::ConnectionManager;
 
+use crate::RedisConn;
 use crate::keys::check_namespace;
 
 /// Largest role list stored, in bytes of JSON: far above any real player's roles in one game
@@ -22,7 +22,7 @@ pub const ROLE_ENTRY_BYTES_MAX: usize = 64 * 1024;
 /// The shared role store of one campaign under one namespace.
 #[derive(Clone)]
 pub struct RedisRoleStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     /// `<ns>:<campaign>:roles:`, to which `<user>:<game index>` is appended.
     prefix: String,
 }
@@ -30,7 +30,7 @@ pub struct RedisRoleStore {
 impl RedisRoleStore {
     /// A store on `conn` (see [`crate::connect`]) for `campaign_id` under `namespace`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         namespace: &str,
         campaign_id: &str,
     ) -> Result<Self, hongbao_store::StoreError> {

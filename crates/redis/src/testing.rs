@@ -1,0 +1,193 @@
+//! A throwaway Redis Cluster on loopback for other tests (this crate's and the binary's):
+//! `redis-server --cluster-enabled yes` processes on free ports in a temporary directory, joined
+//! with `redis-cli --cluster create`. The processes are killed and the directory removed when
+//! the [`LocalCluster`] drops, also when the test panics.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long the servers may take to answer, and the cluster to agree on every slot.
+pub const CLUSTER_READY_TIMEOUT_MS: u64 = 15_000;
+/// Pause between two readiness probes.
+const PROBE_INTERVAL_MS: u64 = 50;
+/// Masters accepted: enough for any test, few enough for a laptop.
+pub const MASTERS_MAX: usize = 9;
+
+/// A running cluster of masters without replicas, keeping nothing on disk beyond its
+/// `nodes.conf` files.
+pub struct LocalCluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl LocalCluster {
+    /// Starts `masters` (3..=[`MASTERS_MAX`]) servers and joins them; waits until every one
+    /// reports `cluster_state:ok` with all 16,384 slots. An error of kind `NotFound` means
+    /// `redis-server` or `redis-cli` is not installed.
+    pub fn start(masters: usize) -> std::io::Result<LocalCluster> {
+        if !(3..=MASTERS_MAX).contains(&masters) {
+            return Err(std::io::Error::other(format!("masters must be 3..={MASTERS_MAX}")));
+        }
+        // Spawning it says `NotFound` now rather than a readiness wait timing out later.
+        Command::new("redis-cli").arg("--version").stdout(Stdio::null()).status()?;
+        let dir = std::env::temp_dir().join(format!("hongbao-cluster-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = LocalCluster { servers: Vec::new(), ports: Vec::new(), dir };
+        for _ in 0..masters {
+            cluster.spawn_server()?;
+        }
+        let deadline = Instant::now() + Duration::from_millis(CLUSTER_READY_TIMEOUT_MS);
+        for &port in &cluster.ports {
+            wait_until(deadline, || cli(port, &["PING"]).is_ok_and(|out| out.trim() == "PONG"))?;
+        }
+        cluster.create()?;
+        for &port in &cluster.ports {
+            wait_until(deadline, || {
+                cli(port, &["CLUSTER", "INFO"]).is_ok_and(|info| {
+                    info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                })
+            })?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a cluster of three masters, or says why not: without `redis-server` a test prints
+    /// that it skipped and gets `None` — except under CI (the variable `CI` set), where the
+    /// absence is a failure.
+    pub fn start_or_skip() -> Option<LocalCluster> {
+        match LocalCluster::start(3) {
+            Ok(cluster) => Some(cluster),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "redis-server or redis-cli missing, and CI is set: CI must run the cluster tests"
+                );
+                println!("skipped: redis-server or redis-cli not installed ({e})");
+                None
+            }
+            Err(e) => panic!("could not start a local Redis Cluster: {e}"),
+        }
+    }
+
+    /// The cluster's URL for [`crate::connect`]: `redis+cluster://127.0.0.1:<port>,…`.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("{}{}", crate::CLUSTER_SCHEME, seeds.join(","))
+    }
+
+    /// The masters' client ports, for talking to one server directly.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    fn spawn_server(&mut self) -> std::io::Result<()> {
+        let (port, bus) = (free_port()?, free_port()?);
+        let dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let (port_s, bus_s) = (port.to_string(), bus.to_string());
+        let args = [
+            "--port",
+            &port_s,
+            "--cluster-port",
+            &bus_s,
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ];
+        let child = Command::new("redis-server")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.servers.push(child);
+        self.ports.push(port);
+        Ok(())
+    }
+
+    fn create(&self) -> std::io::Result<()> {
+        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback port nothing listens on now (another process could take it before the server
+/// does; the server then fails to start and the readiness wait says so).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:09}", std::process::id())
+}
+
+/// `redis-cli -p <port> <args>`'s output, or an error if it failed.
+fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(std::io::Error::other("redis-cli failed"))
+    }
+}
+
+fn wait_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> std::io::Result<()> {
+    while !ready() {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("local Redis Cluster not ready in {CLUSTER_READY_TIMEOUT_MS} ms"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(PROBE_INTERVAL_MS));
+    }
+    Ok(())
+}
