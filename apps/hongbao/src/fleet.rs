@@ -27,6 +27,9 @@ pub(crate) struct FleetParts {
     claims: Arc<DistributedClaims>,
     /// Reconciliation's ports over the fleet (the admin endpoint's).
     pub(crate) reconcile: Arc<DistributedLedger>,
+    /// The operator API's used nonces, shared by the fleet (a replay to another node is
+    /// refused too).
+    pub(crate) nonces: Arc<dyn hongbao_auth::NonceStore>,
     sweeper: Option<Sweeper>,
 }
 
@@ -124,6 +127,7 @@ impl Node {
             store: None,
             fleet: Some(FleetParts {
                 reconcile: Arc::new(parts.reconcile_ledger()),
+                nonces: parts.nonces.clone(),
                 claims: parts.claims,
                 sweeper,
             }),

@@ -342,6 +342,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     node.monitor = Some(monitor);
     node.admin_auth = admin_auth;
+    if let Some(fleet) = &node.fleet {
+        node.admin_auth.nonces = fleet.nonces.clone();
+    }
     node.admin_access = admin_access;
     node.router_options = hongbao_api::RouterOptions {
         access_log: args.access_log,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hongbao_clock::SharedClock;
 use hongbao_domain::Campaign;
 use hongbao_jetstream::{DeliveryStream, JetStreamConfig, Names};
-use hongbao_redis::{RedisGameLeases, RedisLedger, RedisRoleStore};
+use hongbao_redis::{RedisGameLeases, RedisLedger, RedisNonceStore, RedisRoleStore};
 use hongbao_store::{CampaignBinding, StoreError};
 
 use crate::{DistributedClaims, DistributedLedger, JetStreamQueue, Sweeper, SweeperConfig};
@@ -33,6 +33,8 @@ pub struct Backend {
     pub roles: Arc<RedisRoleStore>,
     /// Which worker delivers to which game.
     pub leases: Arc<RedisGameLeases>,
+    /// The operator API's used nonces, for every node of the fleet.
+    pub nonces: Arc<RedisNonceStore>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -61,8 +63,9 @@ impl Backend {
         );
         let claims = Arc::new(DistributedClaims::start(ledger.clone(), stream.clone()));
         let roles = Arc::new(RedisRoleStore::new(conn.clone(), ns, &campaign.id)?);
-        let leases = Arc::new(RedisGameLeases::new(conn, ns, &campaign.id)?);
-        Ok(Backend { ledger, claims, stream, roles, leases })
+        let leases = Arc::new(RedisGameLeases::new(conn.clone(), ns, &campaign.id)?);
+        let nonces = Arc::new(RedisNonceStore::new(conn, ns)?);
+        Ok(Backend { ledger, claims, stream, roles, leases, nonces })
     }
 
     /// The delivery queue the workers lease from (starts its keep-alive task).

@@ -45,6 +45,7 @@ mod conn;
 mod grant;
 pub mod keys;
 mod leases;
+mod nonces;
 mod outbox;
 mod repair;
 mod roles;
@@ -66,6 +67,7 @@ pub use conn::{
 };
 pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
+pub use nonces::RedisNonceStore;
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
 pub use repair::{REPAIR_ROUNDS_MAX, RequeueWrite, busy};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
