@@ -274,7 +274,7 @@ async fn set_paused(
 
 async fn reconcile(
     State(state): State<AdminState>,
-    ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
+    ApiJson(req): ApiJson<hongbao_reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
     let store = embedded_store(&state)?;
     crate::reconcile::admin(store, &state.campaign, &state.reconcile_dir, req, &*state.clock)

@@ -16,12 +16,11 @@ use futures_util::stream::FuturesUnordered;
 use hongbao_api::ApiError;
 use hongbao_domain::{Campaign, Channel, Coupon, RoleId, ZoneId};
 use hongbao_queue::{DeliveryQueue, FinalState, Finish, QueueError};
-use hongbao_reconcile::{Options, ReconcileError, Summary};
+use hongbao_reconcile::{Options, ReconcileError, ReconcileRequest, Summary};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, EmbeddedConfig, EmbeddedStore,
     LEASE_BATCH_MAX, StoreError,
 };
-use serde::Deserialize;
 
 use crate::load_campaign;
 
@@ -237,33 +236,6 @@ async fn apply_list(
     println!("{}", serde_json::to_string_pretty(&tally)?);
     anyhow::ensure!(tally.errors == 0, "{} requeues failed", tally.errors);
     Ok(())
-}
-
-/// The body of `POST /admin/v1/reconcile`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReconcileRequest {
-    /// Repair; without it the pass is a dry run that reports what it would do.
-    #[serde(default)]
-    pub apply: bool,
-    /// Most share of the delivered orders `apply` may deliver again (default 0.05).
-    pub max_requeue_share: Option<f64>,
-    /// Apply even when a guard refuses.
-    #[serde(default)]
-    pub force: bool,
-    /// A game log under the node's `--reconcile-dir` (relative to it, or absolute inside it).
-    pub game_log: Option<PathBuf>,
-    pub game_log_until_ms: Option<u64>,
-    /// Where the files go, under the node's `--reconcile-dir`; without it only the summary is
-    /// made.
-    pub out: Option<PathBuf>,
-    pub from_ms: Option<u64>,
-    pub to_ms: Option<u64>,
-    pub stuck_after_s: Option<u64>,
-    #[serde(default)]
-    pub include_dead: bool,
-    #[serde(default)]
-    pub include_expired: bool,
 }
 
 /// One pass at a time per node: two would race each other's repairs (harmlessly, but their
