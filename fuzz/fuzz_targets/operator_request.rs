@@ -2,7 +2,8 @@
 //! headers are refused with a typed error, never a panic, never accepted; a request signed by a
 //! key verifies (inside the window, with the scope) and replays are refused; after any change
 //! to what was signed, it verifies only if the change is one the canonical form declares
-//! meaningless (method case, query parameter order, empty parameters, `a` = `a=`).
+//! meaningless (method case, query parameter order, empty parameters, `a` = `a=`); a line break
+//! in the method, path or query is refused even when signed.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -150,11 +151,14 @@ fn signed(
     let nonces = InProcessNonceStore::new(16);
     let got = verify(ring, &parts, &headers, needs, &nonces);
     let in_window = u64::from(skew_s.unsigned_abs()) <= WINDOW_S;
-    match (&got, in_window, key.has(needs)) {
-        (Ok(v), true, true) => assert_eq!(v.key_id, key.id),
-        (Err(AuthError::StaleTimestamp(_) | AuthError::FutureTimestamp(_)), false, _) => {}
-        (Err(AuthError::MissingScope { .. }), true, false) => {}
-        _ => panic!("a signed request: {got:?} (in window {in_window}, scope {})", key.has(needs)),
+    // A line break would shift text between the canonical lines: refused before anything else.
+    let line_break = [&parts.method, &parts.path, &parts.query].iter().any(|p| p.contains('\n'));
+    match (&got, line_break, in_window, key.has(needs)) {
+        (Err(AuthError::Malformed { header: "request line", .. }), true, _, _) => {}
+        (Ok(v), false, true, true) => assert_eq!(v.key_id, key.id),
+        (Err(AuthError::StaleTimestamp(_) | AuthError::FutureTimestamp(_)), false, false, _) => {}
+        (Err(AuthError::MissingScope { .. }), false, true, false) => {}
+        _ => panic!("a signed request: {got:?} (line break {line_break}, in window {in_window})"),
     }
     if got.is_ok() {
         let replay = verify(ring, &parts, &headers, needs, &nonces);
