@@ -383,7 +383,7 @@ async fn set_paused(
     post,
     path = "/admin/v1/reconcile",
     tag = "operator",
-    request_body = crate::reconcile::ReconcileRequest,
+    request_body = hongbao_reconcile::ReconcileRequest,
     security(("operator_key" = [], "operator_timestamp" = [], "operator_nonce" = [], "operator_signature" = [])),
     responses(
         (status = 200, description = "the pass's summary", body = Summary),
@@ -396,7 +396,7 @@ async fn set_paused(
 )]
 async fn reconcile(
     State(state): State<AdminState>,
-    ApiJson(req): ApiJson<crate::reconcile::ReconcileRequest>,
+    ApiJson(req): ApiJson<hongbao_reconcile::ReconcileRequest>,
 ) -> Result<ApiJson<Summary>, ApiError> {
     let ledger = match (&state.store, &state.fleet) {
         (Some(store), _) => crate::reconcile::NodeLedger::Embedded(store.clone()),

@@ -21,12 +21,11 @@ use hongbao_distributed::{BackendConfig, DistributedLedger, SweeperConfig};
 use hongbao_domain::{Campaign, Channel, Coupon, RoleId, ZoneId};
 use hongbao_jetstream::JetStreamConfig;
 use hongbao_queue::{DeliveryQueue, FinalState, Finish, QueueError};
-use hongbao_reconcile::{Ledger, Options, ReconcileError, Summary};
+use hongbao_reconcile::{Ledger, Options, ReconcileError, ReconcileRequest, Summary};
 use hongbao_store::{
     CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, EmbeddedConfig, EmbeddedStore,
     LEASE_BATCH_MAX, LedgerRepair, StoreError,
 };
-use serde::Deserialize;
 
 use crate::load_campaign;
 
@@ -288,35 +287,6 @@ async fn apply_list<L: LedgerRepair>(
     println!("{}", serde_json::to_string_pretty(&tally)?);
     anyhow::ensure!(tally.errors == 0, "{} requeues failed", tally.errors);
     Ok(())
-}
-
-/// The body of `POST /admin/v1/reconcile`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReconcileRequest {
-    /// Repair; without it the pass is a dry run that reports what it would do.
-    #[serde(default)]
-    pub apply: bool,
-    /// Most share of the delivered orders `apply` may deliver again (default 0.05).
-    pub max_requeue_share: Option<f64>,
-    /// Apply even when a guard refuses.
-    #[serde(default)]
-    pub force: bool,
-    /// A game log under the node's `--reconcile-dir` (relative to it, or absolute inside it).
-    #[schema(value_type = Option<String>)]
-    pub game_log: Option<PathBuf>,
-    pub game_log_until_ms: Option<u64>,
-    /// Where the files go, under the node's `--reconcile-dir`; without it only the summary is
-    /// made.
-    #[schema(value_type = Option<String>)]
-    pub out: Option<PathBuf>,
-    pub from_ms: Option<u64>,
-    pub to_ms: Option<u64>,
-    pub stuck_after_s: Option<u64>,
-    #[serde(default)]
-    pub include_dead: bool,
-    #[serde(default)]
-    pub include_expired: bool,
 }
 
 /// One pass at a time per node: two would race each other's repairs (harmlessly, but their

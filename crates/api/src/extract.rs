@@ -1,20 +1,24 @@
 //! Extractors whose rejections are [`ApiError`]s, so a bad request gets the same JSON error
 //! shape as everything else. Routes use these instead of axum's `Json` and `Query`.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ApiError;
 
 /// A JSON request body (or response). Rejections: malformed JSON → 400 `invalid_json`; missing
 /// or wrong `Content-Type` → 415 `unsupported_media_type`; body over
 /// [`BODY_LIMIT_BYTES`](crate::BODY_LIMIT_BYTES) → 413 `body_too_large`; valid JSON of the wrong
-/// shape (unknown field with `deny_unknown_fields`, missing field, wrong type) → 422
-/// `invalid_body`.
+/// shape (unknown field with `deny_unknown_fields`, missing field, wrong type, anything but an
+/// object) → 422 `invalid_body`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -26,8 +30,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let Json(JsonObject(value)) = Json::<JsonObject<T>>::from_request(req, state).await?;
         Ok(ApiJson(value))
+    }
+}
+
+/// `T` read from a JSON object only. serde's derived structs also accept a list of their field
+/// values in order (`["c1…","gift",1,2]`), which no client sends and no field name checks; a
+/// request body is an object with named fields.
+struct JsonObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(JsonObject)
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
     }
 }
 

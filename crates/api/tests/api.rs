@@ -340,6 +340,18 @@ async fn api_json_maps_rejections_to_json_errors() {
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
 }
 
+/// Found by fuzzing (`fuzz/`, api_json): serde's derived structs also read a list of field
+/// values by position; a body must be an object with named fields.
+#[tokio::test]
+async fn api_json_refuses_anything_but_an_object() {
+    let app = probe_app();
+    for body in [r#"["a",2]"#, "[]", r#""a""#, "2", "null"] {
+        post_json(&app, Some("application/json"), body)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+}
+
 #[tokio::test]
 async fn api_json_refuses_oversized_bodies() {
     let app = probe_app();

@@ -150,6 +150,36 @@ fn missing_and_malformed_headers_are_refused_before_any_key_is_looked_up() {
     assert!(error.to_string().contains("x-hongbao-signature"), "{error}");
 }
 
+/// Fields are joined by line breaks in the canonical form: one inside a field would let text
+/// move between fields under the same signature (signed for path `/1\n/2`, it verified as
+/// method `POST\n/1` and path `/2`). Refused, even when correctly signed.
+#[test]
+fn a_line_break_in_the_method_path_or_query_is_refused_even_when_signed() {
+    let store = InProcessNonceStore::default();
+    let sign = |(method, path, query): (&str, &str, &str)| {
+        sign_headers(&ops(), method, path, query, b"{}", NOW_S, NONCE)
+    };
+    let shifted = sign(("POST", "/1\n/2", ""));
+    for ((method, path, query), headers) in [
+        (("POST\n/1", "/2", ""), shifted),
+        (("POST", "/1\n/2", ""), sign(("POST", "/1\n/2", ""))),
+        (("POST", "/admin/v1/x", "a=1\nb=2"), sign(("POST", "/admin/v1/x", "a=1\nb=2"))),
+    ] {
+        let signed = Signed {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            body: b"{}".to_vec(),
+            headers,
+        };
+        let refused = signed.check(Scope::Operate, &store);
+        assert!(
+            matches!(refused, Err(AuthError::Malformed { header: "request line", .. })),
+            "{method:?} {path:?} {query:?}: {refused:?}"
+        );
+    }
+}
+
 #[test]
 fn every_refusal_has_its_own_code() {
     let errors = [

@@ -50,6 +50,7 @@ mod engine;
 pub mod gamelog;
 pub mod guard;
 pub mod report;
+mod request;
 
 pub use classify::{Action, Class, Quiet, classify};
 pub use engine::{
@@ -61,3 +62,4 @@ pub use gamelog::{
 };
 pub use guard::{Exposure, Guards, MAX_REQUEUE_SHARE_DEFAULT, Refusal};
 pub use report::{ApplyTally, Row, Summary};
+pub use request::ReconcileRequest;

@@ -217,6 +217,41 @@ fn stock_that_cannot_be_delivered_by_the_deadline_is_refused() {
     assert!(reason.contains("beyond the 48 h deadline"), "{reason}");
 }
 
+/// Found by fuzzing (`fuzz/`, campaign_structured): the hours were multiplied unchecked.
+#[test]
+fn hours_too_large_to_count_in_seconds_are_refused() {
+    let huge = format!("delivery_deadline_hours = {}", i64::MAX);
+    let (field, reason) = invalid(&edited("delivery_deadline_hours = 48", &huge));
+    assert_eq!(field, "campaign.delivery_deadline_hours");
+    assert!(reason.contains("out of range"), "{reason}");
+    let huge = format!("coupon_ttl_hours = {}", u64::MAX / 3600 + 1);
+    let (field, _) = invalid(&edited("coupon_ttl_hours = 24", &huge));
+    assert_eq!(field, "campaign.coupon_ttl_hours");
+}
+
+/// Waves × interval used to be multiplied unchecked.
+#[test]
+fn release_waves_too_far_apart_to_count_are_refused() {
+    let text = edited("waves = 4", &format!("waves = {}", u32::MAX)).replacen(
+        "wave_interval_s = 120",
+        &format!("wave_interval_s = {}", i64::MAX),
+        1,
+    );
+    let (field, reason) = invalid(&text);
+    assert_eq!(field, "release.waves");
+    assert!(reason.contains("after the campaign ends"), "{reason}");
+}
+
+/// A game's gifts' stock used to be added unchecked.
+#[test]
+fn stock_too_large_to_add_up_is_refused() {
+    let max = format!("stock = {}", i64::MAX);
+    let text = edited("stock = 3000000", &max).replacen("stock = 2000000", &max, 1);
+    let (field, reason) = invalid(&text);
+    assert_eq!(field, "gifts[2].stock");
+    assert!(reason.contains("overflows"), "{reason}");
+}
+
 #[test]
 fn zero_capacity_is_refused() {
     let (field, _) =

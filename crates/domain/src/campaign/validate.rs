@@ -68,6 +68,15 @@ impl Checker<'_> {
         u32::try_from(v).map_err(|_| self.fail(field, format!("is {v}, larger than {}", u32::MAX)))
     }
 
+    /// A count of hours (at least 1) in seconds. Checked: in a release build an overflowing
+    /// product would wrap to a short deadline without a word.
+    fn hours_in_s(&self, field: &str, value: i64) -> Result<u64, CampaignError> {
+        let hours = self.at_least(field, value, 1)?;
+        hours
+            .checked_mul(3600)
+            .ok_or_else(|| self.fail(field, format!("{hours} h is out of range")))
+    }
+
     fn time(&self, field: &str, value: &str) -> Result<i64, CampaignError> {
         OffsetDateTime::parse(value, &Rfc3339).map(|t| t.unix_timestamp()).map_err(|e| {
             self.fail(field, format!("`{value}` is not an RFC 3339 time with offset ({e})"))
@@ -174,8 +183,8 @@ fn campaign_window(c: &Checker<'_>, raw: &RawCampaign) -> Result<Window, Campaig
         ));
     }
     let delivery_deadline_s =
-        c.at_least("campaign.delivery_deadline_hours", raw.delivery_deadline_hours, 1)? * 3600;
-    let coupon_ttl_s = c.at_least("campaign.coupon_ttl_hours", raw.coupon_ttl_hours, 1)? * 3600;
+        c.hours_in_s("campaign.delivery_deadline_hours", raw.delivery_deadline_hours)?;
+    let coupon_ttl_s = c.hours_in_s("campaign.coupon_ttl_hours", raw.coupon_ttl_hours)?;
     Ok(Window { id, title, starts_at_unix_s, ends_at_unix_s, delivery_deadline_s, coupon_ttl_s })
 }
 
@@ -274,13 +283,16 @@ fn release(
             format!("{spread_s} s spread exceeds the {wave_interval_s} s between waves"),
         ));
     }
-    let last_wave_opens_s = u64::from(waves - 1) * wave_interval_s + spread_s;
-    if last_wave_opens_s >= window_s {
+    // Checked: waves and interval may each be huge; their product must not wrap to a small,
+    // valid-looking time.
+    let last_wave_opens_s =
+        u64::from(waves - 1).checked_mul(wave_interval_s).and_then(|s| s.checked_add(spread_s));
+    if last_wave_opens_s.is_none_or(|s| s >= window_s) {
+        let opens =
+            last_wave_opens_s.map_or_else(|| format!("more than {}", u64::MAX), |s| s.to_string());
         return Err(c.fail(
             "release.waves",
-            format!(
-                "the last wave opens {last_wave_opens_s} s after the start, after the campaign ends"
-            ),
+            format!("the last wave opens {opens} s after the start, after the campaign ends"),
         ));
     }
     Ok(Release { waves, wave_interval_s, spread_s })
@@ -425,7 +437,10 @@ fn gifts(
     let mut stock_per_game = vec![0u64; games.len()];
     for (i, g) in raw.iter().enumerate() {
         let gift = gift(c, i, g, &mut gift_ids, games, limits)?;
-        stock_per_game[usize::from(gift.game.0)] += gift.stock;
+        let total = &mut stock_per_game[usize::from(gift.game.0)];
+        *total = total.checked_add(gift.stock).ok_or_else(|| {
+            c.fail(format!("gifts[{i}].stock"), "the stock of the game's gifts together overflows")
+        })?;
         gifts.push(gift);
     }
     Ok((gifts, stock_per_game))
