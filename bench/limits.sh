@@ -35,7 +35,7 @@ wait_port 9100
 
 start_node() { # campaign data-dir [flags…]
   local campaign=$1 data=$2; shift 2
-  taskset -c 0 "$bin" serve --rehearsal --config "$campaign" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
+  taskset -c 0 "$bin" serve --rehearsal --admin-unsigned --config "$campaign" --addr 127.0.0.1:8080 --admin-addr 127.0.0.1:8081 \
     --profiles "$work/profiles" --data "$data" --role api "$@" >/dev/null 2>&1 &
   node_pid=$!; pids+=($node_pid)
   wait_port 8080
