@@ -39,6 +39,22 @@ pub struct Event {
     pub at_ms: Option<u64>,
 }
 
+/// Reads a batch as the document describes it, objects only: serde's derived structs also take
+/// a list of field values by position (`{"events":[["page_opened"]]}`), which skips the field
+/// names and so the refusal of unknown ones.
+pub(crate) fn parse_batch(body: &[u8]) -> Result<Batch, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let Some(batch) = value.as_object() else {
+        return Err("the batch is a JSON object".to_string());
+    };
+    if let Some(events) = batch.get("events").and_then(serde_json::Value::as_array)
+        && !events.iter().all(serde_json::Value::is_object)
+    {
+        return Err("each event is a JSON object".to_string());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// A refused batch.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -97,5 +113,24 @@ impl Events {
             self.counters[*index].increment(1);
         }
         Ok(indexes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_batch;
+
+    #[test]
+    fn a_batch_and_its_events_are_objects_with_known_fields() {
+        let batch = parse_batch(br#"{"events":[{"event":"page_opened","at_ms":1}]}"#).unwrap();
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].event, "page_opened");
+        for positional in
+            [&br#"{"events":[["page_opened"]]}"#[..], br#"[[{"event":"page_opened"}]]"#]
+        {
+            assert!(parse_batch(positional).is_err(), "{}", String::from_utf8_lossy(positional));
+        }
+        assert!(parse_batch(br#"{"events":[{"event":"page_opened","who":7}]}"#).is_err());
+        assert!(parse_batch(br#"{"events":"page_opened"}"#).is_err());
     }
 }

@@ -180,7 +180,7 @@ pub async fn events(
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "bad_body", "the body could not be read"),
     };
-    let batch: Batch = match serde_json::from_slice(&body) {
+    let batch: Batch = match events::parse_batch(&body) {
         Ok(batch) => batch,
         Err(e) => {
             return error(
