@@ -6,7 +6,6 @@
 mod support;
 
 use std::io::BufRead;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,29 +13,12 @@ use hongbao_distributed::{BackendConfig, SweeperConfig};
 use hongbao_jetstream::JetStreamConfig;
 use hongbao_store::CampaignBinding;
 use rand::{Rng, SeedableRng};
+use support::services::{NATS_URL, REDIS_URL, services_answer};
 use support::{BIN, Running};
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-const NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Polls of 100 ms before the test gives up on a delivery that takes well under a second: a
 /// liveness bound, never a timing assertion.
 const DELIVERY_POLLS: usize = 600;
-
-fn services_answer() -> bool {
-    let up = |addr: &str| {
-        TcpStream::connect_timeout(&addr.parse().expect("an address"), Duration::from_millis(500))
-            .is_ok()
-    };
-    let answer = up("127.0.0.1:6379") && up("127.0.0.1:4222");
-    if !answer {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Redis at 6379 or NATS at 4222, and CI is set: CI must run the distributed demo"
-        );
-        println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
-    }
-    answer
-}
 
 fn backend(namespace: &str) -> BackendConfig {
     BackendConfig {

@@ -6,80 +6,20 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hongbao_domain::synth::{FIRST_USER_ID, SynthModel};
 use hongbao_domain::{Campaign, Channel, GameIndex, Role, sign_ticket};
-use rand::Rng;
 use serde_json::{Value, json};
+use support::services::{NATS_URL, Namespace, REDIS_URL, services_answer};
 use support::{Running, get_json, now_s, open_campaign_file, run_ok, spawn_sim};
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-const NATS_URL: &str = "nats://127.0.0.1:4222";
 const USERS: u64 = 3_000;
 const SCALE: &str = "0.1";
 /// Makes an API node abort right after the claim script accepts (`hongbao`'s fleet module).
 const CRASH_AFTER_CLAIM_SCRIPT: &str = "HONGBAO_CRASH_AFTER_CLAIM_SCRIPT";
 /// A bound on waiting for the fleet to deliver, far above the seconds it needs.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
-
-fn services_answer() -> bool {
-    let up = |addr: &str| {
-        TcpStream::connect_timeout(&addr.parse().expect("an address"), Duration::from_millis(500))
-            .is_ok()
-    };
-    let answer = up("127.0.0.1:6379") && up("127.0.0.1:4222");
-    if !answer {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Redis at 6379 or NATS at 4222, and CI is set: CI must run the fleet tests"
-        );
-        println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
-    }
-    answer
-}
-
-/// A namespace of this test's own: its Redis keys and its JetStream stream go when it drops.
-struct Namespace {
-    name: String,
-    stream: String,
-}
-
-impl Namespace {
-    fn new(campaign: &Campaign) -> Namespace {
-        let name = format!("hbfleet-{:012x}", rand::rng().random::<u64>() >> 16);
-        let stream = format!("{name}_{}", campaign.id);
-        Namespace { name, stream }
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let (name, stream) = (self.name.clone(), self.stream.clone());
-        // Drops may run on a runtime thread: clean up from a thread and runtime of its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let client = redis::Client::open(REDIS_URL)?;
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                let keys: Vec<String> =
-                    redis::cmd("KEYS").arg(format!("{name}:*")).query_async(&mut conn).await?;
-                if !keys.is_empty() {
-                    redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut conn).await?;
-                }
-                let nats = async_nats::connect(NATS_URL).await?;
-                async_nats::jetstream::new(nats).delete_stream(stream).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("could not clean up namespace {}", self.name);
-        }
-    }
-}
 
 /// The campaign, the simulator and the users' profiles one fleet test runs on.
 struct World {
@@ -106,7 +46,7 @@ impl World {
         let gen_args = ["gen", "--config", &config, "--users", &users, "--seed", "42"];
         run_ok(&[&gen_args[..], &["--out", &profiles]].concat());
         let model = SynthModel::new(42, USERS, campaign.games.len());
-        let ns = Namespace::new(&campaign);
+        let ns = Namespace::new("hbfleet", &campaign);
         World { _dir: dir, config, profiles, campaign, model, sim, sim_url, game_log, ns }
     }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hongbao_store::{CampaignBinding, EmbeddedConfig, EmbeddedStore};
+use support::services::{NATS_URL, Namespace, REDIS_URL, services_answer};
 use support::{BIN, campaign_path, run_ok};
 
 /// The numbers of the seed's last line: "... N delivered (L lost at the game), Q queued (U in
@@ -155,58 +156,6 @@ fn seeded_faults_are_found_applied_once_and_a_running_node_is_refused() {
     store.close().unwrap();
 }
 
-/// A fleet's namespace of this test's own: its Redis keys and its stream go when it drops.
-struct Namespace {
-    name: String,
-    stream: String,
-}
-
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-const NATS_URL: &str = "nats://127.0.0.1:4222";
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let (name, stream) = (self.name.clone(), self.stream.clone());
-        // Drops may run on a runtime thread: clean up from a thread and runtime of its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let client = redis::Client::open(REDIS_URL)?;
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                let keys: Vec<String> =
-                    redis::cmd("KEYS").arg(format!("{name}:*")).query_async(&mut conn).await?;
-                if !keys.is_empty() {
-                    redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut conn).await?;
-                }
-                let nats = async_nats::connect(NATS_URL).await?;
-                async_nats::jetstream::new(nats).delete_stream(stream).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("could not clean up namespace {}", self.name);
-        }
-    }
-}
-
-fn services_answer() -> bool {
-    let up = |addr: &str| {
-        std::net::TcpStream::connect_timeout(
-            &addr.parse().expect("an address"),
-            std::time::Duration::from_millis(500),
-        )
-        .is_ok()
-    };
-    let answer = up("127.0.0.1:6379") && up("127.0.0.1:4222");
-    if !answer {
-        assert!(std::env::var_os("CI").is_none(), "no Redis or NATS, and CI is set");
-        println!("skipped: no Redis at 127.0.0.1:6379 or NATS at 127.0.0.1:4222");
-    }
-    answer
-}
-
 /// Four orders claimed on a fleet and delivered through JetStream; the game's log lacks one.
 /// Returns the lost order.
 async fn seed_fleet(campaign: &hongbao_domain::Campaign, namespace: &str) -> hongbao_domain::Order {
@@ -281,8 +230,7 @@ fn a_fleet_is_reconciled_from_the_cli() {
     let text = std::fs::read_to_string(&path).unwrap();
     let campaign =
         hongbao_domain::Campaign::parse(&text, &path.display().to_string(), &|_| None).unwrap();
-    let name = format!("hbrec-{:012x}", rand::Rng::random::<u64>(&mut rand::rng()) >> 16);
-    let ns = Namespace { stream: format!("{name}_{}", campaign.id), name };
+    let ns = Namespace::new("hbrec", &campaign);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lost = rt.block_on(seed_fleet(&campaign, &ns.name));
     let dir = tempfile::tempdir().unwrap();
