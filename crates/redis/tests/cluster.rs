@@ -8,16 +8,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use common::{NOW_MS, binding, claim_req};
-use hongbao_domain::{Channel, GiftIndex, OrderEvent, OrderStatus};
+use common::{NOW_MS, STOCK, binding, claim_req};
+use hongbao_domain::{Channel, OrderEvent, OrderStatus};
 use hongbao_redis::testing::LocalCluster;
 use hongbao_redis::{RedisConn, RedisLedger, Settled};
 use hongbao_store::{ClaimLedger, ClaimOutcome, GrantLedger, GrantOutcome, GrantRequest};
 use rand::Rng;
 use tokio::task::JoinSet;
-
-const STOCK: u64 = 25;
-const CLAIMS: u64 = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapters_hold_their_rules_on_a_three_master_cluster() {
@@ -33,8 +30,8 @@ async fn the_adapters_hold_their_rules_on_a_three_master_cluster() {
         Arc::new(RedisLedger::over(conn.clone(), &ns, binding()).await.expect("ledger")),
     ];
 
-    claims_take_exactly_the_stock(&nodes).await;
-    one_coupon_is_redeemed_once(&nodes).await;
+    common::claims_take_exactly_the_stock(&nodes).await;
+    common::one_coupon_is_redeemed_once(&nodes).await;
     grants_hold_the_budget(&nodes).await;
     outbox_and_settle(&nodes[0]).await;
     each_scripts_keys_share_a_slot(&conn, &ns).await;
@@ -43,56 +40,6 @@ async fn the_adapters_hold_their_rules_on_a_three_master_cluster() {
 
 async fn ledger(cluster: &LocalCluster, ns: &str) -> RedisLedger {
     RedisLedger::connect(&cluster.url(), ns, binding()).await.expect("ledger on the cluster")
-}
-
-/// Stock 25, 200 users over both nodes at once: exactly 25 orders.
-async fn claims_take_exactly_the_stock(nodes: &[Arc<RedisLedger>; 2]) {
-    let mut tasks = JoinSet::new();
-    for user in 1..=CLAIMS {
-        let node = Arc::clone(&nodes[(user % 2) as usize]);
-        tasks.spawn(async move {
-            node.claim(claim_req(user, Channel::Swipe, 1, 0, STOCK, 1, NOW_MS)).await
-        });
-    }
-    let (mut accepted, mut out_of_stock) = (0, 0);
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("the task ran").expect("the cluster answers") {
-            ClaimOutcome::Accepted(_) => accepted += 1,
-            ClaimOutcome::OutOfStock => out_of_stock += 1,
-            other => panic!("unexpected outcome {other:?}"),
-        }
-    }
-    assert_eq!((accepted, out_of_stock), (STOCK, CLAIMS - STOCK));
-    nodes[1].refresh_counters().await.expect("the cluster answers");
-    assert_eq!(nodes[1].stock_taken(GiftIndex(0)), STOCK);
-    let mut orders = 0;
-    for user in 1..=CLAIMS {
-        orders += nodes[0].orders_of(user, 10).await.expect("read").len() as u64;
-    }
-    assert_eq!(orders, STOCK);
-}
-
-/// One coupon claimed for each of the three gifts at once, 30 times over both nodes: one order.
-async fn one_coupon_is_redeemed_once(nodes: &[Arc<RedisLedger>; 2]) {
-    let mut tasks = JoinSet::new();
-    for i in 0..30u16 {
-        let node = Arc::clone(&nodes[usize::from(i % 2)]);
-        tasks.spawn(async move {
-            node.claim(claim_req(9_000, Channel::ArMap, 1, i % 3, 1_000, 5, NOW_MS)).await
-        });
-    }
-    let mut orders = Vec::new();
-    let mut accepted = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined.expect("the task ran").expect("the cluster answers");
-        if matches!(outcome, ClaimOutcome::Accepted(_)) {
-            accepted += 1;
-        }
-        orders.push(outcome.order().expect("every claim names the one order").clone());
-    }
-    assert_eq!(accepted, 1);
-    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order: {orders:?}");
-    assert_eq!(nodes[1].orders_of(9_000, 10).await.expect("read").len(), 1);
 }
 
 /// Grants on all three channels at once (three slots, possibly three masters): each channel's

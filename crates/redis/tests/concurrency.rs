@@ -6,16 +6,13 @@ mod common;
 use std::sync::Arc;
 
 use common::{NOW_MS, claim_req, connect, namespace, redis_answers};
-use hongbao_domain::{Channel, GiftIndex};
+use hongbao_domain::Channel;
 use hongbao_redis::RedisLedger;
 use hongbao_store::{
     ClaimLedger, ClaimOutcome, GrantLedger, GrantOutcome, GrantRequest, HighValueRule,
     HighValueUsage,
 };
 use tokio::task::JoinSet;
-
-const STOCK: u64 = 25;
-const CLAIMS: u64 = 200;
 
 /// Two nodes: each claim goes to one of them, alternately.
 async fn two_nodes(ns: &str) -> [Arc<RedisLedger>; 2] {
@@ -28,35 +25,7 @@ async fn concurrent_claims_take_exactly_the_stock() {
         return;
     }
     let (ns, _cleanup) = namespace();
-    let nodes = two_nodes(&ns).await;
-    let mut tasks = JoinSet::new();
-    for user in 1..=CLAIMS {
-        let node = Arc::clone(&nodes[(user % 2) as usize]);
-        tasks.spawn(async move {
-            node.claim(claim_req(user, Channel::Swipe, 1, 0, STOCK, 1, NOW_MS)).await
-        });
-    }
-    let (mut accepted, mut out_of_stock) = (0, 0);
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("the task ran").expect("redis answers") {
-            ClaimOutcome::Accepted(_) => accepted += 1,
-            ClaimOutcome::OutOfStock => out_of_stock += 1,
-            other => panic!("unexpected outcome {other:?}"),
-        }
-    }
-    assert_eq!((accepted, out_of_stock), (STOCK, CLAIMS - STOCK));
-    // Each node's count lags until it reads the others' effect, and never runs ahead.
-    for node in &nodes {
-        assert!(node.stock_taken(GiftIndex(0)) <= STOCK);
-        node.refresh_counters().await.expect("redis answers");
-        assert_eq!(node.stock_taken(GiftIndex(0)), STOCK);
-        assert_eq!(node.stock_taken(GiftIndex(1)), 0);
-    }
-    let mut orders = 0;
-    for user in 1..=CLAIMS {
-        orders += nodes[0].orders_of(user, 10).await.expect("read").len() as u64;
-    }
-    assert_eq!(orders, STOCK);
+    common::claims_take_exactly_the_stock(&two_nodes(&ns).await).await;
 }
 
 /// One user claims one gift with many coupons at once: the per-user limit holds.
@@ -93,27 +62,7 @@ async fn one_coupon_is_redeemed_once() {
         return;
     }
     let (ns, _cleanup) = namespace();
-    let nodes = two_nodes(&ns).await;
-    let mut tasks = JoinSet::new();
-    for i in 0..30u16 {
-        let node = Arc::clone(&nodes[usize::from(i % 2)]);
-        tasks.spawn(async move {
-            node.claim(claim_req(9, Channel::ArMap, 1, i % 3, 1_000, 5, NOW_MS)).await
-        });
-    }
-    let mut orders = Vec::new();
-    let mut accepted = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined.expect("the task ran").expect("redis answers");
-        if matches!(outcome, ClaimOutcome::Accepted(_)) {
-            accepted += 1;
-        }
-        orders.push(outcome.order().expect("every claim names the one order").clone());
-    }
-    assert_eq!(accepted, 1);
-    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order: {orders:?}");
-    let taken: u64 = (0..3).map(|g| nodes[0].stock_taken(GiftIndex(g))).sum();
-    assert!(taken <= 1);
+    common::one_coupon_is_redeemed_once(&two_nodes(&ns).await).await;
 }
 
 /// Many grants at once on one channel from a few users: exactly the budget is granted, and each

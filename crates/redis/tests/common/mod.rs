@@ -135,3 +135,72 @@ pub fn claim_req(
         high_value: None,
     }
 }
+
+/// Stock of claims both scenarios below use, and the claimants of the stock scenario.
+pub const STOCK: u64 = 25;
+pub const CLAIMS: u64 = 200;
+
+/// Stock 25, 200 users over both nodes at once (one server or a cluster): exactly 25 orders, and
+/// each node's count lags until it reads the others' effect, never running ahead. Run it on a
+/// fresh namespace.
+pub async fn claims_take_exactly_the_stock(nodes: &[std::sync::Arc<RedisLedger>; 2]) {
+    use hongbao_store::{ClaimLedger, ClaimOutcome};
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in 1..=CLAIMS {
+        let node = std::sync::Arc::clone(&nodes[(user % 2) as usize]);
+        tasks.spawn(async move {
+            node.claim(claim_req(user, Channel::Swipe, 1, 0, STOCK, 1, NOW_MS)).await
+        });
+    }
+    let (mut accepted, mut out_of_stock) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("the task ran").expect("redis answers") {
+            ClaimOutcome::Accepted(_) => accepted += 1,
+            ClaimOutcome::OutOfStock => out_of_stock += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((accepted, out_of_stock), (STOCK, CLAIMS - STOCK));
+    for node in nodes {
+        assert!(node.stock_taken(GiftIndex(0)) <= STOCK);
+        node.refresh_counters().await.expect("redis answers");
+        assert_eq!(node.stock_taken(GiftIndex(0)), STOCK);
+        assert_eq!(node.stock_taken(GiftIndex(1)), 0);
+    }
+    let mut orders = 0;
+    for user in 1..=CLAIMS {
+        orders += nodes[0].orders_of(user, 10).await.expect("read").len() as u64;
+    }
+    assert_eq!(orders, STOCK);
+}
+
+/// One coupon of user 9,000 claimed for each of three gifts at once, 30 times over both nodes:
+/// one order, which every claim names, and one unit of stock taken for it.
+pub async fn one_coupon_is_redeemed_once(nodes: &[std::sync::Arc<RedisLedger>; 2]) {
+    use hongbao_store::{ClaimLedger, ClaimOutcome};
+    const USER: u64 = 9_000;
+    let taken = || -> u64 { (0..3).map(|g| nodes[0].stock_taken(GiftIndex(g))).sum() };
+    nodes[0].refresh_counters().await.expect("redis answers");
+    let taken_before = taken();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30u16 {
+        let node = std::sync::Arc::clone(&nodes[usize::from(i % 2)]);
+        tasks.spawn(async move {
+            node.claim(claim_req(USER, Channel::ArMap, 1, i % 3, 1_000, 5, NOW_MS)).await
+        });
+    }
+    let mut orders = Vec::new();
+    let mut accepted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.expect("the task ran").expect("redis answers");
+        if matches!(outcome, ClaimOutcome::Accepted(_)) {
+            accepted += 1;
+        }
+        orders.push(outcome.order().expect("every claim names the one order").clone());
+    }
+    assert_eq!(accepted, 1);
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order: {orders:?}");
+    assert_eq!(nodes[1].orders_of(USER, 10).await.expect("read").len(), 1);
+    nodes[0].refresh_counters().await.expect("redis answers");
+    assert_eq!(taken() - taken_before, 1, "one unit of stock for the one order");
+}
