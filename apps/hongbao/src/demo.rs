@@ -84,6 +84,10 @@ pub struct DemoArgs {
     /// Keep the namespace's keys and stream when the demo stops (default: removed).
     #[arg(long, requires = "redis")]
     pub keep: bool,
+    /// Claim shards to split the demo campaign's claim state into (1..=128; see `serve
+    /// --help`). [default: 1]
+    #[arg(long, requires = "redis", value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub claim_shards: Option<u16>,
 }
 
 /// Where the demo's node keeps its state.
@@ -130,6 +134,7 @@ impl Backing {
             namespace,
             jetstream: JetStreamConfig::default(),
             sweeper: SweeperConfig::default(),
+            claim_shards: args.claim_shards,
         };
         Ok(Backing::Distributed { config, keep: args.keep })
     }

@@ -62,6 +62,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = SWEEP_GRACE_MS_DEFAULT, requires = "redis",
           value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     pub sweep_grace_ms: u64,
+    /// Claim shards to split the campaign's claim state into (distributed mode; 1..=128): each
+    /// is its own Redis Cluster slot, so one campaign's claims spread over that many masters.
+    /// Fixed when the campaign's first claim state is written; later nodes may leave it out
+    /// (they take the stored layout) and are refused if they ask for another. [default: the
+    /// stored layout, or 1]
+    #[arg(long, requires = "redis", value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub claim_shards: Option<u16>,
     /// The only directory `POST /admin/v1/reconcile` reads game logs from and writes reports
     /// into; request paths are relative to it, and paths outside it are refused
     /// [default: DATA/reconcile; a distributed node has none unless given, and its
@@ -332,6 +339,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                     grace_ms: args.sweep_grace_ms,
                     ..SweeperConfig::default()
                 },
+                claim_shards: args.claim_shards,
             };
             Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
         }

@@ -160,6 +160,7 @@ async fn open_fleet(
         // The fleet's own settings (`serve` uses the defaults): opening updates nothing.
         jetstream: JetStreamConfig::default(),
         sweeper: SweeperConfig::default(),
+        claim_shards: None,
     };
     DistributedLedger::connect(&config, campaign)
         .await
@@ -870,6 +871,7 @@ mod tests {
             namespace: namespace.clone(),
             jetstream: JetStreamConfig::default(),
             sweeper: SweeperConfig::default(),
+            claim_shards: None,
         };
         let backend =
             hongbao_distributed::Backend::connect(&config, &campaign).await.expect("fleet");

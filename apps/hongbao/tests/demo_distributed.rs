@@ -27,6 +27,7 @@ fn backend(namespace: &str) -> BackendConfig {
         namespace: namespace.to_string(),
         jetstream: JetStreamConfig::default(),
         sweeper: SweeperConfig::default(),
+        claim_shards: None,
     }
 }
 

@@ -169,6 +169,7 @@ async fn seed_fleet(campaign: &hongbao_domain::Campaign, namespace: &str) -> hon
         namespace: namespace.into(),
         jetstream: Default::default(),
         sweeper: Default::default(),
+        claim_shards: None,
     };
     let backend = hongbao_distributed::Backend::connect(&config, campaign).await.expect("fleet");
     let now = hongbao_clock::SystemClock.now_ms();

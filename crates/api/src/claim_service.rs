@@ -129,7 +129,8 @@ impl ClaimService<'_> {
             ClaimRequest::new(campaign, gift, coupon, command.zone_id, command.role_id, now_ms);
 
         if idempotency.is_none()
-            && let Some(existing) = self.claims.order(&request.order_id()).await?
+            && let Some(existing) =
+                self.claims.user_order(command.user, &request.order_id()).await?
         {
             return settle(ClaimOutcome::of_existing(existing, &gift.id), campaign, gift, now_ms);
         }

@@ -32,8 +32,10 @@ pub trait Claims: Send + Sync + 'static {
         &self,
         req: hongbao_store::ClaimRequest,
     ) -> BoxFuture<'_, Result<hongbao_store::ClaimOutcome, StoreError>>;
-    fn order<'a>(
+    /// `user`'s order `id` (`None`: none, or another user's).
+    fn user_order<'a>(
         &'a self,
+        user: u64,
         id: &'a hongbao_domain::OrderId,
     ) -> BoxFuture<'a, Result<Option<hongbao_domain::Order>, StoreError>>;
     fn orders_of(
@@ -57,11 +59,12 @@ impl<T: hongbao_store::ClaimLedger> Claims for T {
         Box::pin(hongbao_store::ClaimLedger::claim(self, req))
     }
 
-    fn order<'a>(
+    fn user_order<'a>(
         &'a self,
+        user: u64,
         id: &'a hongbao_domain::OrderId,
     ) -> BoxFuture<'a, Result<Option<hongbao_domain::Order>, StoreError>> {
-        Box::pin(hongbao_store::ClaimLedger::order(self, id))
+        Box::pin(hongbao_store::ClaimLedger::user_order(self, user, id))
     }
 
     fn orders_of(

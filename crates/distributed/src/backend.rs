@@ -21,6 +21,9 @@ pub struct BackendConfig {
     pub namespace: String,
     pub jetstream: JetStreamConfig,
     pub sweeper: SweeperConfig,
+    /// Claim shards asked for (see `hongbao_redis::keys`); `None` takes the campaign's stored
+    /// layout, one shard for a new campaign.
+    pub claim_shards: Option<u16>,
 }
 
 /// The distributed backend's adapters for one campaign.
@@ -52,8 +55,10 @@ impl Backend {
     ) -> Result<Backend, StoreError> {
         let conn = hongbao_redis::connect(&config.redis_url).await?;
         let ns = &config.namespace;
-        let ledger =
-            Arc::new(RedisLedger::over(conn.clone(), ns, CampaignBinding::of(campaign)).await?);
+        let ledger = Arc::new(
+            RedisLedger::over(conn.clone(), ns, CampaignBinding::of(campaign), config.claim_shards)
+                .await?,
+        );
         let games: Vec<String> = campaign.games.iter().map(|g| g.id.clone()).collect();
         let names = Names::new(ns, &campaign.id, &games).map_err(jetstream_error)?;
         let stream = Arc::new(

@@ -79,6 +79,10 @@ impl ClaimLedger for DistributedClaims {
         self.ledger.order(id).await
     }
 
+    async fn user_order(&self, user: u64, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.ledger.user_order(user, id).await
+    }
+
     async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
         self.ledger.orders_of(user, limit).await
     }

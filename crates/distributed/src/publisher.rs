@@ -44,6 +44,8 @@ struct Counters {
 
 struct Job {
     out: Outgoing,
+    /// The order's claim shard, where it is marked published.
+    shard: u16,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -83,10 +85,11 @@ impl Publisher {
     /// a stored one). An error means it may or may not be stored: the order stays in
     /// `should_send` and the sweeper publishes it.
     pub async fn publish(&self, order: &Order) -> Result<(), StoreError> {
-        let out = outgoing(self.ledger.binding(), order, 0)?;
+        let out = outgoing(&self.ledger, order, 0)?;
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the publisher has stopped".into());
-        self.jobs.send(Job { out, done }).await.map_err(|_| stopped())?;
+        let shard = self.ledger.shard_of(order.user);
+        self.jobs.send(Job { out, shard, done }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -137,7 +140,7 @@ async fn publish_batch(
     for (job, ack) in jobs.into_iter().zip(acks) {
         let answer = match ack {
             Ok(ack) => {
-                published.push((job.out.msg_id, ack.sequence));
+                published.push((job.shard, job.out.msg_id, ack.sequence));
                 Ok(())
             }
             Err(e) => Err(StoreError::Unavailable(format!(
@@ -151,10 +154,19 @@ async fn publish_batch(
     counters.batches.fetch_add(1, Ordering::Relaxed);
     counters.published.fetch_add(published.len() as u64, Ordering::Relaxed);
     counters.failed.fetch_add((outs.len() - published.len()) as u64, Ordering::Relaxed);
-    // Message id = order id here: the claims' own messages.
-    let ids: Vec<(&str, u64)> = published.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
-    if let Err(e) = ledger.mark_published_at(&ids).await {
-        // Harmless: the sweeper publishes them again, which the stream deduplicates.
-        tracing::warn!(error = %e, orders = ids.len(), "could not mark published orders");
+    // Message id = order id here: the claims' own messages. One command per claim shard.
+    for shard in 0..ledger.shards() {
+        let ids: Vec<(&str, u64)> = published
+            .iter()
+            .filter(|(s, _, _)| *s == shard)
+            .map(|(_, id, seq)| (id.as_str(), *seq))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        if let Err(e) = ledger.mark_published_at(shard, &ids).await {
+            // Harmless: the sweeper publishes them again, which the stream deduplicates.
+            tracing::warn!(error = %e, orders = ids.len(), "could not mark published orders");
+        }
     }
 }

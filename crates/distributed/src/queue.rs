@@ -2,7 +2,7 @@
 //! (the order's state, the actual-send log).
 //!
 //! A lease is a fetched message. Before handing it out, the order's state is read from Redis
-//! (one `HMGET` per fetch): a finished order's message is acked and skipped (a worker recorded
+//! (one `HMGET` per fetch and claim shard): a finished order's message is acked and skipped (a worker recorded
 //! the outcome and died before acking), one not yet due is naked until it is (a retry whose
 //! delayed nak was lost), and one JetStream is about to give up on is recorded dead and
 //! terminated. Ending a lease records first, then acks or naks: the record is conditional on
@@ -21,10 +21,10 @@ use hongbao_queue::{
     DeliveryQueue, FinalState, Finish, Leased, QueueDepth, QueueError, QueuedOrder, Retry,
 };
 use hongbao_redis::{RedisLedger, Settled, StoredOrder};
-use hongbao_store::Order;
+use hongbao_store::{Order, OrderId};
 use tokio::task::JoinHandle;
 
-use crate::message::order_id;
+use crate::message::order_ref;
 
 /// A leased order: its message (the lease) and the order as read when leased.
 pub struct JetStreamLease {
@@ -202,15 +202,30 @@ impl DeliveryQueue for JetStreamQueue {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Option<String>> = messages
-            .iter()
-            .map(|m| order_id(&m.payload).map(|id| id.as_str().to_string()))
-            .collect();
-        let known: Vec<String> = ids.iter().flatten().cloned().collect();
-        let mut stored = self.ledger.stored_orders(&known).await.map_err(unavailable)?.into_iter();
+        // The orders, read shard by shard (a message names its order's shard).
+        let refs: Vec<Option<(OrderId, u16)>> =
+            messages.iter().map(|m| order_ref(&m.payload)).collect();
+        let mut found: HashMap<(u16, String), StoredOrder> = HashMap::new();
+        for shard in 0..self.ledger.shards() {
+            let ids: Vec<String> = refs
+                .iter()
+                .flatten()
+                .filter(|(_, s)| *s == shard)
+                .map(|(id, _)| id.as_str().to_string())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let stored = self.ledger.stored_orders(shard, &ids).await.map_err(unavailable)?;
+            for (id, stored) in ids.into_iter().zip(stored) {
+                if let Some(stored) = stored {
+                    found.insert((shard, id), stored);
+                }
+            }
+        }
         let mut leased = Vec::with_capacity(messages.len());
-        for (message, id) in messages.into_iter().zip(ids) {
-            let order = if id.is_some() { stored.next().flatten() } else { None };
+        for (message, r) in messages.into_iter().zip(refs) {
+            let order = r.and_then(|(id, shard)| found.remove(&(shard, id.as_str().to_string())));
             if let Some(entry) = self.admit(game, message, order, now_ms).await? {
                 leased.push(entry);
             }

@@ -53,7 +53,7 @@ use hongbao_store::{
 
 use crate::BackendConfig;
 use crate::backend::jetstream_error;
-use crate::message::outgoing;
+use crate::message::{outgoing, payload};
 
 /// See the module doc.
 pub struct DistributedLedger {
@@ -113,11 +113,13 @@ impl DistributedLedger {
     /// failure is logged, not returned: the order is recorded unpublished, and the sweeper
     /// publishes it.
     async fn publish(&self, order: &Order, generation: u64) -> Result<(), StoreError> {
-        let out = outgoing(self.ledger.binding(), order, generation)?;
+        let out = outgoing(&self.ledger, order, generation)?;
         let acked = self.stream.publish_all(std::slice::from_ref(&out)).await;
         match acked.into_iter().next() {
             Some(Ok(published)) => {
-                self.ledger.mark_published_at(&[(order.id.as_str(), published.sequence)]).await
+                let shard = self.ledger.shard_of(order.user);
+                let marked = [(order.id.as_str(), published.sequence)];
+                self.ledger.mark_published_at(shard, &marked).await
             }
             Some(Err(e)) => {
                 tracing::warn!(order = %order.id, error = %e, "requeued, not yet published; the sweeper will");
@@ -174,6 +176,10 @@ impl ClaimLedger for DistributedLedger {
         self.ledger.order(id).await
     }
 
+    async fn user_order(&self, user: u64, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.ledger.user_order(user, id).await
+    }
+
     async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
         self.ledger.orders_of(user, limit).await
     }
@@ -228,11 +234,11 @@ impl LedgerScan for DistributedLedger {
         let Some(game) = self.ledger.binding().game_index(&order.game_id) else {
             return Ok(false);
         };
-        match self.ledger.message_of(&order.id).await? {
+        match self.ledger.message_of(order).await? {
             MessageOf::Unpublished | MessageOf::Unknown => Ok(true),
             MessageOf::Published { sequence } => self
                 .stream
-                .holds(usize::from(game.0), sequence, order.id.as_str().as_bytes())
+                .holds(usize::from(game.0), sequence, &payload(&self.ledger, order))
                 .await
                 .map_err(jetstream_error),
         }

@@ -75,6 +75,8 @@ pub struct SweepPass {
     pub duplicates: usize,
     /// Of those, not acknowledged: left for the next pass.
     pub failed: usize,
+    /// Quota moves between claim shards finished for a mover that died.
+    pub quota_moves: usize,
 }
 
 /// The sweeper task, owned: [`Sweeper::shutdown`] stops it; dropping it aborts it.
@@ -134,26 +136,44 @@ impl Drop for Sweeper {
     }
 }
 
-/// One pass at `now_ms`: publishes up to `batch_max` orders recorded before `now_ms - grace`
-/// and not marked published, then marks the acknowledged ones.
+/// One pass at `now_ms`: publishes up to `batch_max` orders per claim shard recorded before
+/// `now_ms - grace` and not marked published, then marks the acknowledged ones; and finishes
+/// the quota moves between claim shards whose mover died (see `hongbao_redis::keys`).
 pub async fn sweep_once(
     ledger: &RedisLedger,
     stream: &DeliveryStream,
     config: &SweeperConfig,
     now_ms: u64,
 ) -> Result<SweepPass, StoreError> {
+    let mut pass = SweepPass::default();
+    for shard in 0..ledger.shards() {
+        sweep_shard(ledger, stream, config, now_ms, shard, &mut pass).await?;
+    }
+    let moves = ledger.sweep_quota_transfers(now_ms, config.grace_ms).await?;
+    pass.quota_moves = moves.transfers + moves.releases;
+    Ok(pass)
+}
+
+async fn sweep_shard(
+    ledger: &RedisLedger,
+    stream: &DeliveryStream,
+    config: &SweeperConfig,
+    now_ms: u64,
+    shard: u16,
+    pass: &mut SweepPass,
+) -> Result<(), StoreError> {
     let before = now_ms.saturating_sub(config.grace_ms);
-    let orders = ledger.unpublished(before, config.batch_max).await?;
+    let orders = ledger.unpublished(shard, before, config.batch_max).await?;
     // A requeued order's message carries its generation (see `message.rs`).
     let ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
-    let generations = ledger.generations(&ids).await?;
+    let generations = ledger.generations(shard, &ids).await?;
     let outs = orders
         .iter()
         .zip(generations)
-        .map(|(o, generation)| outgoing(ledger.binding(), o, generation))
+        .map(|(o, generation)| outgoing(ledger, o, generation))
         .collect::<Result<Vec<_>, _>>()?;
     let acks = stream.publish_all(&outs).await;
-    let mut pass = SweepPass { found: outs.len(), ..SweepPass::default() };
+    pass.found += outs.len();
     let mut acked = Vec::with_capacity(outs.len());
     for ((out, id), ack) in outs.iter().zip(&ids).zip(acks) {
         match ack {
@@ -171,6 +191,5 @@ pub async fn sweep_once(
             }
         }
     }
-    ledger.mark_published_at(&acked).await?;
-    Ok(pass)
+    ledger.mark_published_at(shard, &acked).await
 }

@@ -105,7 +105,7 @@ async fn lease_finish_retry_and_release_follow_the_contract() {
     // Ending a lease someone else already ended: LeaseLost, nothing changes.
     let lost = take(&mut held, d);
     let stored =
-        env.ledger.stored_orders(std::slice::from_ref(d)).await.unwrap()[0].clone().unwrap();
+        env.ledger.stored_orders(0, std::slice::from_ref(d)).await.unwrap()[0].clone().unwrap();
     let other = stored.order.apply(&OrderEvent::StartDelivery, NOW_MS).unwrap();
     let other = other.apply(&OrderEvent::Expire, NOW_MS).unwrap();
     env.ledger.settle(&stored, &other).await.unwrap();
@@ -135,7 +135,7 @@ async fn a_worker_that_dies_with_a_lease_loses_nothing_and_doubles_nothing() {
         let mut held = lease_ids(&queue, &[x, y], NOW_MS).await;
         let y_lease = take(&mut held, y);
         let stored =
-            env.ledger.stored_orders(std::slice::from_ref(y)).await.unwrap()[0].clone().unwrap();
+            env.ledger.stored_orders(0, std::slice::from_ref(y)).await.unwrap()[0].clone().unwrap();
         let next = stored.order.apply(&OrderEvent::StartDelivery, NOW_MS).unwrap();
         let next = next.apply(&OrderEvent::Delivered, NOW_MS).unwrap();
         env.ledger.settle(&stored, &next).await.unwrap();

@@ -6,6 +6,7 @@ use hongbao_store::{
 };
 use redis::Value;
 
+use crate::quota::Resource;
 use crate::{IDEMPOTENCY_GC_MARGIN_MS, RedisLedger, lua_limit, store_error};
 
 pub(crate) async fn claim(
@@ -17,7 +18,45 @@ pub(crate) async fn claim(
     let json = serde_json::to_string(&order).map_err(|e| {
         StoreError::InvalidRequest(format!("order {} not serialisable: {e}", order.id))
     })?;
-    let (keys, user) = (&ledger.keys, req.user());
+    let k = ledger.shard_of(req.user());
+    let mut refills = 0;
+    loop {
+        let outcome = run_script(ledger, k, &req, &order, &json).await?;
+        // A shard refuses for want of quota while the pool or other shards may hold some: it
+        // gets more and asks again, a bounded number of times (each round moves quota to it).
+        let needs = match &outcome {
+            ClaimOutcome::OutOfStock if ledger.sharded() => {
+                Some(Resource::Stock { gift: req.gift, stock: req.stock })
+            }
+            ClaimOutcome::HighValueBudgetExhausted { .. } if ledger.sharded() => {
+                req.high_value.as_ref().map(|rule| Resource::HighValueHour {
+                    hour: hour_of(req.now_ms),
+                    budget_cents: rule.budget_cents_per_hour,
+                    least_cents: rule.value_cents,
+                })
+            }
+            _ => None,
+        };
+        let Some(resource) = needs else { return Ok(outcome) };
+        if refills == crate::QUOTA_ROUNDS_MAX || ledger.refill(k, &resource, req.now_ms).await? == 0
+        {
+            return Ok(outcome);
+        }
+        refills += 1;
+    }
+}
+
+/// One run of `lua/claim.lua` on shard `k`.
+async fn run_script(
+    ledger: &RedisLedger,
+    k: u16,
+    req: &ClaimRequest,
+    order: &Order,
+    json: &str,
+) -> Result<ClaimOutcome, StoreError> {
+    let shard = ledger.shard(k);
+    let (keys, user) = (&shard.keys, req.user());
+    let quota = ledger.sharded();
     let mut call = ledger.claim_script.prepare_invoke();
     call.key(keys.orders())
         .key(keys.stock())
@@ -26,7 +65,8 @@ pub(crate) async fn claim(
         .key(keys.should_send())
         .key(keys.high_value_user(user, day_of(req.now_ms)))
         .key(keys.high_value_hour(hour_of(req.now_ms)))
-        .key(keys.order_ids());
+        .key(keys.order_ids())
+        .key(keys.quota());
     let (fingerprint, expires) = match &req.idempotency {
         Some(key) => {
             call.key(keys.idempotency(user, key.key()));
@@ -35,10 +75,14 @@ pub(crate) async fn claim(
         }
         None => (String::new(), String::new()),
     };
-    call.arg(order.id.as_str())
-        .arg(&order.gift_id)
-        .arg(lua_limit(req.stock))
-        .arg(req.per_user_limit)
+    call.arg(order.id.as_str()).arg(&order.gift_id);
+    // A shard's stock and hour budget are its quotas, which the script reads itself.
+    if quota {
+        call.arg("");
+    } else {
+        call.arg(lua_limit(req.stock));
+    }
+    call.arg(req.per_user_limit)
         .arg(digits(req.now_ms))
         .arg(fingerprint)
         .arg(expires)
@@ -48,13 +92,21 @@ pub(crate) async fn claim(
         .arg(order.ready_at_ms.unwrap_or(order.created_at_ms));
     match &req.high_value {
         // Limits above 2^53 as 2^53 (see `lua_limit`); a gift's value is at most its budget.
-        Some(rule) => call
-            .arg(lua_limit(rule.value_cents))
-            .arg(rule.per_user_per_day)
-            .arg(lua_limit(rule.budget_cents_per_hour)),
-        None => call.arg("").arg(0).arg(0),
+        Some(rule) => {
+            call.arg(lua_limit(rule.value_cents)).arg(rule.per_user_per_day);
+            if quota {
+                call.arg("");
+            } else {
+                call.arg(lua_limit(rule.budget_cents_per_hour));
+            }
+        }
+        None => {
+            call.arg("").arg(0).arg(0);
+        }
     };
-    call.arg(HIGH_VALUE_DAY_TTL_MS).arg(HIGH_VALUE_HOUR_TTL_MS);
+    call.arg(HIGH_VALUE_DAY_TTL_MS)
+        .arg(HIGH_VALUE_HOUR_TTL_MS)
+        .arg(Resource::hour_field(hour_of(req.now_ms)));
     let reply: Value = call.invoke_async(&mut ledger.conn.clone()).await.map_err(store_error)?;
 
     let Value::Array(parts) = reply else {
@@ -64,12 +116,12 @@ pub(crate) async fn claim(
         return Err(bad_reply(&Value::Array(parts)));
     };
     if let Ok(taken) = u64::try_from(int(taken)?) {
-        ledger.saw_taken(req.gift, taken);
+        ledger.saw_taken(shard, req.gift, taken);
     }
     let stored = bytes(stored)?;
     Ok(match text(outcome)? {
         // The order this claim wrote: the one built above, as sent.
-        "A" if stored.is_empty() => ClaimOutcome::Accepted(Box::new(order)),
+        "A" if stored.is_empty() => ClaimOutcome::Accepted(Box::new(order.clone())),
         "A" => ClaimOutcome::Accepted(Box::new(decode_order(stored)?)),
         "R" => ClaimOutcome::Replayed(Box::new(decode_order(stored)?)),
         "C" => ClaimOutcome::CouponAlreadyRedeemed(Box::new(decode_order(stored)?)),
@@ -94,33 +146,47 @@ pub const HIGH_VALUE_DAY_TTL_MS: u64 = 2 * DAY_MS;
 /// Redis lifetime of an hour's high-value spend, for the same reason.
 pub const HIGH_VALUE_HOUR_TTL_MS: u64 = 3 * HOUR_MS;
 
-/// The committed high-value counts of `user`'s day and everyone's hour at `now_ms`.
+/// The committed high-value counts of `user`'s day and everyone's hour at `now_ms` (with claim
+/// shards, the hour's cents summed over them).
 pub(crate) async fn high_value_usage(
     ledger: &RedisLedger,
     user: u64,
     now_ms: u64,
 ) -> Result<HighValueUsage, StoreError> {
-    let keys = &ledger.keys;
+    let mut conn = ledger.conn.clone();
+    let (day, hour) = (day_of(now_ms), hour_of(now_ms));
+    let mine = ledger.shard_of(user);
+    let keys = &ledger.shard(mine).keys;
     let (claimed, spent): (Option<u32>, Option<u64>) = redis::cmd("MGET")
-        .arg(keys.high_value_user(user, day_of(now_ms)))
-        .arg(keys.high_value_hour(hour_of(now_ms)))
-        .query_async(&mut ledger.conn.clone())
+        .arg(keys.high_value_user(user, day))
+        .arg(keys.high_value_hour(hour))
+        .query_async(&mut conn)
         .await
         .map_err(store_error)?;
-    Ok(HighValueUsage {
-        claimed_today: claimed.unwrap_or(0),
-        spent_this_hour_cents: spent.unwrap_or(0),
-    })
+    let mut spent = spent.unwrap_or(0);
+    // One GET per other shard: their keys are in other slots.
+    for (k, shard) in ledger.shards.iter().enumerate() {
+        if k == usize::from(mine) {
+            continue;
+        }
+        let theirs: Option<u64> = redis::cmd("GET")
+            .arg(shard.keys.high_value_hour(hour))
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        spent = spent.saturating_add(theirs.unwrap_or(0));
+    }
+    Ok(HighValueUsage { claimed_today: claimed.unwrap_or(0), spent_this_hour_cents: spent })
 }
 
-pub(crate) async fn order(ledger: &RedisLedger, id: &OrderId) -> Result<Option<Order>, StoreError> {
-    let stored: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(ledger.keys.orders())
-        .arg(id.as_str())
-        .query_async(&mut ledger.conn.clone())
-        .await
-        .map_err(store_error)?;
-    stored.map(|json| decode_order(&json)).transpose()
+/// `user`'s order `id`, looked up in the user's shard only.
+pub(crate) async fn user_order(
+    ledger: &RedisLedger,
+    user: u64,
+    id: &OrderId,
+) -> Result<Option<Order>, StoreError> {
+    let found = ledger.stored_orders(ledger.shard_of(user), &[id.as_str().to_string()]).await?;
+    Ok(found.into_iter().flatten().map(|s| s.order).find(|o| o.user == user))
 }
 
 /// The user's first `limit` orders by (`created_at_ms`, id): the index's own order.
@@ -134,8 +200,9 @@ pub(crate) async fn orders_of(
         return Ok(Vec::new());
     }
     let mut conn = ledger.conn.clone();
+    let keys = &ledger.shard(ledger.shard_of(user)).keys;
     let ids: Vec<String> = redis::cmd("ZRANGE")
-        .arg(ledger.keys.user_orders(user))
+        .arg(keys.user_orders(user))
         .arg(0)
         .arg(limit - 1)
         .query_async(&mut conn)
@@ -145,7 +212,7 @@ pub(crate) async fn orders_of(
         return Ok(Vec::new());
     }
     let stored: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-        .arg(ledger.keys.orders())
+        .arg(keys.orders())
         .arg(&ids)
         .query_async(&mut conn)
         .await

@@ -22,6 +22,21 @@
 //! | `<ns>:{<c>}:requeues` | hash | order id → how many times reconciliation published it again; its messages after the first carry the id `<order id>:r<n>` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
 //! | `<ns>:{<c>:grants:<channel>}:users` | hash | user → coupons granted to them on the channel |
+//! | `<ns>:{<c>}:layout` | string | `shards=<S>`: the claim layout a campaign's state was first written in (absent: one shard) |
+//!
+//! A campaign whose claims are split over `S > 1` claim shards (see "Claim shards" below) keeps
+//! every claim key above except the grants' under `<ns>:{<c>:s<k>}` instead of `<ns>:{<c>}`, for
+//! each shard `k` in `0..S`, and adds:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `<ns>:{<c>:s<k>}:quota` | hash | resource → units this shard received from the pool minus what it gave back (a gift id: units of stock; `hv:<hour>`: cents of that hour's high-value budget) |
+//! | `<ns>:{<c>:s<k>}:quota:received` | set | ids of the transfers this shard applied (so a repeated transfer adds nothing) |
+//! | `<ns>:{<c>:s<k>}:quota:releases` | hash | release id → `<resource>\|<units>`: quota taken out of this shard, not yet known to be back in the pool |
+//! | `<ns>:{<c>}:quota:allotted` | hash | resource → units the pool gave to shards and did not get back |
+//! | `<ns>:{<c>}:quota:transfers` | hash | transfer id → `<shard>\|<resource>\|<units>`: allotted by the pool, not yet known to be applied by the shard |
+//! | `<ns>:{<c>}:quota:returned` | set | ids of the releases the pool took back |
+//! | `<ns>:{<c>}:quota:seq`, `<ns>:{<c>:s<k>}:quota:seq` | string | the counter naming transfers (`t<n>`) and releases (`s<k>-<n>`) |
 //!
 //! # Slots (Redis Cluster)
 //!
@@ -37,11 +52,27 @@
 //!   split needs a cross-slot protocol (reserve, then commit) that one script cannot be. The
 //!   limit: one campaign's claims run on one shard, one script at a time (Redis runs scripts
 //!   serially), which is also what makes them exactly atomic. Other campaigns land on other
-//!   slots. When one shard is too small, the next step is stock buckets per gift under their
-//!   own tags with the coupon and user keys kept in one place, a design of its own.
+//!   slots. When one shard is too small, the claims are split (next point).
 //!   The keys added for reconciliation (`order_ids`, `published`, `requeues`) carry the same
 //!   tag: the claim script indexes its order, and the requeue script writes the order,
 //!   `should_send` and the generation, atomically.
+//! - **Claim shards: `{<c>:s<k>}`**, for a campaign made with `S > 1` shards. A user's whole
+//!   claim state (their coupons' orders, per-gift counts, idempotency records, high-value day,
+//!   and the per-order state that follows: should-send, published, requeues, the send log, the
+//!   order index) lives in the shard `k` = [`shard_of`]`(user, S)`, so a claim's coupon and user
+//!   scopes stay in one slot. The third scope, a gift's stock (and an hour's high-value budget),
+//!   is shared by all users; it is split into *quotas*: each shard may take at most what it
+//!   holds in its `quota` hash, and the claim script checks its own shard's quota and units
+//!   taken in the same atomic step as today, so no shard ever takes more than its quota. Quota
+//!   moves between the pool (`{<c>}`, which knows the campaign's stock) and a shard by a
+//!   transfer in two scripts, one per slot, each idempotent by the transfer's id, with the
+//!   pending transfer recorded on the giving side until the receiving side has applied it (a
+//!   sweeper finishes transfers whose mover died). At every moment the units of a resource
+//!   are split without overlap between the pool, the shards' quotas and the transfers in
+//!   flight, so the sum of the shards' units taken never exceeds the stock: **no oversell**.
+//!   Quota left in a shard when the pool is empty is released back to the pool on demand (see
+//!   `quota.rs`), so a gift sells out everywhere before any claim answers `out_of_stock` for
+//!   good.
 //! - **Grants are tagged per channel, `{<c>:grants:<channel>}`**: a grant touches only its
 //!   channel's budget counter and the user's count on that channel, so the three channels'
 //!   grants may run on three shards, apart from the claims.
@@ -53,6 +84,35 @@
 
 use hongbao_domain::Channel;
 use hongbao_store::StoreError;
+
+/// Most claim shards a campaign may be split into (each adds a few keys to every reconciliation
+/// scan and a quota per gift; past a hundred masters, other limits come first).
+pub const CLAIM_SHARDS_MAX: u16 = 128;
+
+/// The claim shard of `user` among `shards` (`1..=`[`CLAIM_SHARDS_MAX`]).
+///
+/// WARNING: persisted — where every user's claim state lives. Changing it moves users away from
+/// their orders and counts (second coupons, limits restarting at zero).
+pub fn shard_of(user: u64, shards: u16) -> u16 {
+    // splitmix64's finaliser: user ids are often sequential or share low bits; mixed, they
+    // spread evenly over any number of shards.
+    let mut x = user;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    u16::try_from(x % u64::from(shards.max(1))).unwrap_or(0)
+}
+
+/// Refuses a shard count outside `1..=`[`CLAIM_SHARDS_MAX`].
+pub fn check_shards(shards: u16) -> Result<(), StoreError> {
+    if (1..=CLAIM_SHARDS_MAX).contains(&shards) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidConfig(format!(
+            "claim shards must be 1..={CLAIM_SHARDS_MAX}, not {shards}"
+        )))
+    }
+}
 
 /// Longest namespace accepted.
 pub const NAMESPACE_MAX_LEN: usize = 64;
@@ -95,6 +155,15 @@ impl Keys {
             claims: format!("{namespace}:{{{campaign_id}}}"),
             grants: [grants(Channel::Swipe), grants(Channel::ArMap), grants(Channel::Scan)],
         }
+    }
+
+    /// The claim keys of shard `k` of a campaign split into more than one shard: the same
+    /// names as [`Keys::new`]'s under the tag `{<c>:s<k>}` (campaign ids hold no `:`, so no
+    /// campaign's own tag can be a shard's).
+    pub fn shard(namespace: &str, campaign_id: &str, k: u16) -> Self {
+        let mut keys = Self::new(namespace, campaign_id);
+        keys.claims = format!("{namespace}:{{{campaign_id}:s{k}}}");
+        keys
     }
 
     pub fn grant(&self, channel: Channel) -> GrantKeys {
@@ -156,6 +225,46 @@ impl Keys {
     pub fn requeues(&self) -> String {
         format!("{}:requeues", self.claims)
     }
+
+    /// The campaign's claim layout (pool side, `{<c>}`).
+    pub fn layout(&self) -> String {
+        format!("{}:layout", self.claims)
+    }
+
+    /// A shard's quota per resource (shard side).
+    pub fn quota(&self) -> String {
+        format!("{}:quota", self.claims)
+    }
+
+    /// Transfers a shard applied (shard side).
+    pub fn quota_received(&self) -> String {
+        format!("{}:quota:received", self.claims)
+    }
+
+    /// Quota taken out of a shard, not yet back in the pool (shard side).
+    pub fn quota_releases(&self) -> String {
+        format!("{}:quota:releases", self.claims)
+    }
+
+    /// The counter naming quota moves (pool side: transfers; shard side: releases).
+    pub fn quota_seq(&self) -> String {
+        format!("{}:quota:seq", self.claims)
+    }
+
+    /// Units the pool gave out, per resource (pool side).
+    pub fn pool_allotted(&self) -> String {
+        format!("{}:quota:allotted", self.claims)
+    }
+
+    /// Transfers allotted, not yet known applied (pool side).
+    pub fn pool_transfers(&self) -> String {
+        format!("{}:quota:transfers", self.claims)
+    }
+
+    /// Releases the pool took back (pool side).
+    pub fn pool_returned(&self) -> String {
+        format!("{}:quota:returned", self.claims)
+    }
 }
 
 /// Dense index of a channel for the adapter's arrays. Not persisted (keys name the channel).
@@ -200,6 +309,31 @@ mod tests {
         assert_eq!(tag(&grant.granted), "spring:grants:ar_map");
         assert_eq!(tag(&grant.users), tag(&grant.granted));
         assert!(claim.iter().chain([&grant.granted]).all(|k| k.starts_with("hb-test.1:")));
+    }
+
+    #[test]
+    fn a_shards_keys_share_its_own_tag() {
+        let shard = Keys::shard("hb", "spring", 3);
+        for key in [shard.orders(), shard.stock(), shard.quota(), shard.quota_releases()] {
+            assert_eq!(tag(&key), "spring:s3", "{key}");
+        }
+        let pool = Keys::new("hb", "spring");
+        for key in [pool.pool_allotted(), pool.pool_transfers(), pool.pool_returned()] {
+            assert_eq!(tag(&key), "spring", "{key}");
+        }
+    }
+
+    #[test]
+    fn users_spread_evenly_over_shards() {
+        let shards = 16u16;
+        let mut counts = [0u32; 16];
+        for user in 0..160_000u64 {
+            counts[usize::from(shard_of(user, shards))] += 1;
+        }
+        // 10,000 expected per shard; sequential ids must not pile up on a few.
+        assert!(counts.iter().all(|c| (9_500..=10_500).contains(c)), "{counts:?}");
+        assert_eq!(shard_of(42, 1), 0);
+        assert!(check_shards(0).is_err() && check_shards(CLAIM_SHARDS_MAX + 1).is_err());
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub mod keys;
 mod leases;
 mod nonces;
 mod outbox;
+mod quota;
 mod repair;
 mod roles;
 mod scan;
@@ -65,10 +66,11 @@ pub use conn::{
     CLUSTER_SCHEME, CLUSTER_SEEDS_MAX, CONNECT_TIMEOUT_MS, KeyScan, RECONNECT_DELAY_MAX_MS,
     RECONNECT_DELAY_MIN_MS, RECONNECT_RETRIES, RESPONSE_TIMEOUT_MS, RedisConn, SCAN_COUNT, connect,
 };
-pub use keys::{NAMESPACE_MAX_LEN, check_namespace};
+pub use keys::{CLAIM_SHARDS_MAX, NAMESPACE_MAX_LEN, check_namespace, check_shards, shard_of};
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use nonces::RedisNonceStore;
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
+pub use quota::{QUOTA_ROUNDS_MAX, STOCK_CHUNK_MAX, TransferSweep};
 pub use repair::{REPAIR_ROUNDS_MAX, RequeueWrite, busy};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 pub use scan::MessageOf;
@@ -94,20 +96,31 @@ fn lua_limit(limit: u64) -> u64 {
 pub struct RedisLedger {
     conn: RedisConn,
     binding: CampaignBinding,
+    /// The campaign's own keys (`{<c>}`): the grants, the layout, the quota pool, and with one
+    /// claim shard every claim key.
     keys: Keys,
-    /// Units taken per bound gift, as last seen by this node. See [`ClaimLedger::stock_taken`].
-    stock_taken: Vec<AtomicU64>,
+    /// The claim shards (see [`keys`]): one, over `keys`, or more, each under its own tag.
+    shards: Vec<ClaimShard>,
     /// Coupons granted per channel, as last seen by this node.
     granted: [AtomicU64; 3],
+    quotas: quota::Quotas,
     grant_script: Script,
     claim_script: Script,
     settle_script: Script,
     requeue_script: Script,
 }
 
+/// One claim shard: its keys and what this node last saw of its units taken.
+pub(crate) struct ClaimShard {
+    keys: Keys,
+    /// Units taken in this shard per bound gift. See [`ClaimLedger::stock_taken`].
+    stock_taken: Vec<AtomicU64>,
+}
+
 impl RedisLedger {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379`) for `binding`'s campaign under
-    /// `namespace` (see [`check_namespace`]), and reads the campaign's counters.
+    /// `namespace` (see [`check_namespace`]), in the claim layout the campaign was first
+    /// written in (one shard for a new one), and reads the campaign's counters.
     pub async fn connect(
         url: &str,
         namespace: &str,
@@ -115,22 +128,38 @@ impl RedisLedger {
     ) -> Result<Self, StoreError> {
         check_namespace(namespace)?;
         let conn = connect(url).await?;
-        Self::over(conn, namespace, binding).await
+        Self::over(conn, namespace, binding, None).await
     }
 
     /// The ledger over a connection already made (shared with the role store and the rest of
-    /// the node's Redis use).
+    /// the node's Redis use). `shards`: the claim shards asked for (see [`keys`]); `None` takes
+    /// the layout the campaign was first written in. A campaign's layout never changes: asking
+    /// for another than its own is refused (its users' state would be looked for elsewhere).
     pub async fn over(
         conn: RedisConn,
         namespace: &str,
         binding: CampaignBinding,
+        shards: Option<u16>,
     ) -> Result<Self, StoreError> {
         check_namespace(namespace)?;
+        let keys = Keys::new(namespace, binding.campaign_id());
+        let count = quota::settle_layout(&conn, &keys, shards).await?;
+        let gifts = binding.gifts();
+        let shard = |keys: Keys| ClaimShard {
+            keys,
+            stock_taken: (0..gifts).map(|_| AtomicU64::new(0)).collect(),
+        };
+        let shards = if count == 1 {
+            vec![shard(keys.clone())]
+        } else {
+            (0..count).map(|k| shard(Keys::shard(namespace, binding.campaign_id(), k))).collect()
+        };
         let ledger = Self {
             conn,
-            keys: Keys::new(namespace, binding.campaign_id()),
-            stock_taken: (0..binding.gifts()).map(|_| AtomicU64::new(0)).collect(),
+            keys,
+            shards,
             granted: Default::default(),
+            quotas: quota::Quotas::new(gifts),
             binding,
             grant_script: Script::new(include_str!("lua/grant.lua")),
             claim_script: Script::new(include_str!("lua/claim.lua")),
@@ -145,6 +174,33 @@ impl RedisLedger {
         &self.binding
     }
 
+    /// How many claim shards the campaign's claims are split into.
+    pub fn shards(&self) -> u16 {
+        u16::try_from(self.shards.len()).unwrap_or(u16::MAX)
+    }
+
+    /// The claim shard holding `user`'s claim state.
+    pub fn shard_of(&self, user: u64) -> u16 {
+        shard_of(user, self.shards())
+    }
+
+    /// Whether the claims are split over more than one shard (quotas in play).
+    fn sharded(&self) -> bool {
+        self.shards.len() > 1
+    }
+
+    /// The claim shard `k` (the last one for an index out of range: callers pass indexes
+    /// from [`RedisLedger::shard_of`] or a message this layout wrote).
+    fn shard(&self, k: u16) -> &ClaimShard {
+        let last = self.shards.len() - 1;
+        &self.shards[usize::from(k).min(last)]
+    }
+
+    /// `user`'s claim shard.
+    fn user_shard(&self, user: u64) -> &ClaimShard {
+        self.shard(self.shard_of(user))
+    }
+
     /// Reads the units taken of every bound gift and the coupons granted on every channel, so
     /// that [`ClaimLedger::stock_taken`] and [`GrantLedger::granted`] catch up with the other
     /// nodes. Done at connect; a caller that wants a bounded lag calls it periodically.
@@ -155,14 +211,16 @@ impl RedisLedger {
             .filter_map(|i| self.binding.gift(GiftIndex(i)).map(|(id, _)| id))
             .collect();
         if !gift_ids.is_empty() {
-            let taken: Vec<Option<u64>> = redis::cmd("HMGET")
-                .arg(self.keys.stock())
-                .arg(&gift_ids)
-                .query_async(&mut conn)
-                .await
-                .map_err(store_error)?;
-            for (seen, taken) in self.stock_taken.iter().zip(taken) {
-                seen.fetch_max(taken.unwrap_or(0), Ordering::Relaxed);
+            for shard in &self.shards {
+                let taken: Vec<Option<u64>> = redis::cmd("HMGET")
+                    .arg(shard.keys.stock())
+                    .arg(&gift_ids)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                for (seen, taken) in shard.stock_taken.iter().zip(taken) {
+                    seen.fetch_max(taken.unwrap_or(0), Ordering::Relaxed);
+                }
             }
         }
         // One GET per channel: their keys are in different slots (see `keys`).
@@ -183,8 +241,8 @@ impl RedisLedger {
         self.granted[channel_index(channel)].fetch_max(granted, Ordering::Relaxed);
     }
 
-    fn saw_taken(&self, gift: GiftIndex, taken: u64) {
-        if let Some(seen) = self.stock_taken.get(usize::from(gift.0)) {
+    fn saw_taken(&self, shard: &ClaimShard, gift: GiftIndex, taken: u64) {
+        if let Some(seen) = shard.stock_taken.get(usize::from(gift.0)) {
             seen.fetch_max(taken, Ordering::Relaxed);
         }
     }
@@ -208,7 +266,11 @@ impl ClaimLedger for RedisLedger {
     }
 
     async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        claim::order(self, id).await
+        Ok(self.stored_order(id).await?.map(|s| s.order))
+    }
+
+    async fn user_order(&self, user: u64, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        claim::user_order(self, user, id).await
     }
 
     async fn orders_of(&self, user: u64, limit: usize) -> Result<Vec<Order>, StoreError> {
@@ -216,12 +278,20 @@ impl ClaimLedger for RedisLedger {
     }
 
     /// Units of `gift` taken as this node last saw them: from every claim script's reply (each
-    /// reports the gift's count as the script saw it) and the last
-    /// [`RedisLedger::refresh_counters`]. It lags the other nodes' claims until their effect is
-    /// seen here. That is enough for what it is for: the gift list uses it only to hide
-    /// sold-out gifts, while the claim script decides stock exactly, against Redis's own count.
+    /// reports the gift's count in its shard as the script saw it), summed over the shards, and
+    /// the last [`RedisLedger::refresh_counters`]. It lags the other nodes' claims until their
+    /// effect is seen here. That is enough for what it is for: the gift list uses it only to
+    /// hide sold-out gifts, while the claim script decides stock exactly, against Redis's own
+    /// counts. A gift found sold out by a claim counts as all taken.
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
-        self.stock_taken.get(usize::from(gift.0)).map_or(0, |seen| seen.load(Ordering::Relaxed))
+        if let Some(stock) = self.quotas.sold_out_stock(gift) {
+            return stock;
+        }
+        self.shards
+            .iter()
+            .filter_map(|s| s.stock_taken.get(usize::from(gift.0)))
+            .map(|seen| seen.load(Ordering::Relaxed))
+            .sum()
     }
 
     async fn high_value_usage(&self, user: u64, now_ms: u64) -> Result<HighValueUsage, StoreError> {

@@ -35,10 +35,11 @@ pub enum Settled {
 }
 
 impl RedisLedger {
-    /// Up to `max` orders recorded by a claim before `recorded_before_ms` (their `ready_at_ms`)
-    /// and not marked published, oldest first.
+    /// Up to `max` orders of claim shard `shard` recorded by a claim before
+    /// `recorded_before_ms` (their `ready_at_ms`) and not marked published, oldest first.
     pub async fn unpublished(
         &self,
+        shard: u16,
         recorded_before_ms: u64,
         max: usize,
     ) -> Result<Vec<Order>, StoreError> {
@@ -47,7 +48,7 @@ impl RedisLedger {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.should_send())
+            .arg(self.shard(shard).keys.should_send())
             .arg("-inf")
             .arg(recorded_before_ms)
             .arg("LIMIT")
@@ -56,7 +57,7 @@ impl RedisLedger {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        let stored = self.stored_orders(&ids).await?;
+        let stored = self.stored_orders(shard, &ids).await?;
         ids.iter()
             .zip(stored)
             .map(|(id, s)| {
@@ -69,18 +70,23 @@ impl RedisLedger {
 
     /// Orders recorded and not yet marked published, over the whole campaign.
     pub async fn unpublished_count(&self) -> Result<u64, StoreError> {
-        redis::cmd("ZCARD")
-            .arg(self.keys.should_send())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)
+        let mut count = 0u64;
+        for shard in &self.shards {
+            let n: u64 = redis::cmd("ZCARD")
+                .arg(shard.keys.should_send())
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(store_error)?;
+            count += n;
+        }
+        Ok(count)
     }
 
-    /// Marks orders published: out of the should-send set. Idempotent.
-    pub async fn mark_published(&self, ids: &[&str]) -> Result<(), StoreError> {
+    /// Marks orders of claim shard `shard` published: out of the should-send set. Idempotent.
+    pub async fn mark_published(&self, shard: u16, ids: &[&str]) -> Result<(), StoreError> {
         for chunk in ids.chunks(IDS_PER_COMMAND_MAX) {
             redis::cmd("ZREM")
-                .arg(self.keys.should_send())
+                .arg(self.shard(shard).keys.should_send())
                 .arg(chunk)
                 .query_async::<u64>(&mut self.conn.clone())
                 .await
@@ -89,15 +95,18 @@ impl RedisLedger {
         Ok(())
     }
 
-    /// The orders named, as stored (`None` for an id with no order), in the ids' order.
+    /// The orders named, in claim shard `shard`, as stored (`None` for an id with no order
+    /// there), in the ids' order.
     pub async fn stored_orders(
         &self,
+        shard: u16,
         ids: &[String],
     ) -> Result<Vec<Option<StoredOrder>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
+        let keys = &self.shard(shard).keys;
         for chunk in ids.chunks(IDS_PER_COMMAND_MAX) {
             let stored: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.keys.orders())
+                .arg(keys.orders())
                 .arg(chunk)
                 .query_async(&mut self.conn.clone())
                 .await
@@ -121,9 +130,10 @@ impl RedisLedger {
             StoreError::InvalidRequest(format!("order {} not serialisable: {e}", next.id))
         })?;
         let delivered_at = next.delivered_at_ms.map(|ms| ms.to_string()).unwrap_or_default();
+        let keys = &self.user_shard(next.user).keys;
         let mut call = self.settle_script.prepare_invoke();
-        call.key(self.keys.orders())
-            .key(self.keys.sent())
+        call.key(keys.orders())
+            .key(keys.sent())
             .arg(next.id.as_str())
             .arg(&leased.json)
             .arg(json)
@@ -141,16 +151,24 @@ impl RedisLedger {
     /// The actual-send log: (order id, delivered_at_ms), oldest first, at most `max`.
     pub async fn sent(&self, max: usize) -> Result<Vec<(String, u64)>, StoreError> {
         let max = max.min(IDS_PER_COMMAND_MAX);
+        let mut rows: Vec<(String, u64)> = Vec::new();
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok(rows);
         }
-        redis::cmd("ZRANGE")
-            .arg(self.keys.sent())
-            .arg(0)
-            .arg(max - 1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)
+        // Each shard's oldest `max`: the campaign's oldest `max` are among them.
+        for shard in &self.shards {
+            let theirs: Vec<(String, u64)> = redis::cmd("ZRANGE")
+                .arg(shard.keys.sent())
+                .arg(0)
+                .arg(max - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(store_error)?;
+            rows.extend(theirs);
+        }
+        rows.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        rows.truncate(max);
+        Ok(rows)
     }
 }

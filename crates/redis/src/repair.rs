@@ -29,10 +29,17 @@ pub enum RequeueWrite {
 }
 
 impl RedisLedger {
-    /// One order as stored, with its text (the state a conditional write names).
+    /// One order as stored, with its text (the state a conditional write names), wherever
+    /// its claim shard is (one read per shard until found: for reconciliation and the tools,
+    /// which know only the id; the API and the workers know the shard).
     pub async fn stored_order(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
-        let mut found = self.stored_orders(&[id.as_str().to_string()]).await?;
-        Ok(found.pop().flatten())
+        for shard in 0..self.shards() {
+            let mut found = self.stored_orders(shard, &[id.as_str().to_string()]).await?;
+            if let Some(stored) = found.pop().flatten() {
+                return Ok(Some(stored));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes `next` over `read` (or keeps it, for `None`), records the order unpublished and
@@ -51,10 +58,11 @@ impl RedisLedger {
             })?,
             None => String::new(),
         };
+        let keys = &self.user_shard(order.user).keys;
         let mut call = self.requeue_script.prepare_invoke();
-        call.key(self.keys.orders())
-            .key(self.keys.should_send())
-            .key(self.keys.requeues())
+        call.key(keys.orders())
+            .key(keys.should_send())
+            .key(keys.requeues())
             .arg(order.id.as_str())
             .arg(&read.json)
             .arg(json)

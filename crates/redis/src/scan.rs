@@ -16,6 +16,7 @@ use hongbao_domain::{Order, OrderId};
 use hongbao_store::{SCAN_PAGE_MAX, SentRecord, StoreError};
 
 use crate::claim::decode_order;
+use crate::keys::Keys;
 use crate::outbox::IDS_PER_COMMAND_MAX;
 use crate::{RedisLedger, store_error};
 
@@ -24,12 +25,20 @@ impl RedisLedger {
     /// `HSCAN` page of at most [`IDS_PER_COMMAND_MAX`] orders, then one `ZADD`, at a time).
     /// Idempotent and cheap when there is nothing to add. Returns the orders walked.
     pub async fn index_orders(&self) -> Result<u64, StoreError> {
+        let mut walked = 0;
+        for shard in &self.shards {
+            walked += self.index_orders_in(&shard.keys).await?;
+        }
+        Ok(walked)
+    }
+
+    async fn index_orders_in(&self, keys: &Keys) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let (orders, indexed): (u64, u64) = redis::pipe()
             .cmd("HLEN")
-            .arg(self.keys.orders())
+            .arg(keys.orders())
             .cmd("ZCARD")
-            .arg(self.keys.order_ids())
+            .arg(keys.order_ids())
             .query_async(&mut conn)
             .await
             .map_err(store_error)?;
@@ -39,7 +48,7 @@ impl RedisLedger {
         let (mut cursor, mut walked) = (0u64, 0u64);
         loop {
             let (next, pairs): (u64, Vec<String>) = redis::cmd("HSCAN")
-                .arg(self.keys.orders())
+                .arg(keys.orders())
                 .arg(cursor)
                 .arg("COUNT")
                 .arg(IDS_PER_COMMAND_MAX)
@@ -47,7 +56,7 @@ impl RedisLedger {
                 .await
                 .map_err(store_error)?;
             let mut add = redis::cmd("ZADD");
-            add.arg(self.keys.order_ids());
+            add.arg(keys.order_ids());
             let mut any = false;
             for id in pairs.iter().step_by(2) {
                 add.arg(0).arg(id);
@@ -66,9 +75,14 @@ impl RedisLedger {
 
     /// Up to `limit` ids of the order index after `from` (a `ZRANGEBYLEX` bound: `-`, `[id`
     /// or `(id`).
-    async fn indexed_ids(&self, from: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn indexed_ids(
+        &self,
+        keys: &Keys,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         redis::cmd("ZRANGEBYLEX")
-            .arg(self.keys.order_ids())
+            .arg(keys.order_ids())
             .arg(from)
             .arg("+")
             .arg("LIMIT")
@@ -87,15 +101,32 @@ impl RedisLedger {
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
         let limit = limit.min(SCAN_PAGE_MAX);
+        // Each shard's first `limit`: the campaign's first `limit` are among them.
+        let mut page = Vec::new();
+        for shard in &self.shards {
+            page.extend(self.scan_orders_in(&shard.keys, after, limit).await?);
+        }
+        page.sort_by_key(|o| o.id);
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    async fn scan_orders_in(
+        &self,
+        keys: &Keys,
+        after: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
         let mut from = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let mut page = Vec::new();
         while page.len() < limit {
-            let ids =
-                self.indexed_ids(&from, (limit - page.len()).min(IDS_PER_COMMAND_MAX)).await?;
+            let ids = self
+                .indexed_ids(keys, &from, (limit - page.len()).min(IDS_PER_COMMAND_MAX))
+                .await?;
             let Some(last) = ids.last() else { break };
             from = format!("({last}");
             let stored: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                .arg(self.keys.orders())
+                .arg(keys.orders())
                 .arg(&ids)
                 .query_async(&mut self.conn.clone())
                 .await
@@ -115,15 +146,30 @@ impl RedisLedger {
         limit: usize,
     ) -> Result<Vec<SentRecord>, StoreError> {
         let limit = limit.min(SCAN_PAGE_MAX);
+        let mut page = Vec::new();
+        for shard in &self.shards {
+            page.extend(self.scan_sent_in(&shard.keys, after, limit).await?);
+        }
+        page.sort();
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    async fn scan_sent_in(
+        &self,
+        keys: &Keys,
+        after: Option<SentRecord>,
+        limit: usize,
+    ) -> Result<Vec<SentRecord>, StoreError> {
         // Inclusive of `after`'s id: its row may come after `after` (a later time).
         let mut from = after.map_or_else(|| "-".to_string(), |a| format!("[{}", a.order_id));
         let mut page = Vec::new();
         while page.len() < limit {
-            let ids = self.indexed_ids(&from, IDS_PER_COMMAND_MAX).await?;
+            let ids = self.indexed_ids(keys, &from, IDS_PER_COMMAND_MAX).await?;
             let Some(last) = ids.last() else { break };
             from = format!("({last}");
             let times: Vec<Option<String>> = redis::cmd("ZMSCORE")
-                .arg(self.keys.sent())
+                .arg(keys.sent())
                 .arg(&ids)
                 .query_async(&mut self.conn.clone())
                 .await
@@ -141,13 +187,14 @@ impl RedisLedger {
 
     /// Where `id`'s message is: `Unpublished` while it waits in `should_send` for a publisher
     /// or the sweeper, else the stream sequence of its latest message if one was recorded.
-    pub async fn message_of(&self, id: &OrderId) -> Result<MessageOf, StoreError> {
+    pub async fn message_of(&self, order: &Order) -> Result<MessageOf, StoreError> {
+        let (id, keys) = (&order.id, &self.user_shard(order.user).keys);
         let (pending, sequence): (Option<String>, Option<u64>) = redis::pipe()
             .cmd("ZSCORE")
-            .arg(self.keys.should_send())
+            .arg(keys.should_send())
             .arg(id.as_str())
             .cmd("HGET")
-            .arg(self.keys.published())
+            .arg(keys.published())
             .arg(id.as_str())
             .query_async(&mut self.conn.clone())
             .await
@@ -159,16 +206,22 @@ impl RedisLedger {
         })
     }
 
-    /// Marks orders published, each with the stream sequence its message was stored at: out
-    /// of `should_send`, into `published`, in one transaction. Idempotent.
-    pub async fn mark_published_at(&self, published: &[(&str, u64)]) -> Result<(), StoreError> {
+    /// Marks orders of claim shard `shard` published, each with the stream sequence its
+    /// message was stored at: out of `should_send`, into `published`, in one transaction.
+    /// Idempotent.
+    pub async fn mark_published_at(
+        &self,
+        shard: u16,
+        published: &[(&str, u64)],
+    ) -> Result<(), StoreError> {
+        let keys = &self.shard(shard).keys;
         for chunk in published.chunks(IDS_PER_COMMAND_MAX) {
             let mut pipe = redis::pipe();
-            pipe.atomic().cmd("ZREM").arg(self.keys.should_send());
+            pipe.atomic().cmd("ZREM").arg(keys.should_send());
             for (id, _) in chunk {
                 pipe.arg(*id);
             }
-            pipe.ignore().cmd("HSET").arg(self.keys.published());
+            pipe.ignore().cmd("HSET").arg(keys.published());
             for (id, sequence) in chunk {
                 pipe.arg(*id).arg(*sequence);
             }
@@ -177,12 +230,13 @@ impl RedisLedger {
         Ok(())
     }
 
-    /// The requeue generation of each order (0: never published again by reconciliation).
-    pub async fn generations(&self, ids: &[&str]) -> Result<Vec<u64>, StoreError> {
+    /// The requeue generation of each order of claim shard `shard` (0: never published again
+    /// by reconciliation).
+    pub async fn generations(&self, shard: u16, ids: &[&str]) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_COMMAND_MAX) {
             let found: Vec<Option<u64>> = redis::cmd("HMGET")
-                .arg(self.keys.requeues())
+                .arg(self.shard(shard).keys.requeues())
                 .arg(chunk)
                 .query_async(&mut self.conn.clone())
                 .await

@@ -1,4 +1,5 @@
-//! A throwaway Redis Cluster on loopback for other tests (this crate's and the binary's):
+//! Test aids: a fault no public operation makes ([`strand_transfer`]), and a throwaway Redis
+//! Cluster on loopback for other tests (this crate's and the binary's):
 //! `redis-server --cluster-enabled yes` processes on free ports in a temporary directory, joined
 //! with `redis-cli --cluster create`. The processes are killed and the directory removed when
 //! the [`LocalCluster`] drops, also when the test panics.
@@ -190,4 +191,19 @@ fn wait_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> std::io::Re
         std::thread::sleep(Duration::from_millis(PROBE_INTERVAL_MS));
     }
     Ok(())
+}
+
+/// The first half of a quota refill alone: the pool gives claim shard `k` a transfer of
+/// `gift`'s stock (of `stock` units) that nobody applies — what a node that died between the
+/// two scripts leaves behind, for the sweeper's tests. Returns the units stranded (0: none left
+/// in the pool).
+pub async fn strand_transfer(
+    ledger: &crate::RedisLedger,
+    k: u16,
+    gift: hongbao_domain::GiftIndex,
+    stock: u64,
+    now_ms: u64,
+) -> Result<u64, hongbao_store::StoreError> {
+    let resource = crate::quota::Resource::Stock { gift, stock };
+    Ok(ledger.allot(k, &resource, now_ms).await?.map_or(0, |(units, _)| units))
 }

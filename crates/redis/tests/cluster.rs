@@ -27,7 +27,7 @@ async fn the_adapters_hold_their_rules_on_a_three_master_cluster() {
     // Two "nodes": two connections of their own, as two API processes would have.
     let nodes = [
         Arc::new(ledger(&cluster, &ns).await),
-        Arc::new(RedisLedger::over(conn.clone(), &ns, binding()).await.expect("ledger")),
+        Arc::new(RedisLedger::over(conn.clone(), &ns, binding(), None).await.expect("ledger")),
     ];
 
     common::claims_take_exactly_the_stock(&nodes).await;
@@ -74,18 +74,19 @@ async fn outbox_and_settle(ledger: &RedisLedger) {
         .expect("the cluster answers");
     let ClaimOutcome::Accepted(order) = outcome else { panic!("{outcome:?}") };
     assert_eq!(ledger.unpublished_count().await.expect("count"), before + 1);
-    let listed = ledger.unpublished(NOW_MS + 1, 1_000).await.expect("list");
+    let listed = ledger.unpublished(0, NOW_MS + 1, 1_000).await.expect("list");
     assert!(listed.iter().any(|o| o.id == order.id));
     let ids: Vec<String> = listed.iter().map(|o| o.id.as_str().to_string()).collect();
     ledger
-        .mark_published(&ids.iter().map(String::as_str).collect::<Vec<_>>())
+        .mark_published(0, &ids.iter().map(String::as_str).collect::<Vec<_>>())
         .await
         .expect("the cluster answers");
     assert_eq!(ledger.unpublished_count().await.expect("count"), 0);
 
-    let leased =
-        ledger.stored_orders(&[order.id.as_str().to_string()]).await.expect("the cluster answers")
-            [0]
+    let leased = ledger
+        .stored_orders(0, &[order.id.as_str().to_string()])
+        .await
+        .expect("the cluster answers")[0]
         .clone()
         .expect("stored");
     let delivering =

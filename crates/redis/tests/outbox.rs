@@ -21,15 +21,15 @@ async fn unpublished_orders_are_listed_oldest_first_until_marked() {
         let ClaimOutcome::Accepted(order) = outcome else { panic!("{outcome:?}") };
         ids.push(order.id);
     }
-    let listed = ledger.unpublished(NOW_MS + 10, 10).await.unwrap();
+    let listed = ledger.unpublished(0, NOW_MS + 10, 10).await.unwrap();
     let listed: Vec<_> = listed.iter().map(|o| o.id).collect();
     assert_eq!(listed, [ids[1], ids[2]], "recorded by then, oldest first");
-    assert_eq!(ledger.unpublished(NOW_MS + 100, 1).await.unwrap().len(), 1, "bounded");
+    assert_eq!(ledger.unpublished(0, NOW_MS + 100, 1).await.unwrap().len(), 1, "bounded");
 
-    ledger.mark_published(&[ids[1].as_str(), ids[2].as_str()]).await.unwrap();
-    ledger.mark_published(&[ids[1].as_str()]).await.unwrap();
+    ledger.mark_published(0, &[ids[1].as_str(), ids[2].as_str()]).await.unwrap();
+    ledger.mark_published(0, &[ids[1].as_str()]).await.unwrap();
     assert_eq!(ledger.unpublished_count().await.unwrap(), 1);
-    let left = ledger.unpublished(NOW_MS + 100, 10).await.unwrap();
+    let left = ledger.unpublished(0, NOW_MS + 100, 10).await.unwrap();
     assert_eq!(left.iter().map(|o| o.id).collect::<Vec<_>>(), [ids[0]]);
 }
 
@@ -42,7 +42,7 @@ async fn settle_writes_over_the_leased_state_once_and_logs_a_delivery_once() {
     let ledger = connect(&ns).await;
     let outcome = ledger.claim(claim_req(1, Channel::Swipe, 1, 0, 10, 1, NOW_MS)).await.unwrap();
     let ClaimOutcome::Accepted(order) = outcome else { panic!("{outcome:?}") };
-    let leased = ledger.stored_orders(&[order.id.as_str().to_string()]).await.unwrap()[0]
+    let leased = ledger.stored_orders(0, &[order.id.as_str().to_string()]).await.unwrap()[0]
         .clone()
         .expect("stored");
     assert_eq!(leased.order, *order);
@@ -61,5 +61,5 @@ async fn settle_writes_over_the_leased_state_once_and_logs_a_delivery_once() {
     let stored = ledger.order(&order.id).await.unwrap().expect("stored");
     assert_eq!(stored.status, OrderStatus::Delivered);
     assert_eq!(ledger.sent(10).await.unwrap(), [(order.id.as_str().to_string(), NOW_MS + 5)]);
-    assert!(ledger.stored_orders(&["0".repeat(32)]).await.unwrap()[0].is_none());
+    assert!(ledger.stored_orders(0, &["0".repeat(32)]).await.unwrap()[0].is_none());
 }

@@ -152,6 +152,18 @@ pub trait ClaimLedger: Send + Sync + 'static {
     fn order(&self, id: &OrderId)
     -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
 
+    /// `user`'s order `id`, as committed: `None` if there is none or it is another user's. What
+    /// the API asks (it always knows whose order it wants); a store that keeps each user's
+    /// claims in one place of several (Redis claim shards) looks only there.
+    fn user_order(
+        &self,
+        user: u64,
+        id: &OrderId,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send {
+        let found = self.order(id);
+        async move { Ok(found.await?.filter(|o| o.user == user)) }
+    }
+
     /// Up to `limit` (at most [`ORDERS_OF_MAX`]) of `user`'s orders, oldest first.
     fn orders_of(
         &self,
@@ -186,6 +198,14 @@ impl<T: ClaimLedger> ClaimLedger for Arc<T> {
         id: &OrderId,
     ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send {
         T::order(self, id)
+    }
+
+    fn user_order(
+        &self,
+        user: u64,
+        id: &OrderId,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send {
+        T::user_order(self, user, id)
     }
 
     fn orders_of(

@@ -178,12 +178,7 @@ pub async fn get_order(
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<axum::response::Response, ApiError> {
     let id = OrderId::parse(&order_id).map_err(|_| order_not_found())?;
-    let order = state
-        .claims
-        .order(&id)
-        .await?
-        .filter(|o| o.user == caller.user)
-        .ok_or_else(order_not_found)?;
+    let order = state.claims.user_order(caller.user, &id).await?.ok_or_else(order_not_found)?;
     Ok(axum::response::IntoResponse::into_response(ApiJson(OrderView::of(&order))))
 }
 

@@ -181,7 +181,7 @@ pub async fn list_gifts(
     coupon.check_owner(caller.user)?;
     // A redeemed coupon's answer is its order, whatever the window says now.
     let order_id = OrderId::derive(&campaign.id, caller.user, &coupon.id());
-    if let Some(order) = state.claims.order(&order_id).await? {
+    if let Some(order) = state.claims.user_order(caller.user, &order_id).await? {
         let body = GiftListBody {
             catalog_version: state.catalog.version(),
             gifts: Vec::new(),

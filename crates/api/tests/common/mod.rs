@@ -178,6 +178,7 @@ impl Namespace {
             namespace: name,
             jetstream: JetStreamConfig::default(),
             sweeper: SweeperConfig::default(),
+            claim_shards: None,
         };
         Namespace { config, binding: CampaignBinding::of(campaign) }
     }

@@ -46,13 +46,24 @@ pub struct Env {
 
 impl Env {
     pub async fn new(binding: CampaignBinding, config: JetStreamConfig) -> Env {
+        Env::with_shards(binding, config, None).await
+    }
+
+    /// An environment whose campaign's claims are split into `shards` claim shards (`None`:
+    /// the stored layout, one for a new namespace).
+    pub async fn with_shards(
+        binding: CampaignBinding,
+        config: JetStreamConfig,
+        shards: Option<u16>,
+    ) -> Env {
         let namespace =
             format!("hbtest-{:016x}", rand::rngs::StdRng::from_os_rng().random::<u64>());
         let games: Vec<String> = (0..binding.games())
             .map(|i| binding.game_id(GameIndex(i as u8)).expect("a game").to_string())
             .collect();
         let names = Names::new(&namespace, binding.campaign_id(), &games).expect("names");
-        let ledger = RedisLedger::connect(REDIS_URL, &namespace, binding).await.expect("redis");
+        let conn = hongbao_redis::connect(REDIS_URL).await.expect("redis");
+        let ledger = RedisLedger::over(conn, &namespace, binding, shards).await.expect("redis");
         let stream = DeliveryStream::connect(NATS_URL, names, config).await.expect("jetstream");
         Env { namespace, ledger: Arc::new(ledger), stream: Arc::new(stream) }
     }

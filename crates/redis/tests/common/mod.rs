@@ -106,6 +106,12 @@ pub async fn connect(namespace: &str) -> RedisLedger {
     RedisLedger::connect(REDIS_URL, namespace, binding()).await.expect("connect to Redis")
 }
 
+/// A ledger whose campaign's claims are split into `shards` claim shards.
+pub async fn connect_sharded(namespace: &str, shards: u16) -> RedisLedger {
+    let conn = hongbao_redis::connect(REDIS_URL).await.expect("connect to Redis");
+    RedisLedger::over(conn, namespace, binding(), Some(shards)).await.expect("a sharded ledger")
+}
+
 /// A claim of `gift` with `user`'s `serial`-th coupon of `channel`.
 pub fn claim_req(
     user: u64,
