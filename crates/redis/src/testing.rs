@@ -1,12 +1,22 @@
-//! A throwaway Redis Cluster on loopback for other tests (this crate's and the binary's):
-//! `redis-server --cluster-enabled yes` processes on free ports in a temporary directory, joined
-//! with `redis-cli --cluster create`. The processes are killed and the directory removed when
-//! the [`LocalCluster`] drops, also when the test panics.
+//! What other tests (this crate's, the distributed backend's, the binary's) need of Redis
+//! beyond the ports:
+//!
+//! - a throwaway Redis Cluster on loopback: `redis-server --cluster-enabled yes` processes on
+//!   free ports in a temporary directory, joined with `redis-cli --cluster create`. The
+//!   processes are killed and the directory removed when the [`LocalCluster`] drops, also when
+//!   the test panics;
+//! - damage made by hand to a ledger's records ([`remove_sent_row_by_hand`],
+//!   [`remove_order_by_hand`]), through the key layout, so tests never name a key themselves
+//!   and keep working when the layout changes.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hongbao_store::{OrderId, StoreError};
+
+use crate::{RedisLedger, store_error};
 
 /// How long the servers may take to answer, and the cluster to agree on every slot.
 pub const CLUSTER_READY_TIMEOUT_MS: u64 = 15_000;
@@ -190,4 +200,33 @@ fn wait_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> std::io::Re
         std::thread::sleep(Duration::from_millis(PROBE_INTERVAL_MS));
     }
     Ok(())
+}
+
+/// Fault injection for tests: deletes `id`'s row of the actual-send log behind the ledger's back
+/// (a lost write, an operator's mistake), leaving its order as it is. Returns whether there was
+/// one. Never used by services.
+pub async fn remove_sent_row_by_hand(
+    ledger: &RedisLedger,
+    id: &OrderId,
+) -> Result<bool, StoreError> {
+    let removed: u64 = redis::cmd("ZREM")
+        .arg(ledger.keys.sent())
+        .arg(id.as_str())
+        .query_async(&mut ledger.conn.clone())
+        .await
+        .map_err(store_error)?;
+    Ok(removed > 0)
+}
+
+/// Fault injection for tests: deletes `id`'s order behind the ledger's back, leaving everything
+/// else of it (its send-log row, its place in the order index, the user's list, its message)
+/// as it is. Returns whether there was one. Never used by services.
+pub async fn remove_order_by_hand(ledger: &RedisLedger, id: &OrderId) -> Result<bool, StoreError> {
+    let removed: u64 = redis::cmd("HDEL")
+        .arg(ledger.keys.orders())
+        .arg(id.as_str())
+        .query_async(&mut ledger.conn.clone())
+        .await
+        .map_err(store_error)?;
+    Ok(removed > 0)
 }
