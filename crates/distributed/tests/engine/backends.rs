@@ -1,7 +1,8 @@
-//! The two backends the engine's tests run on, each with the one hand-made fault the world
-//! needs that no public operation makes: a waiting order's queue entry lost behind the store's
-//! back. Everything else in the world is made through the ports (claim, lease, finish,
-//! release), so the two backends get the same damage the same way.
+//! The two backends the engine's tests run on, each with the hand-made faults no public
+//! operation makes: a waiting order's queue entry lost, a send-log row lost, an order lost
+//! with its send-log row kept, each behind the store's back. Everything else is made through
+//! the ports (claim, lease, finish, release), so both backends get the same damage the same
+//! way. Redis's keys are touched only through `hongbao_redis::testing`, never named here.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use hongbao_domain::{GameIndex, Order, OrderId};
 use hongbao_jetstream::JetStreamConfig;
 use hongbao_queue::{DeliveryQueue, FinalState, Finish};
 use hongbao_reconcile::Ledger;
-use hongbao_redis::MessageOf;
+use hongbao_redis::{MessageOf, testing};
 use hongbao_store::{CampaignBinding, ClaimLedger, ClaimOutcome, ClaimRequest, MemoryStore};
 
 use crate::common::{Env, LIVENESS_POLLS, NATS_URL, eventually};
@@ -31,6 +32,10 @@ pub trait Backend {
     /// Deletes `order`'s entry in its game's queue the way a fault would: by hand in the store,
     /// and on JetStream the stream losing its message (a purge, a server's lost disk).
     async fn lose_queue_entry(&self, order: &Order);
+    /// Deletes `id`'s send-log row (a lost write), its order left as it is.
+    async fn lose_sent_row(&self, id: &OrderId);
+    /// Deletes `id`'s order, its send-log row left as it is.
+    async fn lose_order(&self, id: &OrderId);
 }
 
 fn accepted(outcome: ClaimOutcome) -> Order {
@@ -66,6 +71,12 @@ impl Backend for Memory {
     }
     async fn lose_queue_entry(&self, order: &Order) {
         assert!(self.store.remove_queue_entry_by_hand(order), "no entry to lose");
+    }
+    async fn lose_sent_row(&self, id: &OrderId) {
+        assert_eq!(self.store.remove_sent_rows_by_hand(id), 1, "one row to lose");
+    }
+    async fn lose_order(&self, id: &OrderId) {
+        assert!(self.store.remove_order_by_hand(id), "no order to lose");
     }
 }
 
@@ -131,6 +142,14 @@ impl Backend for Fleet {
             .await
             .expect("stream");
         assert!(stream.delete_message(sequence).await.expect("delete the message"));
+    }
+    async fn lose_sent_row(&self, id: &OrderId) {
+        let removed = testing::remove_sent_row_by_hand(&self.env.ledger, id).await;
+        assert!(removed.expect("remove the row"), "no row to lose");
+    }
+    async fn lose_order(&self, id: &OrderId) {
+        let removed = testing::remove_order_by_hand(&self.env.ledger, id).await;
+        assert!(removed.expect("remove the order"), "no order to lose");
     }
 }
 
