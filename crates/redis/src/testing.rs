@@ -1,13 +1,24 @@
-//! Test aids: a fault no public operation makes ([`strand_transfer`]), and a throwaway Redis
-//! Cluster on loopback for other tests (this crate's and the binary's):
-//! `redis-server --cluster-enabled yes` processes on free ports in a temporary directory, joined
-//! with `redis-cli --cluster create`. The processes are killed and the directory removed when
-//! the [`LocalCluster`] drops, also when the test panics.
+//! What other tests (this crate's, the distributed backend's, the binary's) need of Redis
+//! beyond the ports:
+//!
+//! - a throwaway Redis Cluster on loopback: `redis-server --cluster-enabled yes` processes on
+//!   free ports in a temporary directory, joined with `redis-cli --cluster create`. The
+//!   processes are killed and the directory removed when the [`LocalCluster`] drops, also when
+//!   the test panics;
+//! - damage made by hand to a ledger's records ([`remove_sent_row_by_hand`],
+//!   [`remove_order_by_hand`]), through the key layout, so tests never name a key themselves
+//!   and keep working when the layout changes;
+//! - a fault no public operation makes: a quota transfer whose mover died
+//!   ([`strand_transfer`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hongbao_store::{OrderId, StoreError};
+
+use crate::{RedisLedger, store_error};
 
 /// How long the servers may take to answer, and the cluster to agree on every slot.
 pub const CLUSTER_READY_TIMEOUT_MS: u64 = 15_000;
@@ -198,12 +209,50 @@ fn wait_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> std::io::Re
 /// two scripts leaves behind, for the sweeper's tests. Returns the units stranded (0: none left
 /// in the pool).
 pub async fn strand_transfer(
-    ledger: &crate::RedisLedger,
+    ledger: &RedisLedger,
     k: u16,
     gift: hongbao_domain::GiftIndex,
     stock: u64,
     now_ms: u64,
-) -> Result<u64, hongbao_store::StoreError> {
+) -> Result<u64, StoreError> {
     let resource = crate::quota::Resource::Stock { gift, stock };
     Ok(ledger.allot(k, &resource, now_ms).await?.map_or(0, |(units, _)| units))
+}
+
+/// Fault injection for tests: deletes `id`'s row of the actual-send log behind the ledger's back
+/// (a lost write, an operator's mistake), leaving its order as it is. Returns whether there was
+/// one. Never used by services.
+pub async fn remove_sent_row_by_hand(
+    ledger: &RedisLedger,
+    id: &OrderId,
+) -> Result<bool, StoreError> {
+    let mut removed = 0u64;
+    // The order's claim shard is not known from its id: at most one shard holds the row.
+    for shard in &ledger.shards {
+        let n: u64 = redis::cmd("ZREM")
+            .arg(shard.keys.sent())
+            .arg(id.as_str())
+            .query_async(&mut ledger.conn.clone())
+            .await
+            .map_err(store_error)?;
+        removed += n;
+    }
+    Ok(removed > 0)
+}
+
+/// Fault injection for tests: deletes `id`'s order behind the ledger's back, leaving everything
+/// else of it (its send-log row, its place in the order index, the user's list, its message)
+/// as it is. Returns whether there was one. Never used by services.
+pub async fn remove_order_by_hand(ledger: &RedisLedger, id: &OrderId) -> Result<bool, StoreError> {
+    let mut removed = 0u64;
+    for shard in &ledger.shards {
+        let n: u64 = redis::cmd("HDEL")
+            .arg(shard.keys.orders())
+            .arg(id.as_str())
+            .query_async(&mut ledger.conn.clone())
+            .await
+            .map_err(store_error)?;
+        removed += n;
+    }
+    Ok(removed > 0)
 }

@@ -270,6 +270,28 @@ impl MemoryStore {
             .map(|mut s| s.queues[usize::from(game.0)].remove(&(ready_at_ms, order.id)))
             .unwrap_or(false)
     }
+
+    /// Fault injection for tests: deletes `id`'s send-log rows behind the store's back (a lost
+    /// write, an operator's mistake), leaving its order as it is. Returns how many there were.
+    /// Never used by services.
+    #[doc(hidden)]
+    pub fn remove_sent_rows_by_hand(&self, id: &OrderId) -> usize {
+        let Ok(mut state) = self.state.lock() else { return 0 };
+        let rows: Vec<(OrderId, u64)> =
+            state.sent.range((*id, 0)..=(*id, u64::MAX)).copied().collect();
+        for row in &rows {
+            state.sent.remove(row);
+        }
+        rows.len()
+    }
+
+    /// Fault injection for tests: deletes `id`'s order behind the store's back, leaving its
+    /// send-log rows, queue entry and the user's index as they are. Returns whether there was
+    /// one. Never used by services.
+    #[doc(hidden)]
+    pub fn remove_order_by_hand(&self, id: &OrderId) -> bool {
+        self.state.lock().is_ok_and(|mut s| s.orders.remove(id).is_some())
+    }
 }
 
 impl GrantLedger for MemoryStore {
