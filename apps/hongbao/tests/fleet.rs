@@ -32,6 +32,8 @@ struct World {
     sim_url: String,
     game_log: std::path::PathBuf,
     ns: Namespace,
+    /// `--claim-shards` of every node (`None`: left out, one shard).
+    claim_shards: Option<u16>,
 }
 
 impl World {
@@ -47,7 +49,19 @@ impl World {
         run_ok(&[&gen_args[..], &["--out", &profiles]].concat());
         let model = SynthModel::new(42, USERS, campaign.games.len());
         let ns = Namespace::new("hbfleet", &campaign);
-        World { _dir: dir, config, profiles, campaign, model, sim, sim_url, game_log, ns }
+        let claim_shards = None;
+        World {
+            _dir: dir,
+            config,
+            profiles,
+            campaign,
+            model,
+            sim,
+            sim_url,
+            game_log,
+            ns,
+            claim_shards,
+        }
     }
 
     /// `hongbao serve` on the distributed backend in `role`; its process and API URL (for
@@ -83,6 +97,9 @@ impl World {
             "--sweep-grace-ms",
             "1000",
         ];
+        let shards = self.claim_shards.map(|n| n.to_string());
+        let sharded = shards.as_deref().map(|n| ["--claim-shards", n]);
+        let args = [&args[..], sharded.as_ref().map_or(&[][..], |a| &a[..])].concat();
         let mut node = Running::spawn_with_env(&args, env);
         let url = if role == "worker" {
             node.wait_for_url("admin listening")
@@ -168,6 +185,22 @@ async fn two_api_nodes_agree_on_each_coupon_and_on_stock() {
         return;
     }
     let world = World::new(|text| text.replacen("stock = 2000000", "stock = 5", 1));
+    agree_on_each_coupon_and_on_stock(world).await;
+}
+
+/// The same over eight claim shards: the stock of 5 is split into quotas that move between
+/// the shards while both nodes' claims storm it, and still exactly 5 orders are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_nodes_agree_on_each_coupon_and_on_stock_over_claim_shards() {
+    if !services_answer() {
+        return;
+    }
+    let mut world = World::new(|text| text.replacen("stock = 2000000", "stock = 5", 1));
+    world.claim_shards = Some(8);
+    agree_on_each_coupon_and_on_stock(world).await;
+}
+
+async fn agree_on_each_coupon_and_on_stock(world: World) {
     let (_a, api_a) = world.node("api");
     let (_b, api_b) = world.node("api");
     let client = reqwest::Client::new();

@@ -18,7 +18,7 @@
 //! | `<ns>:{<c>}:should_send` | zset | order ids recorded but not yet published, scored by `ready_at_ms` |
 //! | `<ns>:{<c>}:sent` | zset | the actual-send log: delivered order ids, scored by `delivered_at_ms` |
 //! | `<ns>:{<c>}:order_ids` | zset | every order id, all scored 0, so in id order (`ZRANGEBYLEX`): reconciliation's scan; written by the claim script, backfilled for orders recorded before it existed (`scan.rs`) |
-//! | `<ns>:{<c>}:published` | hash | order id → the JetStream sequence of its latest message (publisher, sweeper, requeue): whether the stream still holds it |
+//! | `<ns>:{<c>}:published` | hash | order id → the JetStream sequence of its latest message (publisher, sweeper, requeue): whether the stream still holds it; removed when the order reaches a final state (`settle.lua`), so it holds only orders on their way |
 //! | `<ns>:{<c>}:requeues` | hash | order id → how many times reconciliation published it again; its messages after the first carry the id `<order id>:r<n>` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
 //! | `<ns>:{<c>:grants:<channel>}:users` | hash | user → coupons granted to them on the channel |

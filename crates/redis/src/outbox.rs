@@ -134,10 +134,12 @@ impl RedisLedger {
         let mut call = self.settle_script.prepare_invoke();
         call.key(keys.orders())
             .key(keys.sent())
+            .key(keys.published())
             .arg(next.id.as_str())
             .arg(&leased.json)
             .arg(json)
-            .arg(delivered_at);
+            .arg(delivered_at)
+            .arg(if next.status.is_final() { "1" } else { "" });
         let reply: Value = call.invoke_async(&mut self.conn.clone()).await.map_err(store_error)?;
         match crate::claim::text(&reply)? {
             "ok" => Ok(Settled::Written),

@@ -5,7 +5,7 @@ mod common;
 
 use common::{NOW_MS, claim_req, connect, namespace, redis_answers};
 use hongbao_domain::{Channel, OrderEvent, OrderStatus};
-use hongbao_redis::Settled;
+use hongbao_redis::{MessageOf, Settled};
 use hongbao_store::{ClaimLedger, ClaimOutcome};
 
 #[tokio::test]
@@ -46,6 +46,8 @@ async fn settle_writes_over_the_leased_state_once_and_logs_a_delivery_once() {
         .clone()
         .expect("stored");
     assert_eq!(leased.order, *order);
+    ledger.mark_published_at(0, &[(order.id.as_str(), 7)]).await.unwrap();
+    assert_eq!(ledger.message_of(&order).await.unwrap(), MessageOf::Published { sequence: 7 });
 
     let delivering = leased.order.apply(&OrderEvent::StartDelivery, NOW_MS + 5).unwrap();
     let delivered = delivering.apply(&OrderEvent::Delivered, NOW_MS + 5).unwrap();
@@ -60,6 +62,8 @@ async fn settle_writes_over_the_leased_state_once_and_logs_a_delivery_once() {
 
     let stored = ledger.order(&order.id).await.unwrap().expect("stored");
     assert_eq!(stored.status, OrderStatus::Delivered);
+    // A final order's message is no longer looked for: where the stream held it is forgotten.
+    assert_eq!(ledger.message_of(&stored).await.unwrap(), MessageOf::Unknown);
     assert_eq!(ledger.sent(10).await.unwrap(), [(order.id.as_str().to_string(), NOW_MS + 5)]);
     assert!(ledger.stored_orders(0, &["0".repeat(32)]).await.unwrap()[0].is_none());
 }
