@@ -11,11 +11,18 @@ use hongbao_store::{
 
 use crate::Publisher;
 
+/// How often a node reads the campaign's counters (units taken per gift over every claim
+/// shard, coupons granted per channel) from Redis, so the gift lists it serves hide what other
+/// nodes sold out within about this long.
+pub const COUNTERS_REFRESH_MS: u64 = 1_000;
+
 /// Claims decided and recorded by the Redis script, accepted only once published. See the
 /// crate doc.
 pub struct DistributedClaims {
     ledger: Arc<RedisLedger>,
     publisher: Publisher,
+    /// Reads the counters every [`COUNTERS_REFRESH_MS`]; aborted on drop.
+    _refresher: Refresher,
     /// A crash point for the tests of the sweeper across processes: see
     /// [`DistributedClaims::crash_after_the_script`].
     crash_after_script: AtomicBool,
@@ -32,6 +39,7 @@ impl DistributedClaims {
     pub fn start(ledger: Arc<RedisLedger>, stream: Arc<DeliveryStream>) -> DistributedClaims {
         DistributedClaims {
             publisher: Publisher::start(ledger.clone(), stream),
+            _refresher: Refresher(tokio::spawn(refresh_counters(Arc::downgrade(&ledger)))),
             ledger,
             crash_after_script: AtomicBool::new(false),
         }
@@ -56,6 +64,29 @@ impl DistributedClaims {
     /// Stops the publisher after answering the claims it holds.
     pub async fn shutdown(self) {
         self.publisher.shutdown().await;
+    }
+}
+
+/// The counters' refresh task, aborted when its owner drops.
+struct Refresher(tokio::task::JoinHandle<()>);
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Refreshes the ledger's counters until the ledger is gone; a failed read is retried at the
+/// next tick (the counters only hide gifts in lists; claims decide against Redis itself).
+async fn refresh_counters(ledger: std::sync::Weak<RedisLedger>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(COUNTERS_REFRESH_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(ledger) = ledger.upgrade() else { return };
+        if let Err(e) = ledger.refresh_counters().await {
+            tracing::debug!(error = %e, "could not refresh the campaign's counters");
+        }
     }
 }
 

@@ -38,7 +38,7 @@ mod reconcile;
 mod sweeper;
 
 pub use backend::{Backend, BackendConfig};
-pub use claims::DistributedClaims;
+pub use claims::{COUNTERS_REFRESH_MS, DistributedClaims};
 pub use namespace::{Removed, namespace_keys, remove_namespace};
 pub use publisher::{
     PUBLISH_BATCH_MAX, PUBLISH_BATCHES_IN_FLIGHT, PUBLISH_QUEUE_MAX, Publisher, PublisherStats,

@@ -95,3 +95,34 @@ async fn sharded_claims_are_delivered_once_and_reconciled() {
         assert_eq!(found.order, *order);
     }
 }
+
+/// A node learns what other nodes took: its view of a gift's units taken (what its gift lists
+/// hide sold-out gifts by) catches up with another node's claims over every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sees_the_units_other_nodes_took() {
+    if !services_answer() {
+        return;
+    }
+    let env = Env::with_shards(binding(), JetStreamConfig::default(), Some(SHARDS)).await;
+    let claims = DistributedClaims::start(env.ledger.clone(), env.stream.clone());
+    // The other node: its own ledger over the same namespace, layout taken from Redis.
+    let conn = hongbao_redis::connect(common::REDIS_URL).await.expect("redis");
+    let other = std::sync::Arc::new(
+        hongbao_redis::RedisLedger::over(conn, &env.namespace, binding(), None)
+            .await
+            .expect("the other node's ledger"),
+    );
+    let watcher = DistributedClaims::start(other, env.stream.clone());
+    let gift = hongbao_domain::GiftIndex(0);
+    assert_eq!(watcher.stock_taken(gift), 0);
+    for user in 1..=12u64 {
+        let outcome = claims.claim(claim_req(user, 0, NOW_MS)).await.expect("claim");
+        assert!(matches!(outcome, ClaimOutcome::Accepted(_)), "{outcome:?}");
+    }
+    common::eventually("the other node sees 12 units taken", || async {
+        watcher.stock_taken(gift) == 12
+    })
+    .await;
+    claims.shutdown().await;
+    watcher.shutdown().await;
+}

@@ -148,7 +148,8 @@ pub(crate) async fn settle_layout(
         .map_err(store_error)?
         .is_some();
     if !written && stored.is_none() {
-        return Box::pin(settle_layout(&conn, keys, Some(shards))).await;
+        // Another node wrote its layout first: decide again against it.
+        return Box::pin(settle_layout(&conn, keys, asked)).await;
     }
     Ok(shards)
 }
