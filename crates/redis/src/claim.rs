@@ -38,11 +38,22 @@ pub(crate) async fn claim(
             _ => None,
         };
         let Some(resource) = needs else { return Ok(outcome) };
-        if refills == crate::QUOTA_ROUNDS_MAX || ledger.refill(k, &resource, req.now_ms).await? == 0
-        {
+        if refills == crate::QUOTA_ROUNDS_MAX {
             return Ok(outcome);
         }
         refills += 1;
+        if ledger.refill(k, &resource, req.now_ms).await? == 0 {
+            // Nothing to be had now. Units of a gift not sold out are on their way between a
+            // shard and the pool (a move's two scripts are not one): look again shortly, so
+            // the last units are not refused while they are in flight.
+            let in_flight = matches!(resource, Resource::Stock { gift, stock }
+                if !ledger.quotas.is_sold_out(gift, stock));
+            if !in_flight {
+                return Ok(outcome);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(crate::QUOTA_IN_FLIGHT_PAUSE_MS))
+                .await;
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub use keys::{CLAIM_SHARDS_MAX, NAMESPACE_MAX_LEN, check_namespace, check_shard
 pub use leases::{HOLDER_BYTES_MAX, RedisGameLeases};
 pub use nonces::RedisNonceStore;
 pub use outbox::{IDS_PER_COMMAND_MAX, Settled, StoredOrder};
-pub use quota::{QUOTA_ROUNDS_MAX, STOCK_CHUNK_MAX, TransferSweep};
+pub use quota::{QUOTA_IN_FLIGHT_PAUSE_MS, QUOTA_ROUNDS_MAX, STOCK_CHUNK_MAX, TransferSweep};
 pub use repair::{REPAIR_ROUNDS_MAX, RequeueWrite, busy};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 pub use scan::MessageOf;

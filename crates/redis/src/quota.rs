@@ -30,10 +30,15 @@ use crate::keys::{Keys, check_shards};
 use crate::{RedisConn, RedisLedger, lua_limit, store_error};
 
 /// Refills one claim may ask for before it takes the shard's refusal as the answer. Each
-/// refill that gives something lets the claim run again; two are enough unless other claims
-/// of the same shard spend each refill first, which a busy shard at the very end of a gift's
-/// stock may (it then answers `out_of_stock` while a unit or two move between shards).
-pub const QUOTA_ROUNDS_MAX: usize = 3;
+/// refill lets the claim run again; two are enough unless other claims of the same shard
+/// spend each refill first, or the units are in flight between two slots, which a busy shard
+/// at the very end of a gift's stock may meet (it then answers `out_of_stock` while a unit or
+/// two move between shards, to be taken by the claims that moved them).
+pub const QUOTA_ROUNDS_MAX: usize = 4;
+
+/// How long a claim waits before looking again when a gift not yet sold out has no unit to be
+/// had: the units are in a move between two slots, which takes a round trip or two.
+pub const QUOTA_IN_FLIGHT_PAUSE_MS: u64 = 2;
 
 /// Most units of stock one transfer gives a shard: at 6,000 claims/s on a shard, about 25
 /// refills a second of one gift, while a shard whose users stop holds at most this much idle.
@@ -91,6 +96,12 @@ impl Quotas {
             .filter(|s| s.load(Ordering::Relaxed))
             .and_then(|_| self.sold_out_stock.get(i))
             .map(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Whether `gift` was found with all of `stock` taken (a campaign file read again with
+    /// more stock makes it sellable again).
+    pub fn is_sold_out(&self, gift: GiftIndex, stock: u64) -> bool {
+        self.sold_out_stock(gift).is_some_and(|found| stock <= found)
     }
 
     fn mark_sold_out(&self, gift: GiftIndex, stock: u64) {
@@ -181,8 +192,8 @@ impl RedisLedger {
         resource: &Resource,
         now_ms: u64,
     ) -> Result<u64, StoreError> {
-        if let Resource::Stock { gift, .. } = resource
-            && self.quotas.sold_out_stock(*gift).is_some()
+        if let Resource::Stock { gift, stock } = resource
+            && self.quotas.is_sold_out(*gift, *stock)
         {
             return Ok(0);
         }

@@ -36,6 +36,21 @@ async fn the_adapters_hold_their_rules_on_a_three_master_cluster() {
     outbox_and_settle(&nodes[0]).await;
     each_scripts_keys_share_a_slot(&conn, &ns).await;
     walks_reach_every_master(&cluster, &conn, &ns).await;
+
+    // The same rules over claim shards, whose scripts run on every master: each script's keys
+    // must still lie in one slot (the cluster refuses a script's keys across slots, where one
+    // server does not), and the stock moved around in quotas is still taken exactly.
+    let sharded = format!("{ns}-s");
+    let nodes = [
+        Arc::new(RedisLedger::over(conn.clone(), &sharded, binding(), Some(6)).await.expect("6")),
+        Arc::new(RedisLedger::over(conn.clone(), &sharded, binding(), None).await.expect("same")),
+    ];
+    assert_eq!(nodes[1].shards(), 6, "the second node takes the stored layout");
+    common::claims_take_exactly_the_stock(&nodes).await;
+    common::one_coupon_is_redeemed_once(&nodes).await;
+    outbox_and_settle(&nodes[0]).await;
+    let moves = nodes[0].sweep_quota_transfers(NOW_MS + 3_600_000, 0).await.expect("sweep");
+    assert_eq!(moves.transfers + moves.releases, 0, "no move was left pending");
 }
 
 async fn ledger(cluster: &LocalCluster, ns: &str) -> RedisLedger {
@@ -74,17 +89,21 @@ async fn outbox_and_settle(ledger: &RedisLedger) {
         .expect("the cluster answers");
     let ClaimOutcome::Accepted(order) = outcome else { panic!("{outcome:?}") };
     assert_eq!(ledger.unpublished_count().await.expect("count"), before + 1);
-    let listed = ledger.unpublished(0, NOW_MS + 1, 1_000).await.expect("list");
-    assert!(listed.iter().any(|o| o.id == order.id));
-    let ids: Vec<String> = listed.iter().map(|o| o.id.as_str().to_string()).collect();
-    ledger
-        .mark_published(0, &ids.iter().map(String::as_str).collect::<Vec<_>>())
-        .await
-        .expect("the cluster answers");
+    let mut listed_anywhere = false;
+    for shard in 0..ledger.shards() {
+        let listed = ledger.unpublished(shard, NOW_MS + 1, 1_000).await.expect("list");
+        listed_anywhere |= listed.iter().any(|o| o.id == order.id);
+        let ids: Vec<String> = listed.iter().map(|o| o.id.as_str().to_string()).collect();
+        ledger
+            .mark_published(shard, &ids.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+            .expect("the cluster answers");
+    }
+    assert!(listed_anywhere);
     assert_eq!(ledger.unpublished_count().await.expect("count"), 0);
 
     let leased = ledger
-        .stored_orders(0, &[order.id.as_str().to_string()])
+        .stored_orders(ledger.shard_of(9_001), &[order.id.as_str().to_string()])
         .await
         .expect("the cluster answers")[0]
         .clone()
