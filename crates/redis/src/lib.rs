@@ -282,11 +282,8 @@ impl ClaimLedger for RedisLedger {
     /// the last [`RedisLedger::refresh_counters`]. It lags the other nodes' claims until their
     /// effect is seen here. That is enough for what it is for: the gift list uses it only to
     /// hide sold-out gifts, while the claim script decides stock exactly, against Redis's own
-    /// counts. A gift found sold out by a claim counts as all taken.
+    /// counts.
     fn stock_taken(&self, gift: GiftIndex) -> u64 {
-        if let Some(stock) = self.quotas.sold_out_stock(gift) {
-            return stock;
-        }
         self.shards
             .iter()
             .filter_map(|s| s.stock_taken.get(usize::from(gift.0)))

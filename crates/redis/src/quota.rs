@@ -88,8 +88,8 @@ impl Quotas {
         }
     }
 
-    /// The gift's stock if this node found it sold out (units taken never go back).
-    pub fn sold_out_stock(&self, gift: GiftIndex) -> Option<u64> {
+    /// The stock at which this node found the gift sold out (units taken never go back).
+    fn sold_out_stock(&self, gift: GiftIndex) -> Option<u64> {
         let i = usize::from(gift.0);
         self.sold_out
             .get(i)
