@@ -319,8 +319,17 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
+    // On a fleet every node writes its readings into, and answers queries from, the same store.
+    let fleet_series = match &args.redis {
+        Some(url) => Some(crate::fleet::series_store(url, &args.namespace).await?),
+        None => None,
+    };
     // Before the node is built: its parts take their metrics handles when they start.
-    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
+    let monitor = crate::monitoring::install(
+        clock.clone(),
+        monitor_config,
+        fleet_series.clone().map(|s| s as Arc<dyn hongbao_monitor::SeriesKv>),
+    )?;
     let mut node = match (&args.redis, &args.nats) {
         (Some(redis), Some(nats)) => {
             let backend = BackendConfig {
@@ -333,7 +342,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                     ..SweeperConfig::default()
                 },
             };
-            Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
+            let mut node =
+                Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock)
+                    .await?;
+            if let Some(fleet) = &mut node.fleet {
+                fleet.series = fleet_series;
+            }
+            node
         }
         _ => Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?,
     };
