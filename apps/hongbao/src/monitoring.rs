@@ -82,7 +82,13 @@ pub async fn read_parts(
         cache.l2.absolute(roles.hits_l2);
         cache.idip.absolute(roles.misses);
         if let Some(dispatcher) = &dispatcher {
-            for game in dispatcher.status().await.games {
+            // The status asks the queue for each game's depth: on JetStream one request per
+            // game, each waiting out its timeout while NATS is gone. Stop does not wait for it.
+            let status = tokio::select! {
+                status = dispatcher.status() => status,
+                () = &mut stop => return,
+            };
+            for game in status.games {
                 let Some(m) = games.get(usize::from(game.index)) else { continue };
                 m.queue_depth.set(game.queue_depth as f64);
                 m.queue_oldest_age.set(game.oldest_queued_age_ms.unwrap_or(0) as f64 / 1000.0);

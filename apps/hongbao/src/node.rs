@@ -631,17 +631,27 @@ impl Node {
         if let Some(task) = limits_task {
             task.await.context("rate-limit maintenance task")?;
         }
-        if let Some(dispatcher) = dispatcher {
-            match Arc::try_unwrap(dispatcher) {
-                Ok(d) => d.shutdown().await,
-                Err(_) => {
-                    tracing::warn!("delivery workers still referenced at shutdown; dropping them")
+        let on_fleet = fleet.is_some();
+        let workers_and_fleet = async move {
+            if let Some(dispatcher) = dispatcher {
+                match Arc::try_unwrap(dispatcher) {
+                    Ok(d) => d.shutdown().await,
+                    Err(_) => {
+                        tracing::warn!(
+                            "delivery workers still referenced at shutdown; dropping them"
+                        )
+                    }
                 }
             }
-        }
-        drop(state);
-        if let Some(fleet) = fleet {
-            fleet.shutdown().await;
+            drop(state);
+            if let Some(fleet) = fleet {
+                fleet.shutdown().await;
+            }
+        };
+        if on_fleet {
+            stop_fleet_parts(workers_and_fleet).await;
+        } else {
+            workers_and_fleet.await;
         }
         // Handlers are gone once serving returns; if a straggler still holds the store, its
         // Drop closes it the same way when released.
@@ -652,6 +662,25 @@ impl Node {
                 .context("close the store")?;
         }
         served
+    }
+}
+
+/// Longest a distributed node waits, once told to stop, for its delivery workers, sweeper,
+/// publisher and series writer to stop cleanly. They wait on Redis and NATS (a call's outcome
+/// recorded, a pass finished, a last second written), and with those gone each wait runs
+/// through reconnection attempts; past this the parts are dropped as a crash would drop them
+/// (a leased order comes back after its ack wait; a call that reached the game is answered
+/// `duplicate` when redelivered).
+pub const FLEET_STOP_GRACE_MS: u64 = 10_000;
+
+/// Awaits `parts` stopping for at most [`FLEET_STOP_GRACE_MS`].
+async fn stop_fleet_parts(parts: impl Future<Output = ()>) {
+    let grace = std::time::Duration::from_millis(FLEET_STOP_GRACE_MS);
+    if tokio::time::timeout(grace, parts).await.is_err() {
+        tracing::warn!(
+            "delivery workers, sweeper or series writer not stopped {FLEET_STOP_GRACE_MS} ms \
+             after the signal (Redis or NATS not answering?); dropped"
+        );
     }
 }
 
