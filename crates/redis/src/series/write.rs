@@ -29,7 +29,8 @@ return 1
 /// Series admitted (or asked about) in one second at most; the others wait for the next.
 pub const ADMIT_PER_SECOND_MAX: usize = 256;
 /// How often a node asks again about a series it knows: renews the registry's TTL, puts back a
-/// series whose registry entry was lost, and lets in one refused while the fleet was full.
+/// series whose registry entry was lost, lets in one refused while the fleet was full, and sets
+/// its current chunks' TTLs again.
 pub const READMIT_INTERVAL_S: u64 = 600;
 /// Distinct series a node remembers the fleet's answer for (its own recorder has at most
 /// `hongbao_monitor::recorder::CELLS_MAX` cells, a histogram's making three series); readings
@@ -149,9 +150,10 @@ impl Writer {
                     "the fleet's series store is full; this series and further new ones are not stored"
                 );
             }
-            let ttl_chunk = self.known.get(&key).map_or([None; 2], |k| k.ttl_chunk);
+            // TTLs are set again after each ask too: a chunk that lost its TTL (a failover to a
+            // replica that missed the EXPIRE) gets it back within the interval.
             let name = (admitted == 1).then_some(name);
-            self.known.insert(key, Known { name, asked_at_s: at_s, ttl_chunk });
+            self.known.insert(key, Known { name, asked_at_s: at_s, ttl_chunk: [None; 2] });
         }
         Ok(())
     }
