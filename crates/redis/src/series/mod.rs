@@ -179,7 +179,7 @@ impl SeriesKv for RedisSeries {
         if !queued {
             let dropped = self.dropped_seconds.fetch_add(1, Ordering::Relaxed);
             // The first, then one in a minute's worth: a Redis away for long is one line a minute.
-            if dropped % 60 == 0 {
+            if dropped.is_multiple_of(60) {
                 tracing::warn!(at_s, dropped = dropped + 1, "series writer behind; second dropped");
             }
         }
