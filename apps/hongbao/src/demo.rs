@@ -183,8 +183,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create {}", args.data.display()))?;
     let clock = SystemClock::shared();
+    // On the distributed backend the readings go where a fleet's would.
+    let fleet_series = match &backing {
+        Backing::Embedded => None,
+        Backing::Distributed { config, .. } => {
+            Some(crate::fleet::series_store(&config.redis_url, &config.namespace).await?)
+        }
+    };
     // Before the node is built: its parts take their metrics handles when they start.
-    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
+    let monitor = crate::monitoring::install(
+        clock.clone(),
+        monitor_config,
+        fleet_series.clone().map(|s| s as Arc<dyn hongbao_monitor::SeriesKv>),
+    )?;
     let now = clock.now_unix_s();
     // The campaign's clock survives a restart on the same data: orders, coupons and release
     // waves keep meaning what they meant. A distributed demo starts on an empty namespace, so
@@ -206,6 +217,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let campaign = Arc::new(campaign);
     let mut node = open_node(&backing, &campaign, profiles, &args.data, clock).await?;
     node.monitor = Some(monitor);
+    if let Some(fleet) = &mut node.fleet {
+        fleet.series = fleet_series;
+    }
     // The campaign page signs visitors in as any user and creates roles on the simulator: only
     // here, never on `serve`.
     node.router_options.demo = true;

@@ -18,6 +18,7 @@ use hongbao_delivery::{Dispatcher, DispatcherConfig, GAME_LEASE_TTL_MS_DEFAULT, 
 use hongbao_distributed::{Backend, BackendConfig, DistributedClaims, DistributedLedger, Sweeper};
 use hongbao_domain::{Campaign, ProfileTable};
 use hongbao_gateway::{IdipClient, RoleCache, RoleCacheConfig, RoleStoreL2};
+use hongbao_redis::RedisSeries;
 use rand::Rng;
 
 use crate::node::{Node, NodeRole};
@@ -31,10 +32,17 @@ pub(crate) struct FleetParts {
     /// refused too).
     pub(crate) nonces: Arc<dyn hongbao_auth::NonceStore>,
     sweeper: Option<Sweeper>,
+    /// The fleet's series store, when the monitor writes there (`serve`, `demo` on the
+    /// distributed backend).
+    pub(crate) series: Option<Arc<RedisSeries>>,
 }
 
 impl FleetParts {
     pub(crate) async fn shutdown(self) {
+        // First: its last second is written before a demo removes the namespace.
+        if let Some(series) = &self.series {
+            series.shutdown().await;
+        }
         if let Some(sweeper) = self.sweeper {
             sweeper.shutdown().await;
         }
@@ -46,6 +54,17 @@ impl FleetParts {
             ),
         }
     }
+}
+
+/// The fleet's series store under `namespace` at `redis_url`, on a connection of its own (made
+/// before the monitor is installed, which is before the node's parts connect).
+pub async fn series_store(redis_url: &str, namespace: &str) -> Result<Arc<RedisSeries>> {
+    let conn = hongbao_redis::connect(redis_url).await.with_context(|| {
+        format!("connect to Redis for the fleet's series (--redis {redis_url})")
+    })?;
+    let series = RedisSeries::start(conn, namespace, hongbao_redis::SERIES_MAX)
+        .context("start the fleet's series store")?;
+    Ok(Arc::new(series))
 }
 
 /// Set (to anything), an API node aborts right after the claim script accepts its first claim,
@@ -130,6 +149,7 @@ impl Node {
                 nonces: parts.nonces.clone(),
                 claims: parts.claims,
                 sweeper,
+                series: None,
             }),
             dispatcher,
             reconcile_dir: PathBuf::new(),

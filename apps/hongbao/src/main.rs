@@ -273,7 +273,11 @@ fn main() -> Result<()> {
                 tracing::warn!(%error, "transparent huge pages stay on");
             }
             raise_open_files_limit();
-            runtime()?.block_on(node::serve(args))
+            let runtime = runtime()?;
+            let served = runtime.block_on(node::serve(args));
+            // Whatever still runs (a blocking task on a dead socket) does not hold up the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(RUNTIME_STOP_MS));
+            served
         }
         Command::GameSim(args) => {
             init_tracing("info");
@@ -390,6 +394,9 @@ fn profiles_inspect(config: &Path, dir: &Path) -> Result<()> {
 /// (`hongbao_store::embedded::idle`): one runtime per process, so one record.
 pub(crate) static RUNTIME_IDLE: std::sync::LazyLock<std::sync::Arc<hongbao_store::RuntimeIdle>> =
     std::sync::LazyLock::new(Default::default);
+
+/// Longest `serve` waits, once the node has stopped, for tasks still running on the runtime.
+const RUNTIME_STOP_MS: u64 = 1_000;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

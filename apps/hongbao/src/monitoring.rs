@@ -11,7 +11,7 @@ use hongbao_api::ApiState;
 use hongbao_clock::SharedClock;
 use hongbao_delivery::Dispatcher;
 use hongbao_monitor::handles::{self, GameMetrics};
-use hongbao_monitor::{Monitor, MonitorConfig, catalog};
+use hongbao_monitor::{Monitor, MonitorConfig, SeriesKv, catalog};
 use hongbao_store::EmbeddedStore;
 
 /// The monitor file beside a campaign file, used when `--monitor` names none.
@@ -35,9 +35,18 @@ pub fn load_config(explicit: Option<&Path>, campaign_file: Option<&Path>) -> Res
     }
 }
 
-/// Installs the process's monitor (call it first: handles taken before are inert).
-pub fn install(clock: SharedClock, config: MonitorConfig) -> Result<Arc<Monitor>> {
-    Monitor::install(clock, config).context("install the monitor")
+/// Installs the process's monitor (call it first: handles taken before are inert), over the
+/// fleet's shared series store when the node has one, else over an in-process one.
+pub fn install(
+    clock: SharedClock,
+    config: MonitorConfig,
+    fleet_series: Option<Arc<dyn SeriesKv>>,
+) -> Result<Arc<Monitor>> {
+    match fleet_series {
+        Some(series) => Monitor::install_over(clock, config, series),
+        None => Monitor::install(clock, config),
+    }
+    .context("install the monitor")
 }
 
 /// Copies the parts' own figures into handles, once a second of `clock`, until `stop`.
@@ -73,7 +82,13 @@ pub async fn read_parts(
         cache.l2.absolute(roles.hits_l2);
         cache.idip.absolute(roles.misses);
         if let Some(dispatcher) = &dispatcher {
-            for game in dispatcher.status().await.games {
+            // The status asks the queue for each game's depth: on JetStream one request per
+            // game, each waiting out its timeout while NATS is gone. Stop does not wait for it.
+            let status = tokio::select! {
+                status = dispatcher.status() => status,
+                () = &mut stop => return,
+            };
+            for game in status.games {
                 let Some(m) = games.get(usize::from(game.index)) else { continue };
                 m.queue_depth.set(game.queue_depth as f64);
                 m.queue_oldest_age.set(game.oldest_queued_age_ms.unwrap_or(0) as f64 / 1000.0);

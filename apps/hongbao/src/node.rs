@@ -326,8 +326,17 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         crate::admin_listener::ListenerAccess { allow: args.admin_allow.clone(), tls };
     let shutdown = shutdown_signal();
     let clock = hongbao_clock::SystemClock::shared();
+    // On a fleet every node writes its readings into, and answers queries from, the same store.
+    let fleet_series = match &args.redis {
+        Some(url) => Some(crate::fleet::series_store(url, &args.namespace).await?),
+        None => None,
+    };
     // Before the node is built: its parts take their metrics handles when they start.
-    let monitor = crate::monitoring::install(clock.clone(), monitor_config)?;
+    let monitor = crate::monitoring::install(
+        clock.clone(),
+        monitor_config,
+        fleet_series.clone().map(|s| s as Arc<dyn hongbao_monitor::SeriesKv>),
+    )?;
     let mut node = match (&args.redis, &args.nats) {
         (Some(redis), Some(nats)) => {
             let backend = BackendConfig {
@@ -341,7 +350,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 },
                 claim_shards: args.claim_shards,
             };
-            Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock).await?
+            let mut node =
+                Node::open_distributed(campaign, profiles, &backend, args.role, delivery, clock)
+                    .await?;
+            if let Some(fleet) = &mut node.fleet {
+                fleet.series = fleet_series;
+            }
+            node
         }
         _ => Node::open(campaign, profiles, &args.data, args.role, delivery, store_config, clock)?,
     };
@@ -624,17 +639,27 @@ impl Node {
         if let Some(task) = limits_task {
             task.await.context("rate-limit maintenance task")?;
         }
-        if let Some(dispatcher) = dispatcher {
-            match Arc::try_unwrap(dispatcher) {
-                Ok(d) => d.shutdown().await,
-                Err(_) => {
-                    tracing::warn!("delivery workers still referenced at shutdown; dropping them")
+        let on_fleet = fleet.is_some();
+        let workers_and_fleet = async move {
+            if let Some(dispatcher) = dispatcher {
+                match Arc::try_unwrap(dispatcher) {
+                    Ok(d) => d.shutdown().await,
+                    Err(_) => {
+                        tracing::warn!(
+                            "delivery workers still referenced at shutdown; dropping them"
+                        )
+                    }
                 }
             }
-        }
-        drop(state);
-        if let Some(fleet) = fleet {
-            fleet.shutdown().await;
+            drop(state);
+            if let Some(fleet) = fleet {
+                fleet.shutdown().await;
+            }
+        };
+        if on_fleet {
+            stop_fleet_parts(workers_and_fleet).await;
+        } else {
+            workers_and_fleet.await;
         }
         // Handlers are gone once serving returns; if a straggler still holds the store, its
         // Drop closes it the same way when released.
@@ -645,6 +670,25 @@ impl Node {
                 .context("close the store")?;
         }
         served
+    }
+}
+
+/// Longest a distributed node waits, once told to stop, for its delivery workers, sweeper,
+/// publisher and series writer to stop cleanly. They wait on Redis and NATS (a call's outcome
+/// recorded, a pass finished, a last second written), and with those gone each wait runs
+/// through reconnection attempts; past this the parts are dropped as a crash would drop them
+/// (a leased order comes back after its ack wait; a call that reached the game is answered
+/// `duplicate` when redelivered).
+pub const FLEET_STOP_GRACE_MS: u64 = 10_000;
+
+/// Awaits `parts` stopping for at most [`FLEET_STOP_GRACE_MS`].
+async fn stop_fleet_parts(parts: impl Future<Output = ()>) {
+    let grace = std::time::Duration::from_millis(FLEET_STOP_GRACE_MS);
+    if tokio::time::timeout(grace, parts).await.is_err() {
+        tracing::warn!(
+            "delivery workers, sweeper or series writer not stopped {FLEET_STOP_GRACE_MS} ms \
+             after the signal (Redis or NATS not answering?); dropped"
+        );
     }
 }
 

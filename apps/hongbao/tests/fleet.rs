@@ -243,6 +243,37 @@ async fn agree_on_each_coupon_and_on_stock(world: World) {
     assert_eq!(sold_out.count(), 26, "{answers:?}");
 }
 
+/// The grabs' total over the last five minutes as `api`'s monitor answers it.
+async fn grabs_seen(client: &reqwest::Client, api: &str) -> f64 {
+    let url = format!("{api}/monitor/v1/query?metric=hongbao_grabs_total&window=5m");
+    let answer = get_json(client, &url).await;
+    answer["series"].as_array().into_iter().flatten().filter_map(|l| l["total"].as_f64()).sum()
+}
+
+/// Each API node's monitor answers for the fleet: grabs made on either node are counted in the
+/// one total either node's `/monitor/v1/query` answers (the series live in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_api_nodes_monitor_counts_the_whole_fleet() {
+    if !services_answer() {
+        return;
+    }
+    let world = World::new(|text| text);
+    let (_a, api_a) = world.node("api");
+    let (_b, api_b) = world.node("api");
+    let client = reqwest::Client::new();
+    for (n, user) in (FIRST_USER_ID..FIRST_USER_ID + 5).enumerate() {
+        let api = if n < 3 { &api_a } else { &api_b };
+        grab(&client, api, &world.ticket(user), Channel::Swipe).await;
+    }
+    // The nodes write each second after it ends: wait (bounded) until a node's total moves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while grabs_seen(&client, &api_b).await < 5.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(grabs_seen(&client, &api_b).await, 5.0, "3 grabs on node A, 2 on node B");
+    assert_eq!(grabs_seen(&client, &api_a).await, 5.0);
+}
+
 /// An API node dies between the claim script and the publish (it aborts there on purpose): the
 /// claimant gets no answer, the order is recorded but in no stream, and a worker's sweeper
 /// publishes it; it is delivered once, and the same claim again is a replay of that order.

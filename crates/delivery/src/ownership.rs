@@ -28,6 +28,8 @@ use crate::game::GameShared;
 pub const GAME_LEASE_TTL_MS_DEFAULT: u64 = 3_000;
 /// Shortest lease accepted: renewals every third of it must fit in the lease store's round trip.
 pub const GAME_LEASE_TTL_MS_MIN: u64 = 300;
+/// Longest a stopping keeper spends giving its leases back (see [`keep`]).
+pub const RELEASE_AT_STOP_MS: u64 = 1_000;
 /// How soon a worker without a game's lease looks again whether it may send (the keeper also
 /// wakes it when the lease changes).
 const NOT_HELD_RECHECK_US: u64 = 250_000;
@@ -97,9 +99,17 @@ pub(crate) async fn keep(
 ) {
     let renew_every_ms = shared.lease_ttl_ms / 3;
     loop {
-        apply_shared_pauses(&shared, &games).await;
-        for game in games.iter() {
-            hold_once(&shared, game, handover_quiet_ms, &clock).await;
+        // A round asks the lease store once per game; a store that is gone makes each ask wait
+        // out its reconnection attempts, so the round, not only the pause, gives way to stop.
+        let round = async {
+            apply_shared_pauses(&shared, &games).await;
+            for game in games.iter() {
+                hold_once(&shared, game, handover_quiet_ms, &clock).await;
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            () = round => {}
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -108,8 +118,20 @@ pub(crate) async fn keep(
     }
     for game in games.iter() {
         game.send_window.close();
-        if let Err(error) = shared.leases.release(game.index, &shared.holder).await {
-            tracing::warn!(game = %game.id, %error, "could not release the game's lease; it expires on its own");
+    }
+    // Releasing only lets the next holder start sooner: without it the leases lapse within
+    // their TTL. So it gets a bounded time, and a store that is gone cannot hold up the stop.
+    let release = async {
+        for game in games.iter() {
+            if let Err(error) = shared.leases.release(game.index, &shared.holder).await {
+                tracing::warn!(game = %game.id, %error, "could not release the game's lease; it expires on its own");
+            }
+        }
+    };
+    tokio::select! {
+        () = release => {}
+        () = clock.sleep_ms(RELEASE_AT_STOP_MS) => {
+            tracing::warn!("game leases not all released in {RELEASE_AT_STOP_MS} ms; they expire on their own");
         }
     }
 }

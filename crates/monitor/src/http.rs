@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 
 use crate::Monitor;
 use crate::events::{self, Batch, Refused};
+use crate::kv::KvError;
 use crate::query::{self, FunnelAnswer, Request, SeriesAnswer};
 
 /// The dashboard's files: (name, content type, bytes).
@@ -100,6 +101,8 @@ pub async fn metrics(State(monitor): State<Arc<Monitor>>) -> Response {
     responses(
         (status = 200, description = "the series, or the funnel for `metric=funnel`", body = QueryAnswer),
         (status = 400, description = "`bad_query`, `duplicate_parameter`, `unknown_parameter`, `parameter_too_long`, `missing_metric`, `bad_window`, `unknown_metric`, `unknown_label`, `bad_labels`, `bad_step`, `too_many_points`", body = MonitorError),
+        (status = 500, description = "`series_corrupt`: the fleet's series store holds data its layout never writes", body = MonitorError),
+        (status = 503, description = "`series_unavailable`: the fleet's series store (Redis) did not answer", body = MonitorError),
     )
 )]
 pub async fn query(
@@ -120,19 +123,26 @@ pub async fn query(
         }
     }
     let now_s = monitor.clock().now_ms() / 1000;
-    match query::parse(&params) {
+    let answer = match query::parse(&params) {
         Ok(Request::Series(q)) => {
-            axum::Json(QueryAnswer::Series(query::series(monitor.series(), &q, now_s)))
-                .into_response()
+            query::series(monitor.series(), &q, now_s).await.map(QueryAnswer::Series)
         }
-        Ok(Request::Funnel { window_s }) => axum::Json(QueryAnswer::Funnel(query::funnel(
-            monitor.series(),
-            monitor.config(),
-            window_s,
-            now_s,
-        )))
-        .into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.code, e.message),
+        Ok(Request::Funnel { window_s }) => {
+            query::funnel(monitor.series(), monitor.config(), window_s, now_s)
+                .await
+                .map(QueryAnswer::Funnel)
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.code, e.message),
+    };
+    match answer {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e @ KvError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "series_unavailable", e.to_string())
+        }
+        Err(e @ KvError::Corrupt(_)) => {
+            tracing::error!(error = %e, "series store");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "series_corrupt", e.to_string())
+        }
     }
 }
 

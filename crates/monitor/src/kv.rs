@@ -1,9 +1,17 @@
 //! The key-value query model (the original's): a key is a metric id with its labels and a time
 //! bucket, the value is the reading of that series in that bucket. It is a port: the in-process
-//! [`crate::series::SeriesStore`] now; a Redis one later, where each node adds its per-second
-//! readings into hashes keyed by metric id and bucket, so any node answers for the whole fleet.
-//! That is why counters are stored as *increases* per bucket (they add across nodes), not as
-//! running totals.
+//! [`crate::series::SeriesStore`] on one node; on a fleet `hongbao_redis::RedisSeries`, where
+//! each node adds its per-second readings into buckets keyed by metric id (+ labels) and bucket,
+//! so any node answers for the whole fleet. That is why counters are stored as *increases* per
+//! bucket (they add across nodes), not as running totals.
+//!
+//! Writes are synchronous and must not wait: the sampler calls [`SeriesKv::put`] once a second
+//! on the runtime, so a store over the network hands the second to a writer of its own. Reads
+//! are asynchronous: a store over the network answers a range with a round trip, and may fail
+//! ([`KvError`]), which the query endpoint reports rather than answering with an empty series.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::recorder::Labels;
 
@@ -85,13 +93,30 @@ pub struct SeriesRange {
     pub values: Vec<f32>,
 }
 
+/// Why a store could not answer a range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The store did not answer (a shared store's server is down or slow).
+    #[error("the series store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with something its layout never writes.
+    #[error("the series store holds unexpected data: {0}")]
+    Corrupt(String),
+}
+
+/// What [`SeriesKv::range`] returns.
+pub type RangeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<SeriesRange>, KvError>> + Send + 'a>>;
+
 /// The port.
 pub trait SeriesKv: Send + Sync + std::fmt::Debug {
-    /// Adds one second's readings (`at_s`, Unix seconds) at every resolution.
+    /// Adds one second's readings (`at_s`, Unix seconds) at every resolution. Never waits (see
+    /// the module doc): a store that cannot take the second now drops it and says so in its log.
     fn put(&self, at_s: u64, readings: &[Reading]);
 
-    /// The readings of a range of buckets; at most [`RANGE_BUCKETS_MAX`] buckets are asked for.
-    fn range(&self, request: &RangeRequest) -> Vec<SeriesRange>;
+    /// The readings of a range of buckets; at most [`RANGE_BUCKETS_MAX`] buckets are asked for
+    /// (a longer range is cut to its first [`RANGE_BUCKETS_MAX`]).
+    fn range<'a>(&'a self, request: &'a RangeRequest) -> RangeFuture<'a>;
 }
 
 /// Most buckets one range request covers (the query endpoint refuses more points).

@@ -3,7 +3,8 @@
 //! - [`recorder`]: the `metrics` recorder feeding both the Prometheus exporter and the series;
 //! - [`handles`]: the handles the other crates register once and keep;
 //! - [`kv`]: the key-value query model (a port); [`series`]: its in-process implementation,
-//!   bounded ring buffers of one-second and one-minute readings;
+//!   bounded ring buffers of one-second and one-minute readings (a fleet's shared one is
+//!   `hongbao_redis::RedisSeries`);
 //! - [`sampler`]: once a second, every handle's reading into the series, on the injected clock;
 //! - [`config`]: monitor files (panels, funnel, alert thresholds);
 //! - [`query`]: series and funnels for `/monitor/v1/query`;
@@ -80,8 +81,17 @@ impl Monitor {
         clock: SharedClock,
         config: MonitorConfig,
     ) -> Result<Arc<Monitor>, AlreadyInstalled> {
+        Monitor::install_over(clock, config, Arc::new(SeriesStore::new()))
+    }
+
+    /// [`Monitor::install`] over another store (a fleet's shared one).
+    pub fn install_over(
+        clock: SharedClock,
+        config: MonitorConfig,
+        series: Arc<dyn SeriesKv>,
+    ) -> Result<Arc<Monitor>, AlreadyInstalled> {
         let recorder = MonitorRecorder::new();
-        let monitor = Monitor::new(&recorder, clock, config, Arc::new(SeriesStore::new()));
+        let monitor = Monitor::new(&recorder, clock, config, series);
         metrics::set_global_recorder(recorder).map_err(|_| AlreadyInstalled)?;
         Ok(Arc::new(monitor))
     }

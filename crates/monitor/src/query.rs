@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::catalog::MetricKind;
 use crate::config::{self, MonitorConfig};
-use crate::kv::{RangeRequest, Resolution, SeriesKv};
+use crate::kv::{KvError, RangeRequest, Resolution, SeriesKv};
 use crate::recorder::Labels;
 use crate::series::SECOND_BUCKETS;
 
@@ -169,7 +169,7 @@ pub struct SeriesAnswer {
 }
 
 /// Answers a series query over the seconds before `now_s` (the current one is still counting).
-pub fn series(kv: &dyn SeriesKv, query: &Query, now_s: u64) -> SeriesAnswer {
+pub async fn series(kv: &dyn SeriesKv, query: &Query, now_s: u64) -> Result<SeriesAnswer, KvError> {
     let resolution = if query.window_s > SECOND_BUCKETS as u64 {
         Resolution::Minute
     } else {
@@ -189,7 +189,8 @@ pub fn series(kv: &dyn SeriesKv, query: &Query, now_s: u64) -> SeriesAnswer {
     let quantiles = query.kind == MetricKind::Histogram;
     // Sum the series of each group bucket by bucket (quantiles: their highest).
     let mut groups: BTreeMap<Option<String>, Vec<f64>> = BTreeMap::new();
-    for range in kv.range(&request).into_iter().filter(|r| accepts(&query.filter, &r.labels)) {
+    for range in kv.range(&request).await?.into_iter().filter(|r| accepts(&query.filter, &r.labels))
+    {
         let group = query.by.as_ref().map(|by| {
             range.labels.iter().find(|(n, _)| n == by).map_or_else(String::new, |(_, v)| v.clone())
         });
@@ -216,14 +217,14 @@ pub fn series(kv: &dyn SeriesKv, query: &Query, now_s: u64) -> SeriesAnswer {
         })
         .collect();
     let unit = if query.kind == MetricKind::Counter { "per_second" } else { "level" };
-    SeriesAnswer {
+    Ok(SeriesAnswer {
         metric: query.metric.clone(),
         unit,
         window_s: query.window_s,
         step_s: query.step_s,
         from,
         series,
-    }
+    })
 }
 
 fn line(labels: BTreeMap<String, String>, buckets: &[f64], per_step: usize, query: &Query) -> Line {
@@ -266,12 +267,12 @@ pub struct FunnelAnswer {
 }
 
 /// The monitor file's funnel over the `window_s` seconds before `now_s`.
-pub fn funnel(
+pub async fn funnel(
     kv: &dyn SeriesKv,
     config: &MonitorConfig,
     window_s: u64,
     now_s: u64,
-) -> FunnelAnswer {
+) -> Result<FunnelAnswer, KvError> {
     let step_s =
         if window_s > SECOND_BUCKETS as u64 { window_s.div_ceil(60) * 60 } else { window_s };
     let mut steps: Vec<FunnelStep> = Vec::new();
@@ -284,7 +285,7 @@ pub fn funnel(
             step_s,
             by: None,
         };
-        let count = series(kv, &query, now_s).series.iter().filter_map(|l| l.total).sum();
+        let count = series(kv, &query, now_s).await?.series.iter().filter_map(|l| l.total).sum();
         let ratio =
             |base: Option<&FunnelStep>| base.and_then(|b| (b.count > 0.0).then(|| count / b.count));
         let from_previous = if steps.is_empty() { Some(1.0) } else { ratio(steps.last()) };
@@ -292,5 +293,5 @@ pub fn funnel(
         let name = step.name.clone().unwrap_or_else(|| step.metric.clone());
         steps.push(FunnelStep { name, count, from_previous, from_first });
     }
-    FunnelAnswer { window_s: step_s, steps }
+    Ok(FunnelAnswer { window_s: step_s, steps })
 }

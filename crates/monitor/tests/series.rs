@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hongbao_clock::ManualClock;
 use hongbao_monitor::catalog;
-use hongbao_monitor::kv::{RangeRequest, Resolution, SeriesKv};
+use hongbao_monitor::kv::{RangeRequest, Resolution};
 use hongbao_monitor::series::{MINUTE_BUCKETS, SECOND_BUCKETS, SERIES_BYTES};
 use hongbao_monitor::{Monitor, MonitorConfig, MonitorRecorder, SeriesStore};
 use metrics::{Key, Label, Level, Metadata, Recorder};
@@ -50,7 +50,7 @@ async fn the_sampler_reads_each_second_of_the_injected_clock() {
     }
     let _ = stop_tx.send(());
     task.await.expect("the sampler stops");
-    let got = store.range(&request(catalog::CLAIMS, Resolution::Second, START_S, START_S + 4));
+    let got = store.read(&request(catalog::CLAIMS, Resolution::Second, START_S, START_S + 4));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].values, vec![0.0, 1.0, 2.0, 3.0, 4.0], "one increase per second");
 }
@@ -82,17 +82,13 @@ fn a_long_run_keeps_the_stated_bounds() {
     assert!(usage.capacity * 4 <= usage.series * SERIES_BYTES, "nothing allocated past the rings");
 
     let end = START_S + seconds - 1;
-    let minutes = store.range(&request(
-        catalog::STORE_FSYNCS,
-        Resolution::Minute,
-        end / 60 - 2,
-        end / 60 - 1,
-    ));
+    let minutes =
+        store.read(&request(catalog::STORE_FSYNCS, Resolution::Minute, end / 60 - 2, end / 60 - 1));
     assert_eq!(minutes[0].values, vec![120.0, 120.0], "a minute sums its seconds' increases");
     let old =
-        store.range(&request(catalog::STORE_FSYNCS, Resolution::Second, end - 7200, end - 7200));
+        store.read(&request(catalog::STORE_FSYNCS, Resolution::Second, end - 7200, end - 7200));
     assert!(old[0].values[0].is_nan(), "older than two hours: gone from the second ring");
     let kept =
-        store.range(&request(catalog::STORE_FSYNCS, Resolution::Second, end - 7199, end - 7199));
+        store.read(&request(catalog::STORE_FSYNCS, Resolution::Second, end - 7199, end - 7199));
     assert_eq!(kept[0].values, vec![2.0]);
 }

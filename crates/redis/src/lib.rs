@@ -17,7 +17,9 @@
 //!
 //! [`RedisRoleStore`] is the role cache's shared second level (`hongbao_gateway::RoleStoreL2`);
 //! [`RedisGameLeases`] gives each game to one delivery worker at a time
-//! (`hongbao_queue::GameLeases`, the global pacing).
+//! (`hongbao_queue::GameLeases`, the global pacing). [`RedisSeries`] is the fleet's series store
+//! (`hongbao_monitor::SeriesKv`): every node's per-second readings folded into shared buckets,
+//! so any node's `/monitor/v1/query` answers for the fleet (its keys: `series/layout.rs`).
 //!
 //! For the distributed mode's publisher, sweeper and delivery queue (`hongbao-distributed`),
 //! `outbox` reads and marks the `should_send` set (recorded by the claim script, "not yet
@@ -51,6 +53,7 @@ mod quota;
 mod repair;
 mod roles;
 mod scan;
+mod series;
 pub mod testing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +77,11 @@ pub use quota::{QUOTA_IN_FLIGHT_PAUSE_MS, QUOTA_ROUNDS_MAX, STOCK_CHUNK_MAX, Tra
 pub use repair::{REPAIR_ROUNDS_MAX, RequeueWrite, busy};
 pub use roles::{ROLE_ENTRY_BYTES_MAX, RedisRoleStore};
 pub use scan::MessageOf;
+pub use series::{
+    ADMIT_PER_SECOND_MAX, CHUNK_BUCKETS, KNOWN_SERIES_MAX, LABELS_BYTES_MAX, MINUTE_CHUNK_TTL_S,
+    PENDING_SECONDS_MAX, READ_PIPELINE_MAX, READMIT_INTERVAL_S, REGISTRY_TTL_S, RedisSeries,
+    SECOND_CHUNK_TTL_S, SERIES_MAX, SHUTDOWN_FLUSH_MS,
+};
 
 use keys::{Keys, channel_index};
 

@@ -1,7 +1,8 @@
 //! The adapters on a real Redis Cluster of three masters (started here on free loopback ports,
 //! killed at the end): claims and grants stay exact under concurrency, the outbox and settle
-//! path works, each script's keys lie in one slot, and a namespace-wide walk reaches every
-//! master. Skipped without `redis-server` except under CI.
+//! path works, each script's keys lie in one slot, a namespace-wide walk reaches every master,
+//! and the fleet's series store folds two nodes' seconds. Skipped without `redis-server` except
+//! under CI.
 
 mod common;
 
@@ -199,4 +200,49 @@ fn keys_on(port: u16, ns: &str) -> usize {
     let keys: Vec<String> =
         redis::cmd("KEYS").arg(format!("{ns}:*")).query(&mut conn).expect("KEYS");
     keys.len()
+}
+
+/// The fleet's series store on the cluster: a second's pipeline and a range's reads go to the
+/// one master owning the store's slot, and two nodes' readings fold there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_store_folds_two_nodes_on_a_cluster() {
+    use hongbao_monitor::kv::{RangeRequest, Reading, Resolution, Rollup, SeriesKey, SeriesKv};
+    let Some(cluster) = LocalCluster::start_or_skip() else {
+        return;
+    };
+    let ns = format!("hbcluster-{:012x}", rand::rng().random::<u64>() >> 16);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let conn = hongbao_redis::connect(&cluster.url()).await.expect("connect to the cluster");
+        nodes.push(hongbao_redis::RedisSeries::start(conn, &ns, 16).expect("a series store"));
+    }
+    let at_s = NOW_MS / 1000;
+    for (n, node) in nodes.iter().enumerate() {
+        let readings: Vec<Reading> = ["g1", "g2", "g3"]
+            .iter()
+            .map(|game| Reading {
+                key: SeriesKey {
+                    metric: "claims".to_string(),
+                    labels: vec![("game".to_string(), game.to_string())],
+                },
+                value: 1.0 + n as f32,
+                rollup: Rollup::Sum,
+            })
+            .collect();
+        node.put(at_s, &readings);
+        node.flush().await;
+        assert_eq!(node.dropped_seconds(), 0);
+    }
+    let request = RangeRequest {
+        metric: "claims".to_string(),
+        filter: vec![],
+        resolution: Resolution::Second,
+        from_bucket: at_s,
+        to_bucket: at_s,
+    };
+    let ranges = nodes[0].range(&request).await.expect("the cluster answers");
+    let values: Vec<f32> = ranges.iter().map(|r| r.values[0]).collect();
+    assert_eq!(values, vec![3.0, 3.0, 3.0], "each game's two increases added");
+    let conn = hongbao_redis::connect(&cluster.url()).await.expect("connect");
+    assert!(conn.delete_namespace(&ns).await.expect("removed") > 0);
 }
