@@ -22,6 +22,7 @@
 //! | `<ns>:{<c>}:requeues` | hash | order id → how many times reconciliation published it again; its messages after the first carry the id `<order id>:r<n>` |
 //! | `<ns>:{<c>:grants:<channel>}:granted` | string | coupons granted on the channel |
 //! | `<ns>:{<c>:grants:<channel>}:users` | hash | user → coupons granted to them on the channel |
+//! | `<ns>:series:{<ns>:series}:…` | (several) | the fleet's monitoring series, one hash tag for the whole store: see `series/layout.rs` |
 //! | `<ns>:{<c>}:layout` | string | `shards=<S>`: the claim layout a campaign's state was first written in (absent: one shard) |
 //!
 //! A campaign whose claims are split over `S > 1` claim shards (see "Claim shards" below) keeps
