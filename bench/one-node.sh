@@ -124,7 +124,7 @@ measure() {
   say "run: $title"
   if [ -n "$script" ]; then args+=(-s "$script" "$url" -- "$file"); else args+=("$url"); fi
   taskset -c 1 wrk "${args[@]}" > "$work/$name.wrk" &
-  local load=$!
+  local load=$!; pids+=($load)
   # wrk reads its script's file before it connects (seconds for a large claims file) and starts
   # its clock after: the window opens once its connections are up, so it holds the load alone.
   local port=${url##*:}; port=${port%%/*}
@@ -135,6 +135,7 @@ measure() {
   done
   snapshot "$work/$name.before"
   wait "$load" || die "wrk failed in run $name"
+  forget "$load"
   snapshot "$work/$name.after"
   printf '%s\t%s\t%s\t%s\n' "$name" "$title" "$distinct" "${watch_redis[*]}" >> "$work/runs"
 }
@@ -161,9 +162,10 @@ stop() {
   kill "$1" 2>/dev/null || true
   for _ in $(seq 1 100); do running "$1" || break; sleep 0.1; done
   kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
-  # Forgotten once reaped, so the clean-up never signals a recycled pid.
-  local p kept=(); for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done; pids=("${kept[@]}")
+  forget "$1"
 }
+# Drops a reaped PID from the clean-up's list, so it never signals a recycled pid.
+forget() { local p kept=(); for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done; pids=("${kept[@]}"); }
 # Claims, then grabs (claims first, while the warm-up's role entries are fresh). A grab's
 # channel changes with each pass over the users, so 3 passes are distinct grabs.
 claims_and_grabs() { # PREFIX TITLE
