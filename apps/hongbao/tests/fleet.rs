@@ -241,6 +241,33 @@ async fn agree_on_each_coupon_and_on_stock(world: World) {
         answers.iter().filter(|(s, a)| *s == 409 && a["error"]["code"] == "out_of_stock");
     assert_eq!(accepted, 4, "{answers:?}");
     assert_eq!(sold_out.count(), 26, "{answers:?}");
+
+    // Each node's /metrics counts its publishes and their batches: 5 acked in all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (mut acked, mut batches) = (0.0, 0.0);
+        for api in [&api_a, &api_b] {
+            let text = client.get(format!("{api}/metrics")).send().await.expect("GET /metrics");
+            let text = text.text().await.expect("metrics text");
+            acked += sample(&text, "hongbao_publishes_total{outcome=\"acked\"}");
+            batches += sample(&text, "hongbao_publish_batches_total");
+        }
+        if acked == 5.0 {
+            assert!((1.0..=5.0).contains(&batches), "{batches} batches for 5 publishes");
+            break;
+        }
+        assert!(acked < 5.0 && Instant::now() < deadline, "{acked} publishes acked, not 5");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the series named exactly `series` (name and labels as printed) in a
+/// Prometheus text page, 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// The grabs' total over the last five minutes as `api`'s monitor answers it.

@@ -151,9 +151,14 @@ async fn publish_batch(
         // A claim that gave up waiting (its request ended) no longer listens: nothing to do.
         let _ = job.done.send(answer);
     }
+    let failed = (outs.len() - published.len()) as u64;
     counters.batches.fetch_add(1, Ordering::Relaxed);
     counters.published.fetch_add(published.len() as u64, Ordering::Relaxed);
-    counters.failed.fetch_add((outs.len() - published.len()) as u64, Ordering::Relaxed);
+    counters.failed.fetch_add(failed, Ordering::Relaxed);
+    let metrics = hongbao_monitor::handles::publisher();
+    metrics.batches.increment(1);
+    metrics.acked.increment(published.len() as u64);
+    metrics.failed.increment(failed);
     // Message id = order id here: the claims' own messages. One command per claim shard.
     for shard in 0..ledger.shards() {
         let ids: Vec<(&str, u64)> = published

@@ -50,6 +50,8 @@ pub const ROLE_LOOKUPS: &str = "hongbao_role_lookups_total";
 pub const STORE_BATCHES: &str = "hongbao_store_batches_total";
 pub const STORE_FSYNCS: &str = "hongbao_store_fsyncs_total";
 pub const STORE_COMMIT_DURATION: &str = "hongbao_store_commit_duration_seconds";
+pub const PUBLISH_BATCHES: &str = "hongbao_publish_batches_total";
+pub const PUBLISHES: &str = "hongbao_publishes_total";
 
 /// The whole list.
 pub const METRICS: &[MetricDesc] = &[
@@ -124,6 +126,18 @@ pub const METRICS: &[MetricDesc] = &[
         Histogram,
         [],
         "time from a batch's first command to its fsynced commit"
+    ),
+    metric!(
+        PUBLISH_BATCHES,
+        Counter,
+        [],
+        "batches of claims' publishes to JetStream whose acknowledgements were awaited together (distributed mode)"
+    ),
+    metric!(
+        PUBLISHES,
+        Counter,
+        ["outcome"],
+        "claims' publishes to JetStream by outcome: acked (stored or a duplicate) or failed (left to the sweeper)"
     ),
 ];
 

@@ -221,6 +221,24 @@ pub fn store() -> &'static StoreMetrics {
     })
 }
 
+/// The distributed mode's publisher: `published / batches` is the publishes per ack wait.
+#[derive(Debug)]
+pub struct PublisherMetrics {
+    pub batches: Counter,
+    pub acked: Counter,
+    pub failed: Counter,
+}
+
+/// The process's publisher handles.
+pub fn publisher() -> &'static PublisherMetrics {
+    static PUBLISHER: OnceLock<PublisherMetrics> = OnceLock::new();
+    PUBLISHER.get_or_init(|| PublisherMetrics {
+        batches: counter(catalog::PUBLISH_BATCHES, &[]),
+        acked: counter(catalog::PUBLISHES, &[("outcome", "acked")]),
+        failed: counter(catalog::PUBLISHES, &[("outcome", "failed")]),
+    })
+}
+
 /// Role look-ups by the level that answered.
 #[derive(Debug)]
 pub struct RoleCacheMetrics {
