@@ -6,6 +6,8 @@ use hongbao_store::{
 };
 use redis::Value;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::quota::Resource;
 use crate::{IDEMPOTENCY_GC_MARGIN_MS, RedisLedger, lua_limit, store_error};
 
@@ -115,9 +117,12 @@ async fn run_script(
             call.arg("").arg(0).arg(0);
         }
     };
-    call.arg(HIGH_VALUE_DAY_TTL_MS)
-        .arg(HIGH_VALUE_HOUR_TTL_MS)
-        .arg(Resource::hour_field(hour_of(req.now_ms)));
+    // The hour's quota field, read only by a shard's high-value claim.
+    let hour_field = match (&req.high_value, quota) {
+        (Some(_), true) => Resource::hour_field(hour_of(req.now_ms)),
+        _ => String::new(),
+    };
+    call.arg(HIGH_VALUE_DAY_TTL_MS).arg(HIGH_VALUE_HOUR_TTL_MS).arg(hour_field);
     let reply: Value = call.invoke_async(&mut ledger.conn.clone()).await.map_err(store_error)?;
 
     let Value::Array(parts) = reply else {
@@ -157,37 +162,93 @@ pub const HIGH_VALUE_DAY_TTL_MS: u64 = 2 * DAY_MS;
 /// Redis lifetime of an hour's high-value spend, for the same reason.
 pub const HIGH_VALUE_HOUR_TTL_MS: u64 = 3 * HOUR_MS;
 
-/// The committed high-value counts of `user`'s day and everyone's hour at `now_ms` (with claim
-/// shards, the hour's cents summed over them).
+/// The committed high-value counts of `user`'s day and everyone's hour at `now_ms`. With claim
+/// shards, the hour's cents are the user's shard's as committed plus the other shards' as last
+/// read (see [`HourSpend`]).
 pub(crate) async fn high_value_usage(
     ledger: &RedisLedger,
     user: u64,
     now_ms: u64,
 ) -> Result<HighValueUsage, StoreError> {
-    let mut conn = ledger.conn.clone();
     let (day, hour) = (day_of(now_ms), hour_of(now_ms));
     let mine = ledger.shard_of(user);
     let keys = &ledger.shard(mine).keys;
     let (claimed, spent): (Option<u32>, Option<u64>) = redis::cmd("MGET")
         .arg(keys.high_value_user(user, day))
         .arg(keys.high_value_hour(hour))
-        .query_async(&mut conn)
+        .query_async(&mut ledger.conn.clone())
         .await
         .map_err(store_error)?;
-    let mut spent = spent.unwrap_or(0);
-    // One GET per other shard: their keys are in other slots.
-    for (k, shard) in ledger.shards.iter().enumerate() {
-        if k == usize::from(mine) {
-            continue;
+    let others =
+        if ledger.sharded() { ledger.hour_spend.others(ledger, mine, now_ms).await? } else { 0 };
+    Ok(HighValueUsage {
+        claimed_today: claimed.unwrap_or(0),
+        spent_this_hour_cents: spent.unwrap_or(0).saturating_add(others),
+    })
+}
+
+/// How old the other shards' hour spend may be when a gift list reads it.
+pub const HOUR_SPEND_MAX_AGE_MS: u64 = 1_000;
+
+/// Every claim shard's spend of an hour's high-value budget, as this node last read it. The
+/// gift list asks for it on every list holding a high-value gift: reading every other shard
+/// each time would be S − 1 commands per list, so they are read again at most once per
+/// [`HOUR_SPEND_MAX_AGE_MS`] of the request clock, by one request while the others use what
+/// was read. Like [`hongbao_store::ClaimLedger::stock_taken`], it only hides gifts in lists: the
+/// claim script decides the budget exactly.
+pub(crate) struct HourSpend {
+    hour: AtomicU64,
+    read_at_ms: AtomicU64,
+    cents: Vec<AtomicU64>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl HourSpend {
+    pub fn new(shards: usize) -> HourSpend {
+        HourSpend {
+            hour: AtomicU64::new(u64::MAX),
+            read_at_ms: AtomicU64::new(0),
+            cents: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            reading: tokio::sync::Mutex::new(()),
         }
-        let theirs: Option<u64> = redis::cmd("GET")
-            .arg(shard.keys.high_value_hour(hour))
-            .query_async(&mut conn)
-            .await
-            .map_err(store_error)?;
-        spent = spent.saturating_add(theirs.unwrap_or(0));
     }
-    Ok(HighValueUsage { claimed_today: claimed.unwrap_or(0), spent_this_hour_cents: spent })
+
+    /// The hour's cents spent in every shard but `mine`.
+    async fn others(
+        &self,
+        ledger: &RedisLedger,
+        mine: u16,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let hour = hour_of(now_ms);
+        let fresh = self.hour.load(Ordering::Relaxed) == hour
+            && now_ms
+                < self.read_at_ms.load(Ordering::Relaxed).saturating_add(HOUR_SPEND_MAX_AGE_MS);
+        if !fresh && let Ok(_reading) = self.reading.try_lock() {
+            // One GET per shard: their keys are in other slots.
+            for (cents, shard) in self.cents.iter().zip(&ledger.shards) {
+                let spent: Option<u64> = redis::cmd("GET")
+                    .arg(shard.keys.high_value_hour(hour))
+                    .query_async(&mut ledger.conn.clone())
+                    .await
+                    .map_err(store_error)?;
+                cents.store(spent.unwrap_or(0), Ordering::Relaxed);
+            }
+            self.hour.store(hour, Ordering::Relaxed);
+            self.read_at_ms.store(now_ms, Ordering::Relaxed);
+        }
+        // Readings of another hour count nothing for this one.
+        if self.hour.load(Ordering::Relaxed) != hour {
+            return Ok(0);
+        }
+        Ok(self
+            .cents
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != usize::from(mine))
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add))
+    }
 }
 
 /// `user`'s order `id`, looked up in the user's shard only.

@@ -64,7 +64,7 @@ use hongbao_store::{
 };
 use redis::{ErrorKind, RedisError, Script};
 
-pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS};
+pub use claim::{HIGH_VALUE_DAY_TTL_MS, HIGH_VALUE_HOUR_TTL_MS, HOUR_SPEND_MAX_AGE_MS};
 pub use conn::{
     CLUSTER_SCHEME, CLUSTER_SEEDS_MAX, CONNECT_TIMEOUT_MS, KeyScan, RECONNECT_DELAY_MAX_MS,
     RECONNECT_DELAY_MIN_MS, RECONNECT_RETRIES, RESPONSE_TIMEOUT_MS, RedisConn, SCAN_COUNT, connect,
@@ -112,6 +112,8 @@ pub struct RedisLedger {
     /// Coupons granted per channel, as last seen by this node.
     granted: [AtomicU64; 3],
     quotas: quota::Quotas,
+    /// The other shards' high-value spend, for gift lists.
+    hour_spend: claim::HourSpend,
     grant_script: Script,
     claim_script: Script,
     settle_script: Script,
@@ -162,12 +164,14 @@ impl RedisLedger {
         } else {
             (0..count).map(|k| shard(Keys::shard(namespace, binding.campaign_id(), k))).collect()
         };
+        let hour_spend = claim::HourSpend::new(shards.len());
         let ledger = Self {
             conn,
             keys,
             shards,
             granted: Default::default(),
             quotas: quota::Quotas::new(gifts),
+            hour_spend,
             binding,
             grant_script: Script::new(include_str!("lua/grant.lua")),
             claim_script: Script::new(include_str!("lua/claim.lua")),

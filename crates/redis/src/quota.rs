@@ -251,24 +251,9 @@ impl RedisLedger {
     /// Applies transfer `id` to shard `k`, then drops its pending record.
     async fn receive(&self, k: u16, id: &str, field: &str, units: u64) -> Result<(), StoreError> {
         let keys = &self.shard(k).keys;
-        let mut conn = self.conn.clone();
-        self.quotas
-            .receive
-            .key(keys.quota())
-            .key(keys.quota_received())
-            .arg(id)
-            .arg(field)
-            .arg(units)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map_err(store_error)?;
-        redis::cmd("HDEL")
-            .arg(self.keys.pool_transfers())
-            .arg(id)
-            .query_async::<i64>(&mut conn)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        let (counter, applied) = (keys.quota(), keys.quota_received());
+        let pending = self.keys.pool_transfers();
+        self.apply_move(&self.quotas.receive, [counter, applied], pending, id, field, units).await
     }
 
     /// Takes back into the pool what every shard but `k` holds of `resource` and has not used.
@@ -306,11 +291,27 @@ impl RedisLedger {
 
     /// Takes release `id` of shard `j` back into the pool, then drops its pending record.
     async fn give_back(&self, j: u16, id: &str, field: &str, units: u64) -> Result<(), StoreError> {
+        let (counter, applied) = (self.keys.pool_allotted(), self.keys.pool_returned());
+        let pending = self.shard(j).keys.quota_releases();
+        self.apply_move(&self.quotas.give_back, [counter, applied], pending, id, field, units).await
+    }
+
+    /// The second half of a quota move, either way: `script` applies move `id` to the
+    /// receiving side's counter once (its set of applied ids remembers it), then the move's
+    /// pending record on the giving side is dropped.
+    async fn apply_move(
+        &self,
+        script: &Script,
+        [counter, applied]: [String; 2],
+        pending: String,
+        id: &str,
+        field: &str,
+        units: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.quotas
-            .give_back
-            .key(self.keys.pool_allotted())
-            .key(self.keys.pool_returned())
+        script
+            .key(counter)
+            .key(applied)
             .arg(id)
             .arg(field)
             .arg(units)
@@ -318,7 +319,7 @@ impl RedisLedger {
             .await
             .map_err(store_error)?;
         redis::cmd("HDEL")
-            .arg(self.shard(j).keys.quota_releases())
+            .arg(pending)
             .arg(id)
             .query_async::<i64>(&mut conn)
             .await

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hongbao_store::{OrderId, StoreError};
 
+use crate::keys::Keys;
 use crate::{RedisLedger, store_error};
 
 /// How long the servers may take to answer, and the cluster to agree on every slot.
@@ -226,11 +227,28 @@ pub async fn remove_sent_row_by_hand(
     ledger: &RedisLedger,
     id: &OrderId,
 ) -> Result<bool, StoreError> {
+    remove_from_its_shard(ledger, "ZREM", Keys::sent, id).await
+}
+
+/// Fault injection for tests: deletes `id`'s order behind the ledger's back, leaving everything
+/// else of it (its send-log row, its place in the order index, the user's list, its message)
+/// as it is. Returns whether there was one. Never used by services.
+pub async fn remove_order_by_hand(ledger: &RedisLedger, id: &OrderId) -> Result<bool, StoreError> {
+    remove_from_its_shard(ledger, "HDEL", Keys::orders, id).await
+}
+
+/// `command key id` on the key `key` names in every claim shard: an id alone does not tell its
+/// shard, and at most one shard holds it.
+async fn remove_from_its_shard(
+    ledger: &RedisLedger,
+    command: &str,
+    key: fn(&Keys) -> String,
+    id: &OrderId,
+) -> Result<bool, StoreError> {
     let mut removed = 0u64;
-    // The order's claim shard is not known from its id: at most one shard holds the row.
     for shard in &ledger.shards {
-        let n: u64 = redis::cmd("ZREM")
-            .arg(shard.keys.sent())
+        let n: u64 = redis::cmd(command)
+            .arg(key(&shard.keys))
             .arg(id.as_str())
             .query_async(&mut ledger.conn.clone())
             .await
@@ -240,19 +258,47 @@ pub async fn remove_sent_row_by_hand(
     Ok(removed > 0)
 }
 
-/// Fault injection for tests: deletes `id`'s order behind the ledger's back, leaving everything
-/// else of it (its send-log row, its place in the order index, the user's list, its message)
-/// as it is. Returns whether there was one. Never used by services.
-pub async fn remove_order_by_hand(ledger: &RedisLedger, id: &OrderId) -> Result<bool, StoreError> {
-    let mut removed = 0u64;
+/// Where a gift's units are, read from Redis: what the quota design keeps true at rest (no
+/// move pending) is `allotted == quotas.sum()`, `taken[k] <= quotas[k]` and
+/// `allotted <= stock` — no unit in two places, none sold twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaAccounts {
+    /// Units the pool has given to shards and not got back.
+    pub allotted: u64,
+    /// Each shard's quota of the gift.
+    pub quotas: Vec<u64>,
+    /// Each shard's units taken.
+    pub taken: Vec<u64>,
+    /// Moves recorded pending, either way, of any resource.
+    pub pending_moves: u64,
+}
+
+/// The [`QuotaAccounts`] of `gift` (a sharded ledger's; with one shard, all zero but `taken`).
+pub async fn quota_accounts(
+    ledger: &RedisLedger,
+    gift: hongbao_domain::GiftIndex,
+) -> Result<QuotaAccounts, StoreError> {
+    let Some((gift_id, _)) = ledger.binding.gift(gift) else {
+        return Err(StoreError::InvalidRequest(format!("gift {gift:?} is not bound")));
+    };
+    let mut conn = ledger.conn.clone();
+    let hget = |key: String| redis::cmd("HGET").arg(key).arg(gift_id).to_owned();
+    let hlen = |key: String| redis::cmd("HLEN").arg(key).to_owned();
+    let allotted: Option<u64> =
+        hget(ledger.keys.pool_allotted()).query_async(&mut conn).await.map_err(store_error)?;
+    let mut pending: u64 =
+        hlen(ledger.keys.pool_transfers()).query_async(&mut conn).await.map_err(store_error)?;
+    let (mut quotas, mut taken) = (Vec::new(), Vec::new());
     for shard in &ledger.shards {
-        let n: u64 = redis::cmd("HDEL")
-            .arg(shard.keys.orders())
-            .arg(id.as_str())
-            .query_async(&mut ledger.conn.clone())
-            .await
-            .map_err(store_error)?;
-        removed += n;
+        let quota: Option<u64> =
+            hget(shard.keys.quota()).query_async(&mut conn).await.map_err(store_error)?;
+        let units: Option<u64> =
+            hget(shard.keys.stock()).query_async(&mut conn).await.map_err(store_error)?;
+        let releases: u64 =
+            hlen(shard.keys.quota_releases()).query_async(&mut conn).await.map_err(store_error)?;
+        quotas.push(quota.unwrap_or(0));
+        taken.push(units.unwrap_or(0));
+        pending += releases;
     }
-    Ok(removed > 0)
+    Ok(QuotaAccounts { allotted: allotted.unwrap_or(0), quotas, taken, pending_moves: pending })
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use common::{NOW_MS, claim_req, connect, connect_sharded, namespace, redis_answers};
 use hongbao_domain::{Channel, GiftIndex};
-use hongbao_redis::{RedisLedger, shard_of, testing::strand_transfer};
+use hongbao_redis::testing::{quota_accounts, strand_transfer};
+use hongbao_redis::{RedisLedger, shard_of};
 use hongbao_store::{ClaimLedger, ClaimOutcome, StoreError};
 
 const SHARDS: u16 = 8;
@@ -22,6 +23,18 @@ async fn claim(ledger: &RedisLedger, user: u64, stock: u64) -> ClaimOutcome {
 /// Users `from..` that live in shard `k`.
 fn users_of_shard(k: u16, from: u64, count: usize) -> Vec<u64> {
     (from..).filter(|u| shard_of(*u, SHARDS) == k).take(count).collect()
+}
+
+/// The units of gift `a` are where the design says, and nowhere twice: nothing pending, the
+/// pool's count of units given out is the shards' quotas, no shard took more than its quota,
+/// and `sold` units are taken in all.
+async fn assert_units_accounted(ledger: &RedisLedger, stock: u64, sold: u64) {
+    let accounts = quota_accounts(ledger, GiftIndex(0)).await.expect("redis answers");
+    assert_eq!(accounts.pending_moves, 0, "{accounts:?}");
+    assert_eq!(accounts.allotted, accounts.quotas.iter().sum::<u64>(), "{accounts:?}");
+    assert!(accounts.allotted <= stock, "{accounts:?}");
+    assert!(accounts.taken.iter().zip(&accounts.quotas).all(|(t, q)| t <= q), "{accounts:?}");
+    assert_eq!(accounts.taken.iter().sum::<u64>(), sold, "{accounts:?}");
 }
 
 /// Claims by new users, one at a time, until one is refused for stock: the units still to be
@@ -67,9 +80,11 @@ async fn a_storm_on_every_shard_never_oversells_and_the_gift_sells_out() {
         }
     }
     assert!(accepted <= stock, "oversold: {accepted} of {stock}");
+    assert_units_accounted(&ledger, stock, accepted).await;
     // Whatever the storm left in the shards' quotas, later claims find: the gift sells out.
     let later = sell_out(&ledger, stock, 10_000).await;
     assert_eq!(accepted + later, stock, "storm {accepted}, later {later}");
+    assert_units_accounted(&ledger, stock, stock).await;
     let fresh = connect(&ns).await;
     assert_eq!(fresh.shards(), SHARDS, "a node asking for no layout takes the stored one");
     assert_eq!(fresh.stock_taken(GiftIndex(0)), stock);
@@ -100,6 +115,7 @@ async fn quota_left_in_idle_shards_comes_back_for_a_busy_one() {
     }
     assert_eq!(sold, stock);
     assert_eq!(ledger.stock_taken(GiftIndex(0)), stock);
+    assert_units_accounted(&ledger, stock, stock).await;
 }
 
 #[tokio::test]
@@ -130,6 +146,7 @@ async fn a_transfer_whose_mover_died_is_finished_by_the_sweeper() {
     assert_eq!(again.transfers, 0, "a finished transfer is no longer pending");
     // Every unit is sellable again, exactly once.
     assert_eq!(sell_out(&ledger, stock, 50_000).await, stock);
+    assert_units_accounted(&ledger, stock, stock).await;
 }
 
 #[tokio::test]
