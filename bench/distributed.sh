@@ -26,20 +26,8 @@ cd "$(dirname "$0")/.."
 orders=${1:-100000}; rate=${RATE:-4000}; dur=${DUR:-10}; conns=${CONNS:-128}; scale=${SCALE:-1}
 work="$(mktemp -d)"
 pids=()
-# Nodes first (last started, first stopped), servers last; a process still running 10 s after
-# SIGTERM gets SIGKILL (a worker whose Redis or NATS is gone can wait longer than that).
-running() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-cleanup() {
-  local i p
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    for p in "${pids[@]}"; do running "$p" && break; done
-    running "$p" || break
-    sleep 0.2
-  done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null; rm -rf "$work"
-}
+# Nodes first, servers last: stop_pids (bench/lib.sh) stops them in reverse.
+cleanup() { stop_pids; rm -rf "$work"; }
 trap cleanup EXIT
 # A signal (Ctrl-C, a closed pipe) exits through the same clean-up.
 trap 'exit 1' INT TERM HUP PIPE

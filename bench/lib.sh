@@ -30,3 +30,20 @@ warm_roles() {
   done
   [ "$served" -ge $((2 * users)) ] || echo "warning: role cache warm-up served only $served lists for $users users" >&2
 }
+
+# Whether process $1 still runs (not a zombie).
+running() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# Stops the processes in the array `pids`, last started first: SIGTERM, then SIGKILL to
+# whatever still runs 10 s later (a worker whose Redis or NATS is gone may wait longer).
+stop_pids() {
+  local i p
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    for p in "${pids[@]}"; do running "$p" && break; done
+    running "${p:-}" || break
+    sleep 0.2
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null
+}

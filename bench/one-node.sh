@@ -35,19 +35,8 @@ for tool in wrk taskset curl ss python3 redis-server redis-cli nats-server; do
 done
 work="$(mktemp -d)"
 pids=()
-running() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-# Last started, first stopped; whatever still runs 10 s after SIGTERM gets SIGKILL.
-cleanup() {
-  local i p
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    for p in "${pids[@]}"; do running "$p" && break; done
-    running "${p:-}" || break
-    sleep 0.2
-  done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null; rm -rf "$work"
-}
+# Nodes first, servers last: stop_pids (bench/lib.sh) stops them in reverse.
+cleanup() { stop_pids; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
