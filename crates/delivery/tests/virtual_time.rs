@@ -217,7 +217,17 @@ async fn a_retry_is_not_leased_before_its_backoff_ends_and_is_sent_once_it_does(
     }
     let failed_at_ms = rig.clock.now_ms();
     assert_eq!(failed_at_ms, START_MS + START_QUIET_MS, "the first call ends the quiet start");
-    let depth = rig.queue.depth(game).await.expect("depth");
+    // The game has answered; the worker records the retry in its next steps (without the
+    // manual clock moving): give it those before reading the queue.
+    let mut depth = rig.queue.depth(game).await.expect("depth");
+    for _ in 0..100 {
+        if depth.leased == 0 {
+            break;
+        }
+        settled().await;
+        depth = rig.queue.depth(game).await.expect("depth");
+    }
+    assert_eq!(rig.clock.now_ms(), failed_at_ms, "the manual clock did not move meanwhile");
     assert_eq!((depth.entries, depth.leased, depth.retrying), (1, 0, Some(1)));
     assert_eq!(rig.queue.last_error(game, &order_id).as_deref(), Some("try_later"));
     let ready_at_ms = rig.queue.ready_at_ms(game, &order_id).expect("the retry's ready time");
